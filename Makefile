@@ -1,0 +1,43 @@
+# hwreshape: `make setup` then `make test` (see README).
+PY ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: setup test test-fast demo bench lint lock clean
+
+# Idempotent: creates .venv if missing, installs the pinned stack (constraints.txt), then finn-plus
+# without its (unsatisfiable) pins, then checks the result with `hwreshape env`.
+setup:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "setup: $(PY) not found (hwreshape needs Python 3.11)"; exit 1; }
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" "setuptools>=77" wheel
+	$(PIP) install -c constraints.txt -e ".[dev,peers]"
+	$(PIP) install -c constraints.txt --no-deps "finn-plus==1.6.1"
+	$(VENV)/bin/hwreshape env
+
+test:
+	$(VPY) -m pytest -p no:cacheprovider
+
+test-fast:
+	$(VPY) -m pytest -p no:cacheprovider -m "not slow"
+
+demo:
+	$(VENV)/bin/hwreshape demo
+
+bench:
+	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(VPY) $$f; done
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint docker/Dockerfile
+
+# Re-pin every installed distribution (run after changing dependencies, then commit constraints.txt).
+lock:
+	$(PIP) freeze --exclude-editable | grep -v -e '^hwreshape' -e '^finn-plus' | sed -E 's/\+cpu$$//' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo_out

@@ -1,0 +1,112 @@
+"""``hwreshape demo``: run the demo stages that the packages register and print a summary table.
+
+A stage is a function ``stage(ctx: DemoContext) -> str | dict`` living in one of the packages. It runs on
+embedded defaults (synthetic data, sklearn digits, or the MNIST 10k split when ``../shared`` is present),
+writes any plots under ``ctx.out_dir`` and returns a short result (a string, or a dict of printed numbers).
+Stages are listed in :data:`STAGES` as ``(name, "module:function")``; each capability adds its own line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: (stage name, "module:function").  Order = execution order.
+STAGES: list[tuple[str, str]] = [
+    ("environment", "hwreshape.smoke:stage_environment"),
+    ("finn-plus estimate build", "hwreshape.smoke:stage_finn_estimate"),
+    ("qkeras -> hls4ml c-sim", "hwreshape.smoke:stage_qkeras_hls4ml"),
+    ("aslr scheduler", "aslr.demo:stage"),
+    ("bm ops (model side)", "bm_ops.demo:stage"),
+    ("bm ops (qonnx + hls4ml)", "bm_ops.demo_hls:stage"),
+    ("s2n2 lif-mvau in finn", "finn_s2n2.demo:stage"),
+    ("s2n2 snn front-end", "finn_s2n2.demo_frontend:stage"),
+    ("dvs o(n) filter", "finn_s2n2.events.demo:stage"),
+    ("hls4ml short-skip fusion", "hls4ml_skiptrim.demo:stage"),
+    ("skiptrim recipes", "hls4ml_skiptrim.demo_recipes:stage"),
+    ("hardware-cost report", "hwreshape.report:demo_stage"),
+]
+
+
+def shared_dir() -> Path | None:
+    """The ``shared/`` folder beside the repository (MNIST 10k split etc.), or None when absent."""
+    env = os.environ.get("HWRESHAPE_SHARED")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent.parent
+    candidates += [here.parent / "shared", Path.cwd().parent / "shared"]
+    for c in candidates:
+        if (c / "data").is_dir():
+            return c
+    return None
+
+
+@dataclass
+class DemoContext:
+    out_dir: Path
+    quick: bool = True
+    shared: Path | None = field(default_factory=shared_dir)
+
+    @property
+    def mnist_dir(self) -> Path | None:
+        if self.shared is not None and (self.shared / "data" / "mnist").is_dir():
+            return self.shared / "data" / "mnist"
+        return None
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    ok: bool
+    result: str
+    seconds: float
+
+
+def _format(result) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    return str(result)
+
+
+def _resolve(target: str):
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run(out_dir: str | Path = "demo_out", only: list[str] | None = None, quick: bool = True) -> list[StageOutcome]:
+    """Run every registered stage (or those whose name contains one of ``only``); never stops at a failure."""
+    ctx = DemoContext(out_dir=Path(out_dir), quick=quick)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    outcomes: list[StageOutcome] = []
+    for name, target in STAGES:
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
+        t0 = time.perf_counter()
+        try:
+            fn = _resolve(target)
+            res = _format(fn(ctx))
+            ok = True
+        except Exception as exc:  # a stage failure is reported, the others still run
+            res = f"FAILED: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            ok = False
+        outcomes.append(StageOutcome(name, ok, res, time.perf_counter() - t0))
+        print(f"[demo] {name}: {'ok' if ok else 'FAILED'} ({outcomes[-1].seconds:.1f} s)", flush=True)
+    return outcomes
+
+
+def print_summary(outcomes: list[StageOutcome]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hwreshape demo")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("result", overflow="fold")
+    table.add_column("time [s]", justify="right")
+    for o in outcomes:
+        table.add_row(o.name, "ok" if o.ok else "[red]FAILED[/red]", o.result, f"{o.seconds:.1f}")
+    Console(width=160).print(table)
