@@ -1,0 +1,158 @@
+"""hls4ml IR layer ``BMConv2D``: a BM convolution quantised by :mod:`bm_ops.fixedpoint`.
+
+Seed ``000_5bd4b4fcc7d8a338``, *The BM Convolutional Layer* (``J = sum p^a p^b exp(ln I^a (.) v^b) + b``).
+The float log-domain weights ``v_pos_data``/``v_neg_data`` ``(F, C, Kh, Kw)`` and ``bias_data`` given by a
+frontend handler are converted once, here, with :func:`bm_ops.fixedpoint.quantize_bm_layer` against the
+input precision; the resulting integer arrays (weights, bias, log/exp tables) become hls4ml weight variables,
+so the C++ (``nnet_bm_conv.h``) uses exactly the numbers the Python reference uses.
+
+Layer configuration keys (``hls_config['LayerName'][name]``): ``LogTableBits``, ``LogFracBits``,
+``ExpTableBits``, ``ExpFracBits``, ``AccumFracBits``, ``WeightBits`` (see :class:`BMFixedConfig`). A ``result``
+precision of ``auto`` becomes the exact accumulator type.
+"""
+
+from __future__ import annotations
+
+from hls4ml.model.attributes import Attribute, ConfigurableAttribute
+from hls4ml.model.layers import Layer
+from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, NamedType
+
+from bm_ops.fixedpoint import BMFixedConfig, FixedType, quantize_bm_layer
+
+__all__ = ["BMConv2D"]
+
+_GEOMETRY = (
+    "in_height",
+    "in_width",
+    "out_height",
+    "out_width",
+    "n_chan",
+    "n_filt",
+    "filt_height",
+    "filt_width",
+    "stride_height",
+    "stride_width",
+    "pad_top",
+    "pad_bottom",
+    "pad_left",
+    "pad_right",
+)
+
+_DEFAULTS = BMFixedConfig()
+
+
+class BMConv2D(Layer):
+    """BM 2D convolution (zero padding, no groups/dilation); computes channels_last in C++."""
+
+    _expected_attributes = [Attribute(a) for a in _GEOMETRY] + [
+        ConfigurableAttribute("log_table_bits", default=_DEFAULTS.log_table_bits),
+        ConfigurableAttribute("log_frac_bits", default=_DEFAULTS.log_frac_bits),
+        ConfigurableAttribute("exp_table_bits", default=_DEFAULTS.exp_table_bits),
+        ConfigurableAttribute("exp_frac_bits", default=_DEFAULTS.exp_frac_bits),
+        ConfigurableAttribute("accum_frac_bits", default=_DEFAULTS.accum_frac_bits),
+    ]
+
+    def _where(self) -> str:
+        return f"BMConv2D layer '{self.name}'"
+
+    def fixed_config(self) -> BMFixedConfig:
+        wb = self.get_attr("weight_bits")
+        return BMFixedConfig(
+            log_table_bits=int(self.get_attr("log_table_bits", _DEFAULTS.log_table_bits)),
+            log_frac_bits=int(self.get_attr("log_frac_bits", _DEFAULTS.log_frac_bits)),
+            exp_table_bits=int(self.get_attr("exp_table_bits", _DEFAULTS.exp_table_bits)),
+            exp_frac_bits=int(self.get_attr("exp_frac_bits", _DEFAULTS.exp_frac_bits)),
+            accum_frac_bits=int(self.get_attr("accum_frac_bits", _DEFAULTS.accum_frac_bits)),
+            weight_bits=None if wb is None else int(wb),
+        )
+
+    def initialize(self):
+        where = self._where()
+        for a in _GEOMETRY:
+            if self.get_attr(a) is None:
+                raise ValueError(f"{where}: missing attribute '{a}'")
+        if self.get_attr("data_format", "channels_last") == "channels_last":
+            shape = [self.attributes["out_height"], self.attributes["out_width"], self.attributes["n_filt"]]
+        else:
+            shape = [self.attributes["n_filt"], self.attributes["out_height"], self.attributes["out_width"]]
+        self.add_output_variable(shape)
+
+        input_t = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
+        out_var = self.get_output_variable()
+        auto_result = type(out_var.type.precision).__name__ == "UnspecifiedPrecisionType"
+        provisional = FixedType(32, 16) if auto_result else FixedType.from_hls(out_var.type.precision, where)
+        q = quantize_bm_layer(
+            self.get_attr("v_pos_data"),
+            self.get_attr("v_neg_data"),
+            self.get_attr("bias_data"),
+            input_t,
+            provisional,
+            self.fixed_config(),
+            where=where,
+        )
+        if auto_result:
+            prec = FixedPrecisionType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True)
+            self.add_output_variable(shape, precision=prec)
+            q.result_t = FixedType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True)
+        self.set_attr("bm_fixed", q)
+        self.set_attr("weight_bits", q.weight_bits)
+        self.set_attr("sum_bits", q.sum_bits)
+        self.set_attr("accum_bits", q.accum_bits)
+
+        self.add_weights_variable(
+            name="v_pos",
+            var_name="vp{index}",
+            precision=IntegerPrecisionType(q.weight_bits, True),
+            data=q.v_pos,
+        )
+        self.add_weights_variable(
+            name="v_neg",
+            var_name="vn{index}",
+            precision=IntegerPrecisionType(q.weight_bits, True),
+            data=q.v_neg,
+        )
+        bias_bits = max(2, int(abs(q.bias).max()).bit_length() + 1) if q.bias.size else 2
+        self.add_weights_variable(
+            name="bias", var_name="b{index}", precision=IntegerPrecisionType(bias_bits, True), data=q.bias
+        )
+        self.add_weights_variable(
+            name="log_table",
+            var_name="logt{index}",
+            precision=IntegerPrecisionType(q.cfg.log_frac_bits + 1, False),
+            data=q.log_t,
+        )
+        self.add_weights_variable(
+            name="exp_table",
+            var_name="expt{index}",
+            precision=IntegerPrecisionType(q.cfg.exp_frac_bits + 2, False),
+            data=q.exp_t,
+        )
+        self.set_attr(
+            "accum_t",
+            NamedType(
+                f"layer{self.index}_bm_accum_t",
+                FixedPrecisionType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True),
+            ),
+        )
+
+    def check_unchanged(self):
+        """Raise if an optimizer pass changed the input/result precision after the weights were quantised."""
+        q = self.get_attr("bm_fixed")
+        where = self._where()
+        now_in = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
+        if now_in != q.input_t:
+            raise ValueError(
+                f"{where}: input precision changed from {q.input_t.cpp()} to {now_in.cpp()} after conversion; "
+                "set the precision of the layer feeding the BM layer explicitly"
+            )
+        now_res = FixedType.from_hls(self.get_output_variable().type.precision, where=f"{where} result")
+        if now_res != q.result_t:
+            raise ValueError(
+                f"{where}: result precision changed from {q.result_t.cpp()} to {now_res.cpp()} after conversion"
+            )
+        if self.get_attr("data_format", "channels_last") != "channels_last":
+            raise ValueError(
+                f"{where}: the C++ layer is channels_last only; convert PyTorch models with "
+                "channels_last_conversion='full' (or 'internal')"
+            )
+        return q

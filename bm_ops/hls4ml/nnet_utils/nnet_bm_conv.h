@@ -1,0 +1,279 @@
+// Bipolar Morphological (BM) 2D convolution for hls4ml (Vivado / Vitis backends, io_parallel and io_stream).
+//
+// Seed 000_5bd4b4fcc7d8a338 (Limonova et al.), "The BM Convolutional Layer":
+//     J = sum_{a,b in {+,-}} p^a p^b exp( ln I^a (.) v^b ) + bias
+// with "log and exp once per value, addition and maximum inside the window" (Hardware implementation).
+//
+// This header is the C++ twin of bm_ops/fixedpoint.py (the specification): same tables (written by hls4ml
+// as weight arrays, computed once in Python), same integer arithmetic, bit for bit:
+//   1. L = (e - in_frac) * 2^FL + log_table[idx]   (e = leading-one position of |x|, idx = next T bits)
+//   2. S = L + V (V = round(2^FL * v * log2 e), sentinel = -inf), four running maxima per output
+//   3. term = exp_table[g >> (FL - Te)] * 2^(n + FA - FE), n = floor(z / 2^FL), g = z mod 2^FL,
+//      right shifts round half up
+//   4. acc = T++ - T+- - T-+ + T-- + B  (exact), res = (res_T) acc  (res_T's own rounding/overflow mode)
+// Base-2 log/exp are used instead of ln/exp: exp(ln x + v) = 2^(log2 x + v log2 e), log2 e folded into V.
+// Arithmetic is done in 64-bit integers; the widths that are actually needed (weight_bits, sum_bits,
+// accum_bits) are computed by the Python side and given in the config.
+#ifndef NNET_BM_CONV_H_
+#define NNET_BM_CONV_H_
+
+#include "ap_fixed.h"
+#include "ap_int.h"
+#include "hls_stream.h"
+
+namespace nnet {
+
+struct bm_conv2d_config {
+    // geometry (channels_last)
+    static const unsigned in_height = 8;
+    static const unsigned in_width = 8;
+    static const unsigned n_chan = 1;
+    static const unsigned filt_height = 3;
+    static const unsigned filt_width = 3;
+    static const unsigned n_filt = 1;
+    static const unsigned stride_height = 1;
+    static const unsigned stride_width = 1;
+    static const unsigned pad_top = 0;
+    static const unsigned pad_left = 0;
+    static const unsigned out_height = 6;
+    static const unsigned out_width = 6;
+    // input fixed-point format
+    static const unsigned in_bits = 16;
+    static const bool in_signed = true;
+    static const int in_frac = 10;
+    // approximation parameters
+    static const unsigned log_table_bits = 8;
+    static const unsigned log_frac_bits = 12;
+    static const unsigned exp_table_bits = 8;
+    static const unsigned exp_frac_bits = 16;
+    static const unsigned accum_frac_bits = 16;
+    static const unsigned accum_bits = 32;
+    static const long long weight_sentinel = -32768;
+    static const unsigned reuse_factor = 1;
+    typedef ap_int<16> weight_t;
+    typedef ap_int<32> bias_t;
+    typedef ap_uint<13> log_table_t;
+    typedef ap_uint<18> exp_table_t;
+    typedef ap_fixed<32, 16> accum_t;
+};
+
+// Runtime description of one layer (the templates below fill it from CONFIG_T with compile-time constants;
+// the test harness bm_ops/hls4ml/harness.cpp fills it at run time so one binary checks many layers).
+struct bm_geom {
+    unsigned in_height, in_width, n_chan, filt_height, filt_width, n_filt;
+    unsigned stride_height, stride_width, pad_top, pad_left, out_height, out_width;
+    unsigned in_bits;
+    bool in_signed;
+    int in_frac;
+    unsigned log_table_bits, log_frac_bits, exp_table_bits, exp_frac_bits, accum_frac_bits;
+    long long weight_sentinel;
+};
+
+template <typename CONFIG_T> inline bm_geom bm_geom_of() {
+    bm_geom g = {CONFIG_T::in_height,      CONFIG_T::in_width,       CONFIG_T::n_chan,        CONFIG_T::filt_height,
+                 CONFIG_T::filt_width,     CONFIG_T::n_filt,         CONFIG_T::stride_height, CONFIG_T::stride_width,
+                 CONFIG_T::pad_top,        CONFIG_T::pad_left,       CONFIG_T::out_height,    CONFIG_T::out_width,
+                 CONFIG_T::in_bits,        CONFIG_T::in_signed,      CONFIG_T::in_frac,       CONFIG_T::log_table_bits,
+                 CONFIG_T::log_frac_bits,  CONFIG_T::exp_table_bits, CONFIG_T::exp_frac_bits, CONFIG_T::accum_frac_bits,
+                 CONFIG_T::weight_sentinel};
+    return g;
+}
+
+// raw two's-complement integer of an ap_fixed / ap_ufixed / ap_int value of g.in_bits bits
+template <class T> inline long long bm_raw(const T &x, const bm_geom &g) {
+    unsigned long long u = x.range(g.in_bits - 1, 0).to_uint64();
+    long long r = (long long)u;
+    if (g.in_signed && ((u >> (g.in_bits - 1)) & 1ULL)) {
+        r -= (long long)(1ULL << g.in_bits);
+    }
+    return r;
+}
+
+// step 1: base-2 log of a magnitude m > 0 with in_frac fraction bits, log_frac_bits fraction bits out
+template <class log_table_T> inline long long bm_log2(unsigned long long m, const log_table_T log_table[], const bm_geom &g) {
+    int e = 0;
+BMLeadingOne:
+    for (int b = (int)g.in_bits; b >= 0; b--) {
+        if ((m >> b) & 1ULL) {
+            e = b;
+            break;
+        }
+    }
+    const int T = (int)g.log_table_bits;
+    const unsigned long long mask = (1ULL << T) - 1ULL;
+    unsigned long long idx = (e >= T) ? ((m >> (e - T)) & mask) : ((m << (T - e)) & mask);
+    return (long long)(e - g.in_frac) * (1LL << g.log_frac_bits) + (long long)log_table[idx];
+}
+
+// step 3: 2^(z / 2^FL) in the accumulator's raw units (accum_frac_bits fraction bits)
+template <class exp_table_T> inline long long bm_exp2(long long z, const exp_table_T exp_table[], const bm_geom &g) {
+    const int FL = (int)g.log_frac_bits;
+    const int FE = (int)g.exp_frac_bits;
+    long long n = z >> FL; // arithmetic shift = floor
+    long long frac = z & ((1LL << FL) - 1LL);
+    long long E = (long long)exp_table[frac >> (FL - (int)g.exp_table_bits)];
+    long long sh = n + (long long)g.accum_frac_bits - (long long)FE;
+    if (sh >= 0) {
+        return E << sh;
+    }
+    long long k = -sh;
+    if (k >= FE + 2) {
+        return 0;
+    }
+    return (E + (1LL << (k - 1))) >> k;
+}
+
+// log + sign of one input value (one log per value)
+template <class T, class log_table_T>
+inline void bm_log_value(const T &x, const log_table_T log_table[], const bm_geom &g, long long &logx, signed char &sgn) {
+    long long r = bm_raw<T>(x, g);
+    sgn = (r > 0) ? 1 : ((r < 0) ? -1 : 0);
+    unsigned long long m = (unsigned long long)(r < 0 ? -r : r);
+    logx = (r == 0) ? 0 : bm_log2<log_table_T>(m, log_table, g);
+}
+
+// steps 2-4 over precomputed logs / signs of a whole channels_last frame -> raw accumulators
+template <class weight_T, class bias_T, class exp_table_T>
+void bm_conv_2d_acc(const long long logx[], const signed char sgn[], long long acc_out[], const weight_T v_pos[],
+                    const weight_T v_neg[], const bias_T bias[], const exp_table_T exp_table[], const bm_geom &g) {
+    const unsigned taps = g.n_chan * g.filt_height * g.filt_width;
+BMOutRow:
+    for (unsigned oh = 0; oh < g.out_height; oh++) {
+    BMOutCol:
+        for (unsigned ow = 0; ow < g.out_width; ow++) {
+        BMFilt:
+            for (unsigned f = 0; f < g.n_filt; f++) {
+                // quadrants: 0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-)
+                long long mx[4] = {0, 0, 0, 0};
+                bool valid[4] = {false, false, false, false};
+            BMChan:
+                for (unsigned c = 0; c < g.n_chan; c++) {
+                BMKh:
+                    for (unsigned kh = 0; kh < g.filt_height; kh++) {
+                        int ih = (int)(oh * g.stride_height + kh) - (int)g.pad_top;
+                        if (ih < 0 || ih >= (int)g.in_height)
+                            continue;
+                    BMKw:
+                        for (unsigned kw = 0; kw < g.filt_width; kw++) {
+                            int iw = (int)(ow * g.stride_width + kw) - (int)g.pad_left;
+                            if (iw < 0 || iw >= (int)g.in_width)
+                                continue;
+                            unsigned ii = ((unsigned)ih * g.in_width + (unsigned)iw) * g.n_chan + c;
+                            signed char s = sgn[ii];
+                            if (s == 0)
+                                continue; // ln 0 = -inf
+                            unsigned wi = f * taps + (c * g.filt_height + kh) * g.filt_width + kw;
+                            unsigned q0 = (s > 0) ? 0 : 2;
+                            long long vp = (long long)v_pos[wi];
+                            long long vn = (long long)v_neg[wi];
+                            if (vp != g.weight_sentinel) {
+                                long long sum = logx[ii] + vp;
+                                if (!valid[q0] || sum > mx[q0]) {
+                                    mx[q0] = sum;
+                                    valid[q0] = true;
+                                }
+                            }
+                            if (vn != g.weight_sentinel) {
+                                long long sum = logx[ii] + vn;
+                                if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
+                                    mx[q0 + 1] = sum;
+                                    valid[q0 + 1] = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                long long acc = (long long)bias[f];
+            BMExp:
+                for (unsigned q = 0; q < 4; q++) {
+                    if (!valid[q])
+                        continue;
+                    long long t = bm_exp2<exp_table_T>(mx[q], exp_table, g);
+                    acc += (q == 0 || q == 3) ? t : -t;
+                }
+                acc_out[(oh * g.out_width + ow) * g.n_filt + f] = acc;
+            }
+        }
+    }
+}
+
+// step 4 (cast): exact raw accumulator -> accum_t -> res_T (res_T's rounding / overflow mode)
+template <class res_T, typename CONFIG_T> inline res_T bm_cast_result(long long acc) {
+    ap_int<CONFIG_T::accum_bits> araw = acc;
+    typename CONFIG_T::accum_t a;
+    a.range(CONFIG_T::accum_bits - 1, 0) = araw.range(CONFIG_T::accum_bits - 1, 0);
+    return (res_T)a;
+}
+
+// io_parallel entry point: data / res are channels_last arrays
+template <class data_T, class res_T, typename CONFIG_T>
+void bm_conv_2d_cl(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                   res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt],
+                   const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * CONFIG_T::n_chan *
+                                                          CONFIG_T::filt_height * CONFIG_T::filt_width],
+                   const typename CONFIG_T::weight_t v_neg[CONFIG_T::n_filt * CONFIG_T::n_chan *
+                                                          CONFIG_T::filt_height * CONFIG_T::filt_width],
+                   const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
+                   const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
+                   const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
+    const bm_geom g = bm_geom_of<CONFIG_T>();
+    const unsigned n_in = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
+    const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt;
+    long long logx[n_in];
+    signed char sgn[n_in];
+    long long acc[n_out];
+BMLog:
+    for (unsigned i = 0; i < n_in; i++) {
+        bm_log_value<data_T, typename CONFIG_T::log_table_t>(data[i], log_table, g, logx[i], sgn[i]);
+    }
+    bm_conv_2d_acc<typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(
+        logx, sgn, acc, v_pos, v_neg, bias, exp_table, g);
+BMCast:
+    for (unsigned i = 0; i < n_out; i++) {
+        res[i] = bm_cast_result<res_T, CONFIG_T>(acc[i]);
+    }
+}
+
+// io_stream entry point: one stream word = all channels of one pixel (row-major over the image).
+// The frame is buffered in the log domain (one log per value as it arrives), then the outputs are streamed.
+template <class data_T, class res_T, typename CONFIG_T>
+void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
+                   const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * CONFIG_T::n_chan *
+                                                          CONFIG_T::filt_height * CONFIG_T::filt_width],
+                   const typename CONFIG_T::weight_t v_neg[CONFIG_T::n_filt * CONFIG_T::n_chan *
+                                                          CONFIG_T::filt_height * CONFIG_T::filt_width],
+                   const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
+                   const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
+                   const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
+    const bm_geom g = bm_geom_of<CONFIG_T>();
+    const unsigned n_in = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
+    const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt;
+    long long logx[n_in];
+    signed char sgn[n_in];
+    long long acc[n_out];
+BMReadPixel:
+    for (unsigned p = 0; p < CONFIG_T::in_height * CONFIG_T::in_width; p++) {
+        data_T word = data.read();
+    BMReadChan:
+        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+            unsigned i = p * CONFIG_T::n_chan + c;
+            bm_log_value<typename data_T::value_type, typename CONFIG_T::log_table_t>(word[c], log_table, g, logx[i],
+                                                                                     sgn[i]);
+        }
+    }
+    bm_conv_2d_acc<typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(
+        logx, sgn, acc, v_pos, v_neg, bias, exp_table, g);
+BMWritePixel:
+    for (unsigned p = 0; p < CONFIG_T::out_height * CONFIG_T::out_width; p++) {
+        res_T word;
+    BMWriteChan:
+        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+            word[f] = bm_cast_result<typename res_T::value_type, CONFIG_T>(acc[p * CONFIG_T::n_filt + f]);
+        }
+        res.write(word);
+    }
+}
+
+} // namespace nnet
+
+#endif
