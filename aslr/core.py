@@ -118,12 +118,12 @@ class ASLRSearch:
     # -- Algorithm 2, one epoch ------------------------------------------------------------------------
     def observe(self, cost) -> float:
         """Feed one epoch's validation metric; update and return the centre learning rate ``c``."""
-        if isinstance(cost, bool) or not isinstance(cost, Real | decimal.Decimal):
-            try:
-                cost = float(cost)  # numpy / torch scalars
-            except (TypeError, ValueError):
-                raise TypeError(f"ASLR.observe: metric must be a real number, got {type(cost).__name__}") from None
-        cost = float(cost)
+        if isinstance(cost, bool | str | bytes) or not (isinstance(cost, Real | decimal.Decimal) or hasattr(cost, "__float__")):
+            raise TypeError(f"ASLR.observe: metric must be a real number, got {type(cost).__name__} ({cost!r})")
+        try:
+            cost = float(cost)  # numpy / torch scalars
+        except (TypeError, ValueError):
+            raise TypeError(f"ASLR.observe: metric must be a real scalar, got {type(cost).__name__}") from None
         if not math.isfinite(cost):
             raise ValueError(
                 f"ASLR.observe: metric must be finite, got {cost!r} (the training diverged or the metric is missing)"

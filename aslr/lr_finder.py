@@ -1,0 +1,127 @@
+"""Choosing ASLR's one hyperparameter: a learning-rate range test (seed 002, section 5.3, "Estimating the
+Starting Value", Eq 5.9).
+
+The seed: "run the training for a few epochs while increasing the learning rate ... By checking [the result]
+against the learning rate, one can observe the boundaries for a reasonable starting value. Then the user can
+select a value between those boundaries, for example, the middle point."
+
+:func:`lr_range_test` wraps the range test of ``torch-lr-finder`` (``torch_lr_finder.LRFinder``, an optional
+``peers`` dependency): it sweeps the learning rate over ``num_iter`` mini-batches, records the smoothed
+training loss, restores model and optimiser afterwards, and hands the curve to :func:`suggest_start_lr`.
+
+:func:`suggest_start_lr` turns a curve into the boundaries of Eq 5.9 and their middle point:
+
+* ``high`` (the Armijo side, ``lambda_max``): the learning rate at the minimum of the smoothed loss; above it
+  the loss rises again or diverges.
+* ``low`` (the curvature side, ``lambda_min``): the first learning rate at which the loss has fallen by
+  ``drop`` (default 10 %) of the total fall ``loss[0] - min(loss)``; below it the rate is too small to make
+  progress.
+* ``suggestion``: the middle point of ``[low, high]`` — geometric (``sqrt(low*high)``) for an exponential
+  sweep, arithmetic for a linear one (the seed sweeps linearly; an exponential sweep covers decades with
+  fewer batches, and its natural middle is the middle on its own log axis).
+
+These two boundary rules are ours: the seed leaves "observe the boundaries" to the user's eye.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RangeTestResult", "lr_range_test", "suggest_start_lr"]
+
+
+@dataclass
+class RangeTestResult:
+    """A range-test curve and the boundaries of a reasonable starting value (Eq 5.9)."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    low: float
+    high: float
+    suggestion: float
+    step_mode: str
+
+    def plot(self, ax=None):
+        """Loss against learning rate with the boundaries and the suggestion marked; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(self.lrs, self.losses, lw=1.5)
+        if self.step_mode == "exp":
+            ax.set_xscale("log")
+        ax.axvspan(self.low, self.high, color="tab:green", alpha=0.15, label="reasonable range")
+        ax.axvline(self.suggestion, color="tab:red", ls="--", label=f"start lr {self.suggestion:.3g}")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("smoothed training loss")
+        ax.legend(fontsize=8)
+        return ax
+
+
+def suggest_start_lr(lrs, losses, *, step_mode: str = "exp", drop: float = 0.1) -> RangeTestResult:
+    """Boundaries ``[low, high]`` of a reasonable start rate on a range-test curve and their middle point.
+
+    ``lrs`` must be positive and increasing, ``losses`` finite where used (a trailing diverged tail with
+    ``inf``/``nan`` is cut off).  Raises ``ValueError`` when the curve never falls (no reasonable range).
+    """
+    if step_mode not in ("exp", "linear"):
+        raise ValueError(f"suggest_start_lr: step_mode must be 'exp' or 'linear', got {step_mode!r}")
+    if not 0.0 < drop < 1.0:
+        raise ValueError(f"suggest_start_lr: drop must be in (0, 1), got {drop!r}")
+    lrs = np.asarray(lrs, dtype=np.float64)
+    losses = np.asarray(losses, dtype=np.float64)
+    if lrs.ndim != 1 or lrs.shape != losses.shape:
+        raise ValueError(f"suggest_start_lr: lrs and losses must be 1-D of equal length, got {lrs.shape}, {losses.shape}")
+    finite = np.isfinite(losses)
+    if not finite.all():
+        first_bad = int(np.argmin(finite))
+        lrs, losses = lrs[:first_bad], losses[:first_bad]
+    if lrs.size < 3:
+        raise ValueError(f"suggest_start_lr: need at least 3 finite points on the curve, got {lrs.size}")
+    if not (np.all(lrs > 0) and np.all(np.diff(lrs) > 0) and np.all(np.isfinite(lrs))):
+        raise ValueError("suggest_start_lr: learning rates must be finite, positive and strictly increasing")
+    i_min = int(np.argmin(losses))
+    fall = losses[0] - losses[i_min]
+    if i_min == 0 or not fall > 0:
+        raise ValueError(
+            "suggest_start_lr: the loss never falls below its starting value — start the sweep at a smaller "
+            "learning rate or check the model/data"
+        )
+    below = np.nonzero(losses[: i_min + 1] <= losses[0] - drop * fall)[0]
+    i_low = int(below[0])
+    low, high = float(lrs[i_low]), float(lrs[i_min])
+    suggestion = math.sqrt(low * high) if step_mode == "exp" else 0.5 * (low + high)
+    return RangeTestResult(lrs=lrs, losses=losses, low=low, high=high, suggestion=suggestion, step_mode=step_mode)
+
+
+def lr_range_test(model, optimizer, criterion, train_loader, *, start_lr: float = 1e-5, end_lr: float = 1.0,
+                  num_iter: int = 100, step_mode: str = "exp", smooth_f: float = 0.05, diverge_th: float = 5.0,
+                  drop: float = 0.1, device=None) -> RangeTestResult:
+    """Run torch-lr-finder's range test and return :func:`suggest_start_lr` of its curve.
+
+    The model and the optimiser are restored to their states before the test.  ``train_loader`` is a
+    ``torch.utils.data.DataLoader`` yielding ``(inputs, labels)``; it is cycled if shorter than ``num_iter``.
+    """
+    try:
+        from torch_lr_finder import LRFinder
+    except ImportError as exc:  # optional peer dependency
+        raise ImportError("lr_range_test needs torch-lr-finder: pip install 'hwreshape[peers]'") from exc
+    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"lr_range_test: {name} must be a finite number > 0, got {v!r}")
+    if not start_lr < end_lr:
+        raise ValueError(f"lr_range_test: start_lr ({start_lr}) must be < end_lr ({end_lr})")
+    if not (isinstance(num_iter, int) and num_iter >= 3):
+        raise ValueError(f"lr_range_test: num_iter must be an int >= 3, got {num_iter!r}")
+    if step_mode not in ("exp", "linear"):
+        raise ValueError(f"lr_range_test: step_mode must be 'exp' or 'linear', got {step_mode!r}")
+    finder = LRFinder(model, optimizer, criterion, device=device)
+    try:
+        finder.range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
+                          smooth_f=smooth_f, diverge_th=diverge_th)
+    finally:
+        finder.reset()
+    return suggest_start_lr(finder.history["lr"], finder.history["loss"], step_mode=step_mode, drop=drop)
