@@ -137,7 +137,8 @@ class FixedType:
     def from_hls(cls, precision, where: str = "layer") -> FixedType:
         """From an hls4ml ``FixedPrecisionType``/``IntegerPrecisionType`` (clear error for anything else)."""
         name = type(precision).__name__
-        if name not in ("FixedPrecisionType", "IntegerPrecisionType"):
+        kinds = {k.__name__ for k in type(precision).__mro__}
+        if not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
             raise ValueError(
                 f"{where}: BM layers need a fixed-point (ap_fixed/ap_int) input/result precision, got {name} "
                 f"({precision}); set an explicit precision for the layer feeding it"

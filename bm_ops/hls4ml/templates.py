@@ -12,7 +12,7 @@ from bm_ops.hls4ml.layer import BMConv2D
 
 __all__ = ["BMConv2DConfigTemplate", "BMConv2DFunctionTemplate", "INCLUDE"]
 
-INCLUDE = ("nnet_utils/nnet_bm_conv.h",)
+INCLUDE = ["nnet_utils/nnet_bm_conv.h"]
 
 bm_conv2d_config_template = """struct config{index} : nnet::bm_conv2d_config {{
     static const unsigned in_height = {in_height};
