@@ -51,6 +51,8 @@ __all__ = [
     "quantize_bm_layer",
     "bm_conv2d_fixed",
     "bm_conv2d_fixed_float",
+    "float_term_sum",
+    "float_error_bound",
 ]
 
 LOG2E = 1.0 / math.log(2.0)
@@ -501,3 +503,34 @@ def bm_conv2d_fixed_float(x, layer: BMFixedLayer, stride=1, padding=0) -> np.nda
     """Float convenience wrapper: quantise ``x`` to ``input_t``, run :func:`bm_conv2d_fixed`, return floats."""
     raw = layer.input_t.from_float(x)
     return layer.result_t.to_float(bm_conv2d_fixed(raw, layer, stride, padding))
+
+
+def float_term_sum(x, v_pos, v_neg, stride=1, padding=0) -> np.ndarray:
+    """``sum_{a,b} exp(ln x^a (.) v^b)`` (all four terms with a + sign), float64, via ``bm_ops.functional``.
+
+    The scale that multiplies :meth:`BMFixedLayer.error_bound`'s ``rel_err`` in :func:`float_error_bound`.
+    """
+    from bm_ops.functional import bm_conv2d, split_sign
+
+    v_pos = np.asarray(v_pos, dtype=np.float64)
+    v_neg = np.asarray(v_neg, dtype=np.float64)
+    ninf = np.full_like(v_pos, -np.inf)
+    total = 0.0
+    for xa in split_sign(np.asarray(x, dtype=np.float64)):  # xa >= 0: only its (+, beta) terms are non-zero
+        for v in (v_pos, v_neg):
+            total = total + bm_conv2d(xa, v, ninf, None, stride, padding)
+    return total
+
+
+def float_error_bound(x, v_pos, v_neg, layer: BMFixedLayer, stride=1, padding=0) -> np.ndarray:
+    """Per-output bound of ``|fixed − float|`` for inputs ``x`` exactly representable in ``layer.input_t``.
+
+    ``Σ|terms|·rel_err + 4·2^-(FA+1)`` (exp rounding) ``+ 2^-(FA+1)`` (bias) ``+ step(result_t)`` (final cast),
+    valid while the result type does not overflow (see :meth:`BMFixedLayer.error_bound`).
+    """
+    eb = layer.error_bound()
+    return (
+        float_term_sum(x, v_pos, v_neg, stride, padding) * eb["rel_err"]
+        + 5 * eb["abs_err_per_term"]
+        + eb["result_step"]
+    )
