@@ -20,7 +20,6 @@ from bm_ops.fixedpoint import (
 )
 from bm_ops.functional import bm_conv2d, to_log_weights
 
-
 # ------------------------------------------------------------------------------------------ ap_fixed model
 
 
