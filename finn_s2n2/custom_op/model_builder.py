@@ -22,12 +22,16 @@ def make_lif_mvau_model(
     reset: str = "zero",
     overflow: str = "saturate",
     batch: int = 1,
+    num_positions: int = 1,
     axonal_delay: int = 0,
     synaptic_delay: int = 0,
     specialize: bool = False,
     name: str = "LIF_MVAU_0",
 ):
     """One ``LIF_MVAU`` node: input ``(batch, num_ticks, MW)`` BINARY, integer ``weights`` ``(MW, MH)``.
+
+    ``num_positions`` > 1 adds a position axis, ``(batch, num_ticks, num_positions, MW)`` (a convolution's
+    output pixels: one membrane per position and neuron).
 
     ``weight_dtype`` defaults to the smallest signed FINN integer type that holds the weights.
     ``specialize=True`` returns the ``LIF_MVAU_hls`` node directly (domain ``finn.custom_op.fpgadataflow.hls``).
@@ -49,14 +53,13 @@ def make_lif_mvau_model(
         raise ValueError("make_lif_mvau_model: weights must be integers (scale them before building)")
     mw, mh = w.shape
     if weight_dtype is None:
-        lim = int(max(np.abs(w).max(initial=0), 1))
         bits = 2
         while not (-(1 << (bits - 1)) <= w.min(initial=0) and w.max(initial=0) <= (1 << (bits - 1)) - 1):
             bits += 1
-        del lim
         weight_dtype = f"INT{bits}"
-    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [batch, num_ticks, mw])
-    outp = helper.make_tensor_value_info("outp", TensorProto.FLOAT, [batch, num_ticks, mh])
+    vecs = [batch, num_ticks] + ([num_positions] if num_positions > 1 else [])
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, vecs + [mw])
+    outp = helper.make_tensor_value_info("outp", TensorProto.FLOAT, vecs + [mh])
     domain = "finn.custom_op.fpgadataflow.hls" if specialize else "finn.custom_op.fpgadataflow"
     node = helper.make_node(
         "LIF_MVAU_hls" if specialize else "LIF_MVAU",
@@ -69,7 +72,7 @@ def make_lif_mvau_model(
         MH=mh,
         SIMD=simd,
         PE=pe,
-        numInputVectors=[batch, num_ticks],
+        numInputVectors=vecs,
         inputDataType="BINARY",
         weightDataType=weight_dtype,
         accDataType=acc_dtype,
