@@ -126,6 +126,18 @@ def parse_torch_bmconv2d(
     return layer, out_shape
 
 
+def _conv_like(cls) -> None:
+    """hls4ml's torch parser reads ``padding_mode``/``groups`` of every module whose class name contains 'Conv'.
+
+    BM layers only exist with zero padding and one group (``bm_ops.torch`` rejects the rest): expose these
+    facts as class constants when the class does not define them.
+    """
+    if not hasattr(cls, "padding_mode"):
+        cls.padding_mode = "zeros"
+    if not hasattr(cls, "groups"):
+        cls.groups = 1
+
+
 def _patch_fx_tracer() -> None:
     """Make hls4ml's torch.fx tracer keep BM modules as leaves (it only knows torch.nn/brevitas.nn).
 
@@ -139,7 +151,10 @@ def _patch_fx_tracer() -> None:
     orig = CustomFXTracer.is_leaf_module
 
     def is_leaf_module(self, m, module_qualified_name):
-        return is_bm_torch_module(m) or orig(self, m, module_qualified_name)
+        if is_bm_torch_module(m):
+            _conv_like(type(m))
+            return True
+        return orig(self, m, module_qualified_name)
 
     is_leaf_module._bm_ops_wrapped = True
     CustomFXTracer.is_leaf_module = is_leaf_module
