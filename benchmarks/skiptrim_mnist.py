@@ -1,0 +1,186 @@
+"""SkipTrim on MNIST (CPU): teachers vs students, float and QKeras <8,3> — a small Table 4.1 / 4.6.
+
+Run: ``.venv/bin/python benchmarks/skiptrim_mnist.py [--quick]``.
+
+For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), precision (float, QKeras
+<8,3>) and seed it trains, in one tf-keras process (QKeras needs tf-keras):
+
+* **teacher**: long skips, cross-entropy;
+* **cut**: the teacher with every skip removed, no training (the shock Skipper avoids);
+* **no-distill**: every skip removed at once, initialised from the teacher, trained with cross-entropy only for
+  as many epochs as Skipper;
+* **Skipper**: Algorithm 1, α = 1, Eq 4.4 with β = 0.35, then the clean exported (BN-folded for float) model
+  is what gets evaluated;
+* **Trimmer**: Algorithm 1, α = 3 (ResNet-8) / α = 1 (deeper, to fit the CPU budget — a deviation from the
+  seed's α = 3), Eq 4.4.
+
+Students get ``tail`` extra epochs after their last modification.  Peers measured side by side: the teacher
+(Δ in percentage points) and the no-distillation student.  Data: the MNIST 10k split from ``../shared``
+(sklearn digits otherwise), images average-pooled 28×28 → 14×14 to fit the CPU budget (a deviation), split
+into train / validation (ASLR monitors val_loss) / test (reported).  The whole grid is ordered ResNet-8 (all seeds) first, then
+deeper models seed by seed, and stops starting new configurations after ``--budget-min`` minutes; skipped cells are reported as such.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hwreshape.data import load_mnist_or_digits, split  # noqa: E402
+
+
+def pool2(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    return x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+
+
+def load(n_train: int, n_val: int, seed: int = 0):
+    from hls4ml_skiptrim.keras import to_nhwc
+
+    x, y, name = load_mnist_or_digits()
+    if name == "mnist10k":
+        x = pool2(x)
+    xtr, ytr, xrest, yrest = split(x, y, n_train, seed=seed)
+    xv, yv, xte, yte = xrest[:n_val], yrest[:n_val], xrest[n_val:], yrest[n_val:]
+    return name, to_nhwc(xtr), ytr, to_nhwc(xv), yv, to_nhwc(xte), yte
+
+
+def run_one(depth, quant, seed, data, args) -> dict:
+    import tensorflow as tf
+    import tf_keras
+
+    from hls4ml_skiptrim import keras as sk
+
+    _, xtr, ytr, xv, yv, xte, yte = data
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    kw = dict(quant=quant, input_shape=xtr.shape[1:], num_classes=10, framework="tf_keras")
+    fit_kw = dict(lr=args.lr, batch_size=args.batch, seed=seed, verbose=0)
+    row = {"depth": depth, "quant": quant or "float", "seed": seed}
+    t0 = time.time()
+
+    teacher = sk.resnet(depth, "long", name="teacher", **kw)
+    sk.fit_teacher(teacher, xtr, ytr, xv, yv, epochs=args.teacher_epochs, **fit_kw)
+    row["teacher"] = sk.accuracy(teacher, xte, yte)
+
+    n_blocks = len(sk.config_of(teacher)["skips"])
+    cut = sk.resnet(depth, "none", name="cut", **kw)
+    sk.transfer_weights(teacher, cut)
+    row["cut"] = sk.accuracy(cut, xte, yte)
+
+    sk_alpha = 1
+    skipper = sk.Skipper(teacher, alpha=sk_alpha, verbose=False)
+    ep_skip = skipper.schedule.epochs_to_finish + args.tail
+    sk.fit_student(skipper, xtr, ytr, xv, yv, epochs=ep_skip, **fit_kw)
+    exported = skipper.export()
+    assert sk.count_adds(exported) == 0
+    row["skipper"] = sk.accuracy(exported, xte, yte)
+    row["skipper_vs_gated"] = float(
+        np.abs(exported.predict(xte[:256], verbose=0) - skipper.student.predict(xte[:256], verbose=0)).max()
+    )
+
+    nodistill = sk.resnet(depth, "none", name="nodistill", **kw)
+    sk.transfer_weights(teacher, nodistill)
+    sk.fit_teacher(nodistill, xtr, ytr, xv, yv, epochs=ep_skip, **fit_kw)
+    row["no_distill"] = sk.accuracy(nodistill, xte, yte)
+
+    tr_alpha = 3 if n_blocks <= 3 else args.trim_alpha_deep
+    trimmer = sk.Trimmer(teacher, alpha=tr_alpha, verbose=False)
+    ep_trim = trimmer.schedule.epochs_to_finish + args.tail
+    sk.fit_student(trimmer, xtr, ytr, xv, yv, epochs=ep_trim, **fit_kw)
+    exported = trimmer.export()
+    assert sk.count_adds(exported) == 2 * n_blocks
+    row["trimmer"] = sk.accuracy(exported, xte, yte)
+    row.update(epochs_teacher=args.teacher_epochs, epochs_skipper=ep_skip, epochs_trimmer=ep_trim,
+               alpha_skipper=sk_alpha, alpha_trimmer=tr_alpha, seconds=time.time() - t0)
+    return row
+
+
+COLS = ("teacher", "cut", "no_distill", "skipper", "trimmer")
+
+
+def table(rows: list[dict], grid: list[tuple]) -> str:
+    lines = [
+        "| model | precision | seeds | teacher % | cut (no training) % | no-distill % | Skipper % | Trimmer % "
+        "| Skipper − teacher [pp] | Trimmer − teacher [pp] | Skipper − no-distill [pp] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for depth, quant in grid:
+        sel = [r for r in rows if r["depth"] == depth and r["quant"] == (quant or "float")]
+        if not sel:
+            lines.append(f"| ResNet-{depth} | {quant or 'float'} | 0 | not run (budget) |||||||||")
+            continue
+        a = {c: 100 * np.array([r[c] for r in sel]) for c in COLS}
+
+        def ms(v):
+            return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+        d_sk, d_tr, d_nd = a["skipper"] - a["teacher"], a["trimmer"] - a["teacher"], a["skipper"] - a["no_distill"]
+        lines.append(
+            f"| ResNet-{depth} | {quant or 'float'} | {len(sel)} | " + " | ".join(ms(a[c]) for c in COLS)
+            + f" | {d_sk.mean():+.2f} | {d_tr.mean():+.2f} | {d_nd.mean():+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="ResNet-8 only, 1 seed, tiny epochs (smoke run)")
+    ap.add_argument("--depths", type=int, nargs="+", default=[8, 20])
+    ap.add_argument("--quants", nargs="+", default=["float", "<8,3>"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-train", type=int, default=2000)
+    ap.add_argument("--n-val", type=int, default=1000)
+    ap.add_argument("--teacher-epochs", type=int, default=6)
+    ap.add_argument("--tail", type=int, default=2, help="student epochs after the last modification")
+    ap.add_argument("--trim-alpha-deep", type=int, default=1, help="Trimmer α for models with > 3 blocks")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--budget-min", type=float, default=42.0, help="start no new configuration after this")
+    ap.add_argument("--out", default="benchmarks/results/skiptrim_mnist.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.depths, args.seeds, args.n_train, args.n_val = [8], [0], 600, 300
+        args.teacher_epochs, args.tail, args.budget_min = 2, 1, 10.0
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    quants = [None if q == "float" else q for q in args.quants]
+    data = load(args.n_train, args.n_val)
+    print(f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])} "
+          f"image {data[1].shape[1:]}", flush=True)
+    grid = [(d, q) for d in args.depths for q in quants]
+    # priority order: every seed of the smallest depth first, then deeper models seed by seed
+    order = [(d, q, s) for d in args.depths for s in args.seeds for q in quants]
+    rows: list[dict] = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    for depth, quant, seed in order:
+        if time.time() - t_start > 60 * args.budget_min:
+            print(f"budget: skipping ResNet-{depth} {quant or 'float'} seed {seed}", flush=True)
+            continue
+        row = run_one(depth, quant, seed, data, args)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    print(f"\nSkipTrim on {data[0]} ({time.time() - t_start:.0f} s, test accuracy, mean ± std over seeds)")
+    print(table(rows, grid))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
