@@ -265,8 +265,10 @@ class ASLRCallback:
             raise ValueError("ASLRCallback: no model attached (use it through model.fit(callbacks=[...]))")
         self.framework = detect_framework(self.model)
         opt, inner = self._optimizer()
-        lr = opt.learning_rate
-        if not hasattr(lr, "assign") and callable(lr):
+        raw = getattr(opt, "_learning_rate", None)
+        if raw is None:
+            raw = getattr(opt, "_hyper", {}).get("learning_rate")  # tf-keras legacy optimizers
+        if raw is not None and not hasattr(raw, "assign") and callable(raw):
             raise ValueError(
                 "ASLRCallback: the optimizer's learning_rate is a LearningRateSchedule; ASLR sets the learning "
                 "rate itself — compile with a constant learning rate"

@@ -1,0 +1,158 @@
+"""aslr.keras.ASLRCallback on a Keras 3 model and on a QKeras (tf-keras) model: per-layer draws for SGD are
+exactly per-layer learning rates (weight delta = -c_u * gradient), adaptive optimisers get one draw per batch,
+Algorithm 2 follows the monitored logs, the optimiser is restored after fit, bad input raises."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # QKeras: before TensorFlow is imported
+
+import numpy as np
+import pytest
+
+from aslr.core import ASLRSearch
+from aslr.keras import ASLRCallback, detect_framework, is_sgd_family
+from hwreshape.data import load_digits
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+qkeras = pytest.importorskip("qkeras")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits()
+    x = x.reshape(len(x), -1).astype("float32")
+    return x[:256], y[:256], x[1500:1700], y[1500:1700]
+
+
+def _keras3_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu", name="d1"),
+                             keras.layers.Dense(12, activation="relu", name="d2"), keras.layers.Dense(10, name="d3")])
+
+
+def _qkeras_model(seed=0):
+    from qkeras import QActivation, QDense
+
+    tf_keras.utils.set_random_seed(seed)
+    q = "quantized_bits(6,0,1)"
+    return tf_keras.Sequential([tf_keras.Input((64,)), QDense(16, kernel_quantizer=q, bias_quantizer=q, name="q1"),
+                                QActivation("quantized_relu(6)", name="a1"),
+                                QDense(10, kernel_quantizer=q, bias_quantizer=q, name="q2")])
+
+
+FRAMEWORKS = {
+    "keras3": (keras, _keras3_model),
+    "tf_keras": (tf_keras, _qkeras_model),
+}
+
+
+def _grads(mod, model, x, y):
+    loss_fn = mod.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_sgd_per_layer_draws_are_exact_per_layer_learning_rates(framework, digits):
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    model = build()
+    model.compile(mod.optimizers.SGD(learning_rate=0.3),
+                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert detect_framework(model) == framework and is_sgd_family(model.optimizer)
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    grads = _grads(mod, model, x, y)
+    cb = ASLRCallback(0.05, seed=3)
+    model.fit(x, y, validation_data=(xv, yv), batch_size=len(x), epochs=1, shuffle=False, verbose=0, callbacks=[cb])
+    n_layers = len([layer for layer in model.layers if layer.trainable_weights])
+    assert len(cb.last_lr) == len(cb.group_names) == n_layers
+    lo, hi = ASLRSearch(0.05).bounds
+    assert all(lo <= r <= hi for r in cb.last_lr) and len(set(cb.last_lr)) == n_layers
+    layer_of = {}
+    for i, layer in enumerate([layer for layer in model.layers if layer.trainable_weights]):
+        for w in layer.trainable_weights:
+            layer_of[id(w)] = i
+    for w, w0, g in zip(model.trainable_variables, before, grads):
+        rate = cb.last_lr[layer_of[id(w)]]
+        np.testing.assert_allclose(w.numpy() - w0, -rate * g, rtol=2e-4, atol=1e-7)
+    # the optimiser is restored: a later fit without ASLR is plain SGD at the centre rate c
+    assert "apply" not in vars(model.optimizer) and "apply_gradients" not in vars(model.optimizer)
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    grads = _grads(mod, model, x, y)
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    c = float(model.optimizer.learning_rate.numpy())
+    assert c == pytest.approx(cb.c, rel=1e-6)
+    for w, w0, g in zip(model.trainable_variables, before, grads):
+        np.testing.assert_allclose(w.numpy() - w0, -c * g, rtol=2e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_training_follows_algorithm_2_on_the_monitored_metric(framework, digits):
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    model = build(1)
+    model.compile(mod.optimizers.SGD(learning_rate=1.0, momentum=0.9),
+                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    cb = ASLRCallback(0.05, monitor="val_accuracy", mode="max", seed=0)
+    hist = model.fit(x, y, validation_data=(xv, yv), batch_size=32, epochs=6, verbose=0, callbacks=[cb]).history
+    ref = ASLRSearch(0.05, mode="max")
+    expected = [0.05] + [ref.observe(v) for v in hist["val_accuracy"]]
+    assert cb.c_history == expected
+    assert hist["aslr_c"] == pytest.approx(expected[:-1])
+    assert hist["val_accuracy"][-1] > 0.5  # it trains (10 classes: chance is 0.1)
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_adaptive_optimizer_gets_one_draw_per_batch(framework, digits):
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    model = build(2)
+    model.compile(mod.optimizers.Adam(learning_rate=0.5),
+                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = []
+
+    class Spy(mod.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    cb = ASLRCallback(0.003, seed=1)
+    model.fit(x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[cb, Spy()])
+    assert len(seen) == 8 and len(set(seen)) == 8
+    assert len(cb.last_lr) == 1 and seen[-1] == pytest.approx(cb.last_lr[0], rel=1e-6)
+    lo, hi = ASLRSearch(0.003).bounds
+    assert all(lo * (1 - 1e-6) <= v <= hi * (1 + 1e-6) for v in seen)
+    with pytest.raises(ValueError, match="SGD-family"):
+        model.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[ASLRCallback(0.003, per_layer=True)])
+
+
+def test_resume_state_gives_identical_draws(digits):
+    x, y, xv, yv = digits
+    a = ASLRCallback(0.02, seed=9)
+    b = ASLRCallback(1.0, seed=0)
+    a.search.observe(0.5)
+    a.rng.random(17)
+    b.load_state_dict(a.state_dict())
+    assert b.c == a.c and b.search.state_dict() == a.search.state_dict()
+    np.testing.assert_array_equal(a.rng.random(5), b.rng.random(5))
+
+
+def test_bad_input(digits):
+    x, y, xv, yv = digits
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr"):
+            ASLRCallback(bad)
+    with pytest.raises(TypeError, match="monitor"):
+        ASLRCallback(0.1, monitor="")
+    with pytest.raises(TypeError, match="Keras"):
+        detect_framework(object())
+    model = _keras3_model()
+    model.compile(keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="val_loss"):  # no validation data -> monitor missing, listed keys
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])
+    sched = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    model.compile(keras.optimizers.SGD(sched), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="LearningRateSchedule"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])
