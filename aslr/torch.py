@@ -29,6 +29,8 @@ from aslr.core import ASLRSearch
 
 __all__ = ["ASLR", "layer_param_groups"]
 
+_BLOCK = 256  # steps of U(0, 1) draws generated per generator call
+
 
 def _dist_world() -> tuple[bool, int]:
     """(is a multi-process torch.distributed group active, rank)."""
@@ -108,6 +110,9 @@ class ASLR:
             self._broadcast_generator()
         self.num_steps = 0
         self._steps_since_observe = 0
+        self._block: list[list[float]] | None = None
+        self._block_pos = 0
+        self._block_state = None
         self.c_history: list[float] = [self.search.c]
         self._refresh_interval()
         self._draw()
@@ -117,11 +122,22 @@ class ASLR:
         self._s = self.search.s
         self._low = self.search.bounds[0]
 
+    def _next_uniforms(self) -> list[float]:
+        # U(0, 1) rows are drawn in blocks of _BLOCK steps (one generator call per block keeps step() at a few
+        # microseconds); the generator state *before* the block plus the position in it is the resumable state.
+        if self._block is None or self._block_pos >= len(self._block):
+            self._block_state = self.generator.get_state()
+            n = len(self.optimizer.param_groups)
+            self._block = torch.rand((_BLOCK, n), generator=self.generator, dtype=torch.float64).tolist()
+            self._block_pos = 0
+        row = self._block[self._block_pos]
+        self._block_pos += 1
+        return row
+
     def _draw(self) -> None:
-        groups = self.optimizer.param_groups
-        u = torch.rand(len(groups), generator=self.generator, dtype=torch.float64)
-        lrs = (u * self._s + self._low).tolist()
-        _write_lrs(groups, lrs)
+        low, s = self._low, self._s
+        lrs = [low + s * u for u in self._next_uniforms()]
+        _write_lrs(self.optimizer.param_groups, lrs)
         self._last_lr = lrs
 
     def step(self) -> None:
@@ -199,7 +215,9 @@ class ASLR:
     def state_dict(self) -> dict:
         return {
             "search": self.search.state_dict(),
-            "generator": self.generator.get_state().clone(),
+            # generator state before the current block of draws + rows used from it (see _next_uniforms)
+            "generator": (self._block_state if self._block is not None else self.generator.get_state()).clone(),
+            "block_pos": self._block_pos if self._block is not None else 0,
             "last_lr": list(self._last_lr),
             "num_steps": self.num_steps,
             "steps_since_observe": self._steps_since_observe,
@@ -218,6 +236,13 @@ class ASLR:
             )
         self.search.load_state_dict(state["search"])
         self.generator.set_state(state["generator"].clone())
+        self._block, self._block_pos, self._block_state = None, 0, None
+        pos = int(state.get("block_pos", 0))
+        if not 0 <= pos <= _BLOCK:
+            raise ValueError(f"ASLR.load_state_dict: block_pos must be in [0, {_BLOCK}], got {pos}")
+        if pos > 0:  # regenerate the block the checkpoint was in and skip the rows already used
+            self._next_uniforms()
+            self._block_pos = pos
         self.num_steps = int(state["num_steps"])
         self._steps_since_observe = int(state["steps_since_observe"])
         self.c_history = list(state.get("c_history", [self.search.c]))

@@ -213,3 +213,33 @@ def test_brevitas_quantized_layers_train_with_per_layer_rates():
         sched.observe(losses[-1])
     assert losses[-1] < losses[0]
     assert len(set(sched.get_last_lr())) == len(groups)
+
+
+@pytest.mark.parametrize("at", [0, 1, 255, 256, 257, 600])
+def test_resume_at_any_point_of_the_draw_blocks(at):
+    def fresh():
+        opt = torch.optim.SGD(layer_param_groups(_mlp()), lr=1.0)
+        return ASLR(opt, 0.07, generator=torch.Generator().manual_seed(11))
+
+    a = fresh()
+    ref = [a.get_last_lr()]
+    for i in range(800):
+        a.step()
+        if i == 400:
+            a.observe(1.0)
+        ref.append(a.get_last_lr())
+    b = fresh()
+    for i in range(at):
+        b.step()
+        if i == 400:
+            b.observe(1.0)
+    state = b.state_dict()
+    c = fresh()
+    c.load_state_dict(state)
+    got = [c.get_last_lr()]
+    for i in range(at, 800):
+        c.step()
+        if i == 400:
+            c.observe(1.0)
+        got.append(c.get_last_lr())
+    assert got == ref[at:]
