@@ -9,6 +9,7 @@ Unsupported configurations (groups, dilation, non-zero padding modes, weights of
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -222,18 +223,70 @@ def _keras_handler_class():
     return BMConv2DKerasHandler
 
 
-_FRONTENDS_DONE = False
+class _AfterImport:
+    """``sys.meta_path`` finder that runs a callback right after a given module finished executing.
+
+    hls4ml loads plugins while ``hls4ml.model`` / ``hls4ml.converters`` are still half-imported, and importing
+    ``hls4ml.utils.torch`` would pull torch into every ``import hls4ml``: the PyTorch handler and the FX-tracer
+    leaf rule are therefore attached when hls4ml itself imports those modules.
+    """
+
+    def __init__(self, name, callback):
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return None
+        orig_exec, callback, me = spec.loader.exec_module, self.callback, self
+
+        def exec_module(module):
+            orig_exec(module)
+            if me in sys.meta_path:
+                sys.meta_path.remove(me)
+            callback()
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
-def register_frontends() -> None:
-    """Register the Keras 3 and PyTorch handlers with hls4ml (idempotent)."""
-    global _FRONTENDS_DONE
-    if _FRONTENDS_DONE:
+def _after_import(name: str, callback) -> None:
+    """Run ``callback`` now if ``name`` is fully imported, else right after it is imported."""
+    mod = sys.modules.get(name)
+    spec = getattr(mod, "__spec__", None)
+    if mod is not None and not getattr(spec, "_initializing", False):
+        callback()
         return
-    _keras_handler_class()
+    if mod is not None:  # being imported right now (partial): cannot hook its loader any more
+        raise ImportError(f"{name} is partially initialized")
+    if not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+def _register_torch_handler() -> None:
     from hls4ml.converters.pytorch_to_hls import layer_handlers, register_pytorch_layer_handler
 
     if "BMConv2d" not in layer_handlers:
         register_pytorch_layer_handler("BMConv2d", parse_torch_bmconv2d)
-    _patch_fx_tracer()
+
+
+_FRONTENDS_DONE = False
+
+
+def register_frontends() -> None:
+    """Register the Keras 3 and PyTorch handlers with hls4ml (idempotent; deferred while hls4ml is importing)."""
+    global _FRONTENDS_DONE
+    if _FRONTENDS_DONE:
+        return
+    _keras_handler_class()
+    _after_import("hls4ml.converters.pytorch_to_hls", _register_torch_handler)
+    _after_import("hls4ml.utils.torch", _patch_fx_tracer)
     _FRONTENDS_DONE = True
