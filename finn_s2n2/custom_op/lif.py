@@ -62,7 +62,28 @@ class LIF(CustomOp):
         return (ishape[0], *ishape[2:])
 
     def make_shape_compatible_op(self, model):
-        ishape = model.get_tensor_shape(self.onnx_node.input[0])
+        from onnx import helper
+
+        node = self.onnx_node
+        if self.params().output_mode == "spikes":
+            # element-wise: the output has the input's shape, known or not yet
+            return helper.make_node("Identity", [node.input[0]], [node.output[0]])
+        ishape = model.get_tensor_shape(node.input[0])
+        if ishape is None:
+            # qonnx hides custom ops one by one; the ones before this node are hidden already, so ONNX shape
+            # inference on the current graph yields this node's input shape
+            import copy
+
+            import onnx.shape_inference as si
+            from qonnx.core.modelwrapper import ModelWrapper
+
+            proto = copy.deepcopy(model.model)
+            known = {o.domain for o in proto.opset_import}
+            for dom in {n.domain for n in proto.graph.node} - known:
+                proto.opset_import.append(helper.make_opsetid(dom, 1))
+            ishape = ModelWrapper(si.infer_shapes(proto)).get_tensor_shape(node.input[0])
+            if ishape is None:
+                raise ValueError(f"LIF node '{node.name}': cannot infer the shape of input '{node.input[0]}'")
         return self.make_const_shape_op(self._out_shape(ishape))
 
     def infer_node_datatype(self, model):

@@ -200,9 +200,7 @@ class LIF_MVAU(HWCustomOp):
         node = self.onnx_node
         p, vecs, n, t, npos, pos = self._layout()
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
-        x = np.asarray(context[node.input[0]])
-        if x.shape != tuple(vecs + [mw]):
-            raise ValueError(f"{self.who()}: input shape {x.shape} != expected {tuple(vecs + [mw])}")
+        x = self.stream_input(context[node.input[0]])
         if not np.all((x == 0) | (x == 1)):
             raise ValueError(f"{self.who()}: input must be binary spikes (0/1)")
         w = context[node.input[1]]
@@ -222,6 +220,18 @@ class LIF_MVAU(HWCustomOp):
         else:
             out = spikes
         context[node.output[0]] = out.reshape(self.get_normal_output_shape()).astype(np.float32)
+
+    def stream_input(self, x):
+        """The input as ``(*numInputVectors, MW)``.  A tensor of another shape but the same stream order and
+        size is accepted (e.g. an NHWC map ``(frames, H, W, C)`` feeding a dense layer after the flatten
+        was absorbed by :class:`~finn_s2n2.transformation.AbsorbTransposeFlattenIntoLIFMVAU`)."""
+        x = np.asarray(x)
+        exp = tuple(self.get_normal_input_shape())
+        if x.shape != exp:
+            if x.ndim < 1 or x.shape[0] != exp[0] or x.size != int(np.prod(exp)):
+                raise ValueError(f"{self.who()}: input shape {x.shape} != expected {exp}")
+            x = x.reshape(exp)
+        return x
 
     # ------------------------------------------------------------------ estimates
     def calc_wmem(self):

@@ -132,10 +132,7 @@ int main() {{
         exe = self.get_nodeattr("executable_path")
         if not exe or not Path(exe).is_file():
             raise RuntimeError(f"{self.who()}: no cppsim executable; run PrepareCppSim and CompileCppSim")
-        x = np.asarray(context[node.input[0]])
-        exp = tuple(self.get_normal_input_shape())
-        if x.shape != exp:
-            raise ValueError(f"{self.who()}: input shape {x.shape} != expected {exp}")
+        x = self.stream_input(context[node.input[0]])
         if not np.all((x == 0) | (x == 1)):
             raise ValueError(f"{self.who()}: input must be binary spikes (0/1)")
         x.astype(np.uint8).tofile(path / "input_0.bin")
