@@ -128,7 +128,13 @@ class BMLinear(nn.Module):
     """Layer of BM neurons (seed eq. ``y_BM`` without ``sigma``), drop-in for ``nn.Linear``; input ``(..., in)``."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, backend: str = "auto", device=None, dtype=None
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        backend: str = "auto",
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         for name, val in (("in_features", in_features), ("out_features", out_features)):
@@ -156,17 +162,23 @@ class BMLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"BMLinear: expected (..., {self.in_features}) input, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"BMLinear: expected (..., {self.in_features}) input, got shape {tuple(x.shape)}"
+            )
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features, 1, 1)
-        y = _run(self.backend, x2, self.v_pos[:, :, None, None], self.v_neg[:, :, None, None], self.bias, 1, 0)
+        y = _run(
+            self.backend, x2, self.v_pos[:, :, None, None], self.v_neg[:, :, None, None], self.bias, 1, 0
+        )
         return y.reshape(*lead, self.out_features)
 
     def weight_equivalent(self) -> torch.Tensor:
         return (torch.exp(self.v_pos) - torch.exp(self.v_neg)).detach()
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
@@ -194,7 +206,9 @@ def from_conv(conv: nn.Conv2d, backend: str = "auto") -> BMConv2d:
         elif padding == "same" and tuple(conv.stride) == (1, 1) and all(k % 2 == 1 for k in conv.kernel_size):
             padding = (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
         else:
-            raise ValueError(f"from_conv: padding={padding!r} with kernel {conv.kernel_size} is not supported")
+            raise ValueError(
+                f"from_conv: padding={padding!r} with kernel {conv.kernel_size} is not supported"
+            )
     w = conv.weight.detach()
     _check_finite(w, "from_conv: conv.weight")
     bm = BMConv2d(
@@ -247,7 +261,9 @@ def from_linear(linear: nn.Linear, backend: str = "auto") -> BMLinear:
 def convertible_layers(model: nn.Module, include_linear: bool = True) -> list[str]:
     """Names of the ``nn.Conv2d`` (and ``nn.Linear``) submodules in registration order."""
     kinds = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
-    return [n for n, m in model.named_modules() if n and isinstance(m, kinds) and not isinstance(m, (BMConv2d,))]
+    return [
+        n for n, m in model.named_modules() if n and isinstance(m, kinds) and not isinstance(m, (BMConv2d,))
+    ]
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -256,7 +272,9 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, leaf, new)
 
 
-def convert_layers(model: nn.Module, names=None, include_linear: bool = True, backend: str = "auto") -> nn.Module:
+def convert_layers(
+    model: nn.Module, names=None, include_linear: bool = True, backend: str = "auto"
+) -> nn.Module:
     """Replace layers of ``model`` in place by their BM versions (seed conversion) and return ``model``.
 
     ``names``: submodule names (``model.named_modules()``) to convert; ``None`` converts every ``nn.Conv2d``
@@ -278,7 +296,9 @@ def convert_layers(model: nn.Module, names=None, include_linear: bool = True, ba
         elif isinstance(m, nn.Linear):
             _set_submodule(model, name, from_linear(m, backend))
         else:
-            raise ValueError(f"convert_layers: {name!r} is a {type(m).__name__}, expected nn.Conv2d or nn.Linear")
+            raise ValueError(
+                f"convert_layers: {name!r} is a {type(m).__name__}, expected nn.Conv2d or nn.Linear"
+            )
     return model
 
 

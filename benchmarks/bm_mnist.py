@@ -1,0 +1,128 @@
+"""BM accuracy recipe on the MNIST 10k split: float net → all layers converted (no fine-tuning) → layer-wise recipe.
+
+Seed 000_5bd4b4fcc7d8a338 (BM ResNet on MNIST: 99.3 % float → 99.1 % BM on full MNIST, 22 conv layers). Here a
+CPU-sized ResNet-like network (7 convolutions: stem, two residual stages with 1×1 projection shortcuts, global
+average pooling, linear head) is trained on 8k images of the MNIST 10k test split and tested on the other 2k
+(seeded split, ``hwreshape.data``). Every convolution is converted (the seed converts convolutional layers; the
+linear head stays standard), from the input side, with ``epochs_per_step`` fine-tuning epochs after each.
+
+    .venv/bin/python benchmarks/bm_mnist.py            # full: 8k/2k, ~10–20 min on 2 cores
+    .venv/bin/python benchmarks/bm_mnist.py --quick    # 2k/1k, smaller budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bm_ops.recipes import as_loader, convert_and_finetune, evaluate, train_epochs  # noqa: E402
+from bm_ops.torch import convert_layers  # noqa: E402
+from hwreshape.data import load_mnist_or_digits, split  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
+
+
+class SmallResNet(nn.Module):
+    """stem 1→16 @28², stage 16→16 /2 @14², stage 16→32 /2 @7², GAP, linear: 7 convolutions."""
+
+    def __init__(self, width: int = 16, n_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.layer1 = Block(width, width, 2)
+        self.layer2 = Block(width, 2 * width, 2)
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--float-epochs", type=int, default=None)
+    ap.add_argument("--epochs-per-step", type=int, default=None)
+    ap.add_argument("--out", default="bench_out/bm_mnist")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    x, y, name = load_mnist_or_digits()
+    n_train, n_test = (2000, 1000) if args.quick else (8000, 2000)
+    n_train = min(n_train, int(len(x) * 0.8))
+    xtr, ytr, xte, yte = split(x, y, n_train, seed=args.seed)
+    xte, yte = xte[:n_test], yte[:n_test]
+    fe = args.float_epochs or (4 if args.quick else 12)
+    eps = args.epochs_per_step or (1 if args.quick else 2)
+    train = as_loader((xtr, ytr), 64, shuffle=True, seed=args.seed)
+    test = as_loader((xte, yte), 256)
+    t0 = time.perf_counter()
+    model = SmallResNet()
+    train_epochs(model, train, test, fe, lr=3e-3, seed=args.seed, desc="float")
+    t_float = time.perf_counter() - t0
+    acc_float, _ = evaluate(model, test)
+
+    direct = convert_layers(copy.deepcopy(model), include_linear=False)
+    acc_direct, _ = evaluate(direct, test)
+
+    t1 = time.perf_counter()
+    out = Path(args.out)
+    bm, log = convert_and_finetune(
+        copy.deepcopy(model),
+        train,
+        test,
+        epochs_per_step=eps,
+        lr=1e-3,
+        seed=args.seed,
+        log_path=out / "log.csv",
+        progress=True,
+    )
+    t_recipe = time.perf_counter() - t1
+    acc_bm, _ = evaluate(bm, test)
+    n_conv = sum(1 for r in log if r["step"] > 0)
+    print(
+        f"data: {name}, train {len(xtr)}, test {len(xte)}; SmallResNet ({n_conv} convs); threads {args.threads}"
+    )
+    print(f"{'step':>4} {'layer':<18} {'acc after convert':>18} {'acc after finetune':>19} {'s':>6}")
+    for r in log:
+        print(
+            f"{r['step']:>4} {r['layer'] or '(float)':<18} {r['acc_converted']:>18.4f} {r['acc_finetuned']:>19.4f} {r['seconds']:>6.1f}"
+        )
+    print()
+    print(f"{'model':<36} {'test acc':>9}")
+    print(f"{'float (' + str(fe) + ' epochs)':<36} {acc_float:>9.4f}")
+    print(f"{'all convs converted, no fine-tuning':<36} {acc_direct:>9.4f}")
+    print(f"{'layer-wise recipe (' + str(eps) + ' ep/step)':<36} {acc_bm:>9.4f}")
+    gap = 100 * (acc_float - acc_bm)
+    print(
+        f"float - BM: {gap:+.2f} pp (target <= 0.5 pp); time float {t_float:.0f} s, recipe {t_recipe:.0f} s, "
+        f"total {time.perf_counter() - t0:.0f} s; log {out / 'log.csv'}"
+    )
+    return {"acc_float": acc_float, "acc_direct": acc_direct, "acc_bm": acc_bm, "gap_pp": gap}
+
+
+if __name__ == "__main__":
+    main()
