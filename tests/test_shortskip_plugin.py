@@ -1,0 +1,207 @@
+"""Registration (entry point, idempotency), config switches, qualification and bad input of the fusion pass.
+
+Conversion only (no C++ compile): fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+keras = pytest.importorskip("keras")
+hls4ml = pytest.importorskip("hls4ml")
+
+import hls4ml_skiptrim  # noqa: E402
+from hls4ml_skiptrim.layers import add_can_overflow, precision_range  # noqa: E402
+
+L = keras.layers
+
+
+def _run_fresh(code: str) -> str:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_entry_point_registers_on_plain_import_hls4ml():
+    out = _run_fresh(
+        """
+        import sys
+        import hls4ml
+        assert 'hls4ml_skiptrim.plugin' in sys.modules, 'entry point did not load the plugin'
+        from hls4ml.model.layers import layer_map
+        from hls4ml.model.flow import get_flow
+        from hls4ml.model.optimizer import get_optimizer
+        from hls4ml.backends import get_backend
+        from hls4ml_skiptrim.plugin import is_registered
+        assert is_registered()
+        assert 'ShortSkipConv2D' in layer_map
+        assert 'vivado:fuse_short_skip' in get_flow('vivado:optimize').optimizers
+        for b in ('vivado', 'vitis'):
+            get_optimizer(b + ':shortskipconv2d_config_template')
+            get_optimizer(b + ':shortskipconv2d_function_template')
+            assert any(k.endswith('nnet_shortskip.h') for k in get_backend(b).get_custom_source())
+        print('OK')
+        """
+    )
+    assert out.strip().endswith("OK")
+
+
+def test_import_is_light_and_register_idempotent():
+    out = _run_fresh(
+        """
+        import sys
+        import hls4ml_skiptrim
+        heavy = [m for m in ('hls4ml', 'tensorflow', 'keras', 'torch') if m in sys.modules]
+        assert not heavy, heavy
+        first = hls4ml_skiptrim.register()   # hls4ml's entry point already registered during 'import hls4ml'
+        second = hls4ml_skiptrim.register()
+        assert first is False and second is False, (first, second)
+        from hls4ml_skiptrim.plugin import register
+        assert register(register_backend=None, register_writer=None) is False
+        print('OK')
+        """
+    )
+    assert out.strip().endswith("OK")
+
+
+def _short_net(kernel=3, act="relu", bn=True, extra_output=False, c=4, hw=6, stride=1):
+    inp = keras.Input((hw, hw, c), name="x")
+    y = L.Conv2D(c, kernel, padding="same", strides=stride, name="c0")(inp)
+    if bn:
+        y = L.BatchNormalization(name="bn0")(y)
+    y = L.Activation(act, name="r0")(y)
+    skip = inp if stride == 1 else L.AveragePooling2D(stride, name="pool")(inp)
+    out = L.Add(name="a0")([y, skip])
+    return keras.Model(inp, [out, y] if extra_output else out)
+
+
+def _convert(model, io_type="io_stream", backend="Vivado", model_cfg=None, layer_cfg=None, granularity="name", tmp=None):
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity=granularity, backend=backend)
+    cfg["Model"].update(model_cfg or {})
+    for name, extra in (layer_cfg or {}).items():
+        cfg["LayerName"][name].update(extra)
+    return hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=str(tmp), io_type=io_type, backend=backend
+    )
+
+
+def _kinds(hm):
+    return [layer.class_name for layer in hm.get_layers()]
+
+
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_fused_by_default_and_model_switch(tmp_path, io_type):
+    model = _short_net()
+    hm = _convert(model, io_type, tmp=tmp_path / "on")
+    assert _kinds(hm).count("ShortSkipConv2D") == 1
+    assert hm.shortskip_report["a0"] == "fused into c0_shortskip"
+    fused = next(layer for layer in hm.get_layers() if layer.class_name == "ShortSkipConv2D")
+    assert fused.get_attr("fused_layers") == ["c0", "r0", "a0"] or fused.get_attr("fused_layers") == [
+        "c0",
+        "bn0",
+        "r0",
+        "a0",
+    ]
+    off = _convert(model, io_type, model_cfg={"ShortSkipFusion": False}, tmp=tmp_path / "off")
+    assert "ShortSkipConv2D" not in _kinds(off)
+    assert off.shortskip_report["a0"] == "disabled by ShortSkipFusion=False"
+
+
+def test_layer_switch_disables_one_block(tmp_path):
+    inp = keras.Input((5, 5, 3), name="x")
+    x = inp
+    for i in range(2):
+        y = L.Conv2D(3, 3, padding="same", name=f"c{i}")(x)
+        y = L.Activation("relu", name=f"r{i}")(y)
+        x = L.Add(name=f"a{i}")([y, x])
+    hm = _convert(keras.Model(inp, x), layer_cfg={"a1": {"ShortSkipFusion": False}}, tmp=tmp_path)
+    assert [layer.name for layer in hm.get_layers() if layer.class_name == "ShortSkipConv2D"] == ["c0_shortskip"]
+    assert hm.shortskip_report["a1"] == "disabled by ShortSkipFusion=False"
+
+
+def test_unfused_blocks_keep_reason(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
+    # even kernel (Keras 'same' pads asymmetrically): no centre tap
+    hm = _convert(_short_net(kernel=2), "io_parallel", tmp=tmp_path / "even")
+    assert "ShortSkipConv2D" not in _kinds(hm)
+    assert "even kernel" in hm.shortskip_report["a0"]
+    assert any("even kernel" in r.getMessage() for r in caplog.records)
+    # the ReLU output is also a model output: fusing would lose it
+    hm = _convert(_short_net(extra_output=True), "io_parallel", tmp=tmp_path / "fan")
+    assert "ShortSkipConv2D" not in _kinds(hm)
+    assert "also used outside the block" in hm.shortskip_report["a0"]
+    # other activation / strided block with a pooled skip: not a short-skip block at all
+    for tag, net in (("tanh", _short_net(act="tanh")), ("stride", _short_net(stride=2, hw=6))):
+        hm = _convert(net, "io_stream", tmp=tmp_path / tag)
+        assert "ShortSkipConv2D" not in _kinds(hm)
+        assert hm.shortskip_report["a0"].startswith("not a Conv2D")
+
+
+def test_layer_switch_true_on_unqualified_block_raises(tmp_path):
+    with pytest.raises(ValueError, match=r"ShortSkipFusion=True .*'a0'.*even kernel"):
+        _convert(_short_net(kernel=2), "io_parallel", layer_cfg={"c0": {"ShortSkipFusion": True}}, tmp=tmp_path)
+
+
+def test_overflowing_skip_add_error_mode(tmp_path, caplog):
+    model = _short_net(bn=False)
+    narrow = {"r0": {"Precision": {"result": "fixed<12,6>"}}, "a0": {"Precision": {"result": "fixed<12,6>"}}}
+    with pytest.raises(ValueError, match=r"short skip add 'a0'.*Add result type is fixed<12,6"):
+        _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e")
+    caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
+    hm = _convert(model, "io_stream", layer_cfg=narrow, tmp=tmp_path / "w")  # default 'wrap': fused + warning
+    assert "ShortSkipConv2D" in _kinds(hm)
+    assert any("wraps/saturates exactly like the unfused Add" in r.getMessage() for r in caplog.records)
+    # a wide enough Add type raises nothing even in 'error' mode
+    wide = {"r0": {"Precision": {"result": "ufixed<10,4>"}}, "a0": {"Precision": {"result": "fixed<20,8>"}}}
+    hm = _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok")
+    assert "ShortSkipConv2D" in _kinds(hm)
+    with pytest.raises(ValueError, match="ShortSkipOverflow"):
+        _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "saturate"}, tmp=tmp_path / "bad")
+
+
+def test_precision_range_and_overflow_rule():
+    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+
+    lo, hi, lsb = precision_range(FixedPrecisionType(8, 3, signed=True))
+    assert (lo, hi, lsb) == (-4, 4 - 2**-5, 2**-5)
+    lo, hi, lsb = precision_range(FixedPrecisionType(8, 3, signed=False))
+    assert (lo, hi) == (0, 8 - 2**-5)
+    assert precision_range(IntegerPrecisionType(4, signed=True))[:2] == (-8, 7)
+    s, a = FixedPrecisionType(8, 3), FixedPrecisionType(8, 3, signed=False)
+    # skip in [-4, 4), relu in [0, 8): sum in [-4, 12) needs 5 signed integer bits
+    assert add_can_overflow(s, a, FixedPrecisionType(12, 4))
+    assert not add_can_overflow(s, a, FixedPrecisionType(12, 5))
+    with pytest.raises(TypeError):
+        precision_range("fixed<8,3>")
+
+
+def test_channels_first_is_rejected_with_reason(tmp_path):
+    """hls4ml keeps channels_first convolutions for io_parallel; the fused layer supports channels_last only."""
+    inp = keras.Input((3, 5, 5), name="x")
+    y = L.Conv2D(3, 3, padding="same", data_format="channels_first", name="c0")(inp)
+    y = L.Activation("relu", name="r0")(y)
+    model = keras.Model(inp, L.Add(name="a0")([y, inp]))
+    hm = _convert(model, "io_parallel", tmp=tmp_path / "cf")
+    assert "ShortSkipConv2D" not in _kinds(hm)
+    assert "channels_last only" in hm.shortskip_report["a0"]
+    with pytest.raises(ValueError, match="channels_last only"):
+        _convert(model, "io_parallel", layer_cfg={"a0": {"ShortSkipFusion": True}}, tmp=tmp_path / "cf2")
+
+
+def test_register_does_not_break_unrelated_models(tmp_path):
+    inp = keras.Input((4, 4, 2), name="x")
+    out = L.Dense(3, name="d")(L.Flatten(name="f")(L.Conv2D(2, 3, name="c")(inp)))
+    hm = _convert(keras.Model(inp, out), "io_parallel", tmp=tmp_path)
+    assert "ShortSkipConv2D" not in _kinds(hm) and "Conv2D" in _kinds(hm)
+    assert getattr(hm, "shortskip_report", {}) == {}  # no Add: the pass never looked at anything
