@@ -110,12 +110,14 @@ def make_s2n2_network(
     weight_bits: int = 4,
     seed: int = 0,
     delays=None,
+    last_output: str = "counts",
 ):
     """The front-end's QONNX pattern for a feed-forward S2N2 network (for tests, demos and builds).
 
     ``layers``: ``("conv", out_ch, kernel, pad)``, ``("pool", k)``, ``("dense", out)``; the last dense layer
     emits per-label counts.  Input ``(num_samples*num_ticks, C, H, W)`` BINARY (frames, ``tickAxis=0``).
     Weights are random ``INT<weight_bits>``.  ``delays``: optional list of ``(axonal, synaptic)`` per LIF layer.
+    ``last_output="spikes"`` makes the last layer emit spikes instead of counts.
     """
     from onnx import TensorProto, helper
     from qonnx.core.datatype import DataType
@@ -167,7 +169,7 @@ def make_s2n2_network(
         nodes.append(helper.make_node(
             "LIF", [f"cur{i}"], [out], domain="finn_s2n2", name=f"lif{i}", decay_shift=decay_shift,
             threshold=threshold, numTicks=num_ticks, accDataType=acc_dtype,
-            outputMode="counts" if last else "spikes", axonalDelay=ax, synapticDelay=syn, tickAxis=0))
+            outputMode=last_output if last else "spikes", axonalDelay=ax, synapticDelay=syn, tickAxis=0))
         cur = out
     if cur != "outp":
         raise ValueError("the last layer must be conv or dense (it emits the per-label counts)")
