@@ -145,9 +145,8 @@ def test_torch_frontend_csim_matches_reference_and_float(tmp_path):
     rng = np.random.default_rng(3)
     x_raw = rng.integers(-2000, 2000, size=(4, 2, 6, 6))
     x = it.to_float(x_raw)
-    y = np.asarray(m.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(4, -1)))).reshape(
-        4, 6, 6, 3
-    )
+    # channels_last_conversion='full': hls4ml takes the torch (NCHW) layout and transposes internally
+    y = np.asarray(m.predict(np.ascontiguousarray(x.reshape(4, -1)))).reshape(4, 6, 6, 3)
     conv = net[0]
     vp, vn, b = (t.detach().numpy().astype(np.float64) for t in (conv.v_pos, conv.v_neg, conv.bias))
     layer = quantize_bm_layer(vp, vn, b, it, rt)
@@ -201,3 +200,26 @@ def test_float_model_agreement_helper_consistent():
     y = rt.to_float(bm_conv2d_fixed(it.from_float(x), layer, 1, 1))
     yf = bm_conv2d(x, vp, vn, layer.bias / 2.0**16, 1, 1)
     assert np.all(np.abs(y - yf) <= float_error_bound(x, vp, vn, layer, 1, 1))
+
+
+def test_plugin_loads_through_hls4ml_plugin_loader():
+    """hls4ml's own loader (entry point / HLS4ML_BACKEND_PLUGINS) registers everything at ``import hls4ml``."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hls4ml\n"
+        "assert 'torch' not in sys.modules, 'plugin must not import torch at import hls4ml'\n"
+        "from hls4ml.model.layers import layer_map\n"
+        "from hls4ml.converters.keras_v3._base import registry\n"
+        "from hls4ml.converters.pytorch_to_hls import layer_handlers\n"
+        "from hls4ml.utils.torch import CustomFXTracer\n"
+        "assert 'BMConv2D' in layer_map and 'bm_ops.keras.BMConv2D' in registry and 'BMConv2d' in layer_handlers\n"
+        "assert getattr(CustomFXTracer.is_leaf_module, '_bm_ops_wrapped', False)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, HLS4ML_BACKEND_PLUGINS="bm_ops.hls4ml")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("ok")
