@@ -337,7 +337,7 @@ class SpikingNet(nn.Sequential):
             w0 = w_layer.weight.data.clone()
             lo, hi = -4.0, 8.0  # log2 gain bounds
 
-            def rate(g):
+            def rate(g, w_layer=w_layer, w0=w0, lif=lif):
                 w_layer.weight.data.copy_(w0 * (2.0**g))
                 return self._lif_rate(x, lif)
 

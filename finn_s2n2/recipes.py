@@ -18,7 +18,6 @@ Optimiser: Adam whose per-layer learning rates are driven by :class:`aslr.torch.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from finn_s2n2.nn import SpikingNet
+from finn_s2n2.nn import SpikingNet, TimeDistributed
 
 __all__ = [
     "TrainResult",
@@ -194,32 +193,46 @@ def spike_ratios(net: SpikingNet, x: torch.Tensor) -> tuple[list[float], list[fl
 def buffer_comparison(
     net: SpikingNet, in_shape: tuple[int, ...], ratios: list[float], num_ticks: int
 ) -> list[dict]:
-    """Table 2.3/2.8-style rows for ``net``: tick-batching bits (Eq 2.5) vs streaming bits, from
-    :mod:`finn_s2n2.buffers` (FINN back-end) and our measured per-layer spike ratios."""
+    """Table 2.3/2.8-style rows for ``net``: tick-batching bits (Eq 2.5) vs streaming bits, computed by
+    :func:`finn_s2n2.buffers.layer_buffer` (FINN back-end) from our measured per-layer spike ratios."""
     from finn_s2n2 import buffers
     from finn_s2n2.models import layer_input_shapes
 
-    rows = []
     shapes = layer_input_shapes(net, in_shape)
     if len(shapes) != len(ratios):
         raise ValueError(f"buffer_comparison: {len(shapes)} weight layers but {len(ratios)} spike ratios")
-    for (name, shape, kernel_bits), p in zip(shapes, ratios):
-        n_in = math.prod(shape)
-        tb = buffers.tick_batching_bits(n_in, num_ticks, p)
-        if len(shape) == 3:
-            k2 = kernel_bits // shape[0]
-            sb = buffers.streaming_bits(k2, shape[0])
+    weight_layers = [m.module if isinstance(m, TimeDistributed) else m for m in net]
+    weight_layers = [m for m in weight_layers if isinstance(m, nn.Conv2d | nn.Linear)]
+    rows = []
+    for (name, shape, _), layer, p in zip(shapes, weight_layers, ratios):
+        if isinstance(layer, nn.Conv2d):
+            r = buffers.layer_buffer(
+                name,
+                kind="conv",
+                num_ticks=num_ticks,
+                input_shape=shape,
+                spike_ratio=p,
+                kernel_size=tuple(layer.kernel_size),
+            )
         else:
-            sb = buffers.streaming_bits(1, shape[0])
+            r = buffers.layer_buffer(
+                name,
+                kind="dense",
+                num_ticks=num_ticks,
+                input_shape=shape,
+                spike_ratio=p,
+                out_features=layer.out_features,
+            )
         rows.append(
             dict(
                 layer=name,
                 ticks=num_ticks,
                 input="x".join(map(str, shape)),
                 spike_ratio=p,
-                tick_batching_bits=tb,
-                streaming_bits=sb,
-                improvement=tb / sb if sb else float("inf"),
+                tick_batching_bits=r.tick_batching_bits,
+                streaming_bits=r.streaming_bits,
+                improvement=r.improvement,
+                eq26_encoding_smaller=r.eq26_encoding_smaller,
             )
         )
     return rows
