@@ -67,7 +67,7 @@ def to_hls(net, in_shape, out_dir, bm_result="ap_fixed<18,8,RND,SAT>"):
         transpose_outputs=False,
         granularity="name",
     )
-    for name, lc in cfg["LayerName"].items():
+    for lc in cfg["LayerName"].values():
         if isinstance(lc, dict) and "Precision" in lc:
             lc["Precision"] = (
                 {"result": "ap_fixed<16,6>"}

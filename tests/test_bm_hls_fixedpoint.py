@@ -126,7 +126,8 @@ def test_error_bound_defaults_documented():
         np.zeros((1, 1, 1, 1)), np.full((1, 1, 1, 1), -np.inf), None, FixedType(16, 6), FixedType(16, 6)
     )
     eb = layer.error_bound()
-    assert eb["rel_err"] < 0.006  # module docstring: < 0.6 % per exp term with the defaults
+    assert eb["rel_err"] < 0.0035  # module docstring: < 0.35 % per exp term with the defaults
+    assert abs(eb["log_table_err"] - 0.0029) < 1e-4 and abs(eb["exp_err"] - 0.0020) < 1e-4
 
 
 # ------------------------------------------------------------------------------------------ bad input
