@@ -7,7 +7,7 @@ select a value between those boundaries, for example, the middle point."
 
 :func:`lr_range_test` wraps the range test of ``torch-lr-finder`` (``torch_lr_finder.LRFinder``, an optional
 ``peers`` dependency): it sweeps the learning rate over ``num_iter`` mini-batches, records the smoothed
-training loss, restores model and optimiser afterwards, and hands the curve to :func:`suggest_start_lr`.
+training loss on a deep copy of the model (the caller's model and optimiser stay untouched), and hands the curve to :func:`suggest_start_lr`.
 
 :func:`suggest_start_lr` turns a curve into the boundaries of Eq 5.9 and their middle point:
 
@@ -102,7 +102,7 @@ def lr_range_test(model, optimizer, criterion, train_loader, *, start_lr: float 
                   drop: float = 0.1, device=None) -> RangeTestResult:
     """Run torch-lr-finder's range test and return :func:`suggest_start_lr` of its curve.
 
-    The model and the optimiser are restored to their states before the test.  ``train_loader`` is a
+    The test trains a deep copy: the model and the optimiser passed in are left as they were.  ``train_loader`` is a
     ``torch.utils.data.DataLoader`` yielding ``(inputs, labels)``; it is cycled if shorter than ``num_iter``.
     """
     try:
@@ -118,10 +118,37 @@ def lr_range_test(model, optimizer, criterion, train_loader, *, start_lr: float 
         raise ValueError(f"lr_range_test: num_iter must be an int >= 3, got {num_iter!r}")
     if step_mode not in ("exp", "linear"):
         raise ValueError(f"lr_range_test: step_mode must be 'exp' or 'linear', got {step_mode!r}")
-    finder = LRFinder(model, optimizer, criterion, device=device)
-    try:
-        finder.range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
-                          smooth_f=smooth_f, diverge_th=diverge_th)
-    finally:
-        finder.reset()
+    model_copy, optimizer_copy = _clone(model, optimizer)
+    finder = LRFinder(model_copy, optimizer_copy, criterion, device=device)
+    finder.range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
+                      smooth_f=smooth_f, diverge_th=diverge_th)
     return suggest_start_lr(finder.history["lr"], finder.history["loss"], step_mode=step_mode, drop=drop)
+
+
+def _clone(model, optimizer):
+    """A deep copy of the model and a fresh optimiser of the same class and groups over the copy.
+
+    The range test runs on the copy, so the caller's model and optimiser are never touched.  (torch-lr-finder's
+    own ``reset()`` reloads a ``state_dict`` saved before the test, which fails for Brevitas models whose
+    activation scales are created lazily from runtime statistics during the first training steps.)
+    """
+    import copy
+
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"lr_range_test: model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"lr_range_test: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    mapping = {}
+    model_copy = copy.deepcopy(model)
+    for (n1, p1), (n2, p2) in zip(model.named_parameters(remove_duplicate=False),
+                                  model_copy.named_parameters(remove_duplicate=False)):
+        mapping[id(p1)] = p2
+    groups = []
+    for g in optimizer.param_groups:
+        missing = [p for p in g["params"] if id(p) not in mapping]
+        if missing:
+            raise ValueError("lr_range_test: the optimizer holds parameters that are not parameters of the model")
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [mapping[id(p)] for p in g["params"]]})
+    return model_copy, type(optimizer)(groups, **optimizer.defaults)
