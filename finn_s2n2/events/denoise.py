@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from finn_s2n2.events.memory import MAX_SIDE, POS_EMPTY
+from finn_s2n2.events.memory import BK_BIT, INFO_EMPTY, MAX_SIDE, POS_MASK
 
 #: tonic's event layout (``tonic.io.events_struct``)
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
@@ -70,6 +70,11 @@ _OK, _ERR_UNSORTED, _ERR_X, _ERR_Y = 0, 1, 2, 3
 DROPPED, PASSED, RECOVERED = 0, 1, 2
 
 _FILTERS = ("baseline", "liu", "subsampling", "order_n")
+_BK_BIT = BK_BIT
+_POS_MASK = POS_MASK
+_INFO_EMPTY = INFO_EMPTY
+#: the kernels keep the event index in the upper 32 bits of an int64 info cell
+MAX_EVENTS = 2**31 - 1
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -131,17 +136,22 @@ def _raise_kernel_error(err: int, i: int, events: np.ndarray, width: int, height
 
 def _prepare(events, width, height, dt, allow_empty):
     events = check_events(events, allow_empty=allow_empty)
+    if events.shape[0] > MAX_EVENTS:
+        raise ValueError(f"events has {events.shape[0]} events; at most {MAX_EVENTS} per call (split the stream)")
     width = _check_int("width", width, 1, MAX_SIDE)
     height = _check_int("height", height, 1, MAX_SIDE)
     dt = _check_dt(dt)
+    if events.dtype["t"].kind in "iu":
+        # integer timestamps: t - t_ij < dt  <=>  t - t_ij < ceil(dt); integer compares are cheaper
+        dt = np.int64(min(math.ceil(dt), 2**62))
     return events, width, height, dt
 
 
 # ----------------------------------------------------------------------------------------------- kernels
 @njit(cache=True, inline="always")
-def _hit(pos, c, t_cell, t, dt):
+def _hit(info, c, t_cell, t, dt):
     """Eq 3.2 for one stored event: ``|pos - c| <= 1`` and ``t - t_cell < dt`` (empty cells never hit)."""
-    return (np.uint64(pos - c + 1) <= np.uint64(2)) & (t - t_cell < dt)
+    return (np.uint64((info & _POS_MASK) - c + 1) <= np.uint64(2)) & (t - t_cell < dt)
 
 
 @njit(cache=True, error_model="numpy")
@@ -149,24 +159,25 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
     """O(N) filter (§3.2).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission
     order); returns ``(n_emit, err, err_index)``.
 
-    Cells live in padded arrays (index = coordinate + 1; index 0 and size+1 are permanently empty) so that
-    rows ``y-1..y+1`` / columns ``x-1..x+1`` need no clipping.  Per line: ``[t, pos, bk, index]``.
+    Cells (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
+    columns ``x-1..x+1`` need no clipping): a timestamp array and an int64 *info* array holding the
+    hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.events.memory` (polarity left 0:
+    the python execution re-emits the input event itself) with the event's index in the upper 32 bits.
     """
-    R = np.zeros((height + 2, 4), np.int64)
-    C = np.zeros((width + 2, 4), np.int64)
-    R[:, 1] = POS_EMPTY
-    R[:, 2] = 1
-    C[:, 1] = POS_EMPTY
-    C[:, 2] = 1
+    n = xs.shape[0]
+    if n == 0:
+        return 0, 0, -1
+    BK = np.int64(1) << _BK_BIT
+    ONE = np.uint64(1)
+    RI = np.full(height + 2, _INFO_EMPTY, np.int64)
+    CI = np.full(width + 2, _INFO_EMPTY, np.int64)
     RT = np.zeros(height + 2, ts.dtype)
     CT = np.zeros(width + 2, ts.dtype)
     uw = np.uint64(width)
     uh = np.uint64(height)
     n_emit = 0
-    if xs.shape[0] == 0:
-        return 0, 0, -1
     prev = ts[0]
-    for i in range(xs.shape[0]):
+    for i in range(n):
         xi = np.int64(xs[i])
         yi = np.int64(ys[i])
         t = ts[i]
@@ -177,56 +188,75 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
         if np.uint64(yi) >= uh:
             return n_emit, 3, i
         prev = t
-        # padded: row y-1 is R[yi], row y is R[yi+1], row y+1 is R[yi+2]
-        h0 = _hit(R[yi, 1], xi, RT[yi], t, dt)
-        h1 = _hit(R[yi + 1, 1], xi, RT[yi + 1], t, dt)
-        h2 = _hit(R[yi + 2, 1], xi, RT[yi + 2], t, dt)
-        g0 = _hit(C[xi, 1], yi, CT[xi], t, dt)
-        g1 = _hit(C[xi + 1, 1], yi, CT[xi + 1], t, dt)
-        g2 = _hit(C[xi + 2, 1], yi, CT[xi + 2], t, dt)
+        ya = np.uint64(yi)  # padded index of row y-1 (unsigned indices: no wrap-around code)
+        yb = ya + ONE
+        yc = yb + ONE
+        xa = np.uint64(xi)
+        xb = xa + ONE
+        xc = xb + ONE
+        r0 = RI[ya]
+        r1 = RI[yb]
+        r2 = RI[yc]
+        c0 = CI[xa]
+        c1 = CI[xb]
+        c2 = CI[xc]
+        h0 = _hit(r0, xi, RT[ya], t, dt)
+        h1 = _hit(r1, xi, RT[yb], t, dt)
+        h2 = _hit(r2, xi, RT[yc], t, dt)
+        g0 = _hit(c0, yi, CT[xa], t, dt)
+        g1 = _hit(c1, yi, CT[xb], t, dt)
+        g2 = _hit(c2, yi, CT[xc], t, dt)
         passed = h0 | h1 | h2 | g0 | g1 | g2
-        if passed:
-            need = (
-                (h0 & (R[yi, 2] == 0))
-                | (h1 & (R[yi + 1, 2] == 0))
-                | (h2 & (R[yi + 2, 2] == 0))
-                | (g0 & (C[xi, 2] == 0))
-                | (g1 & (C[xi + 1, 2] == 0))
-                | (g2 & (C[xi + 2, 2] == 0))
-            )
-            if need:  # past-event recovery, scan order: rows y-1, y, y+1 then columns x-1, x, x+1
-                for r in range(yi, yi + 3):
-                    if R[r, 2] == 0 and _hit(R[r, 1], xi, RT[r], t, dt):
-                        j = R[r, 3]
-                        status[j] = 2
-                        emit[n_emit] = j
-                        n_emit += 1
-                        R[r, 2] = 1
-                        pc = R[r, 1] + 1  # the same event in its column cell?
-                        if C[pc, 1] == r - 1:
-                            C[pc, 2] = 1
-                for c in range(xi, xi + 3):
-                    if C[c, 2] == 0 and _hit(C[c, 1], yi, CT[c], t, dt):
-                        j = C[c, 3]
-                        status[j] = 2
-                        emit[n_emit] = j
-                        n_emit += 1
-                        C[c, 2] = 1
-                        pr = C[c, 1] + 1
-                        if R[pr, 1] == c - 1:
-                            R[pr, 2] = 1
-            emit[n_emit] = i
-            n_emit += 1
+        need = (
+            (h0 & ((r0 & BK) == 0))
+            | (h1 & ((r1 & BK) == 0))
+            | (h2 & ((r2 & BK) == 0))
+            | (g0 & ((c0 & BK) == 0))
+            | (g1 & ((c1 & BK) == 0))
+            | (g2 & ((c2 & BK) == 0))
+        )
+        if need:  # past-event recovery, scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+            for r in range(yi, yi + 3):
+                info = RI[r]
+                if (info & BK) == 0 and _hit(info, xi, RT[r], t, dt):
+                    j = info >> 32
+                    status[j] = 2
+                    emit[n_emit] = j
+                    n_emit += 1
+                    RI[r] = info | BK
+                    pc = (info & _POS_MASK) + 1  # the same event in its column cell?
+                    if (CI[pc] & _POS_MASK) == r - 1:
+                        CI[pc] |= BK
+            for c in range(xi, xi + 3):
+                info = CI[c]
+                if (info & BK) == 0 and _hit(info, yi, CT[c], t, dt):
+                    j = info >> 32
+                    status[j] = 2
+                    emit[n_emit] = j
+                    n_emit += 1
+                    CI[c] = info | BK
+                    pr = (info & _POS_MASK) + 1
+                    if (RI[pr] & _POS_MASK) == c - 1:
+                        RI[pr] |= BK
+        emit[n_emit] = i  # branch-free: kept only when passed
+        n_emit += passed
         status[i] = passed
-        RT[yi + 1] = t
-        R[yi + 1, 1] = xi
-        R[yi + 1, 2] = passed
-        R[yi + 1, 3] = i
-        CT[xi + 1] = t
-        C[xi + 1, 1] = yi
-        C[xi + 1, 2] = passed
-        C[xi + 1, 3] = i
+        tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT)
+        RT[yb] = t
+        RI[yb] = tag | xi
+        CT[xb] = t
+        CI[xb] = tag | yi
     return n_emit, 0, -1
+
+
+@njit(cache=True)
+def _compact(events, status, out):
+    k = 0
+    for i in range(events.shape[0]):
+        if status[i] != 0:
+            out[k] = events[i]
+            k += 1
+    return k
 
 
 @njit(cache=True, error_model="numpy")
@@ -275,16 +305,6 @@ def _group_kernel(xs, ys, ts, width, height, dt, s, neighbours, passed):
 
 
 @njit(cache=True)
-def _compact(events, status, out):
-    k = 0
-    for i in range(events.shape[0]):
-        if status[i] != 0:
-            out[k] = events[i]
-            k += 1
-    return k
-
-
-@njit(cache=True)
 def _gather(events, idx, n, out):
     for k in range(n):
         out[k] = events[idx[k]]
@@ -310,11 +330,15 @@ def order_n_status(events, width: int, height: int, dt, *, sort: bool = False, a
     """
     events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
 
+    return _order_n_run(events, width, height, dt, sort)
+
+
+def _order_n_run(events, width, height, dt, sort):
     def run(ev):
         status = np.zeros(ev.shape[0], np.uint8)
         emit = np.empty(ev.shape[0], np.int64)
-        n, err, i = _order_n_kernel(ev["x"], ev["y"], ev["t"], width, height, dt, status, emit)
-        return (status, emit[:n]), err, i
+        n_emit, err, i = _order_n_kernel(ev["x"], ev["y"], ev["t"], width, height, dt, status, emit)
+        return (status, emit[:n_emit]), err, i
 
     events, (status, emission), err, i = _run_with_sort(events, sort, run)
     _raise_kernel_error(err, i, events, width, height)
@@ -332,7 +356,8 @@ def order_n_filter(
     """
     if order not in ("time", "emission"):
         raise ValueError(f"order must be 'time' or 'emission', got {order!r}")
-    events, status, emission = order_n_status(events, width, height, dt, sort=sort, allow_empty=allow_empty)
+    events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
+    events, status, emission = _order_n_run(events, width, height, dt, sort)
     out = np.empty(emission.shape[0], events.dtype)
     if order == "time":
         _compact(events, status, out)
