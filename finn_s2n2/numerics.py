@@ -242,20 +242,36 @@ def lif_sequence(
     the tick axis removed (``output_mode="counts"``, Fig 2.8 counters).
     """
     cur = np.moveaxis(np.asarray(currents, dtype=np.int64), tick_axis, 0)
-    m = np.zeros(cur.shape[1:], dtype=np.int64)
-    spikes = np.empty(cur.shape, dtype=np.int64)
-    for t in range(cur.shape[0]):
-        spikes[t], m = lif_step(
-            m,
-            cur[t],
-            decay_shift=decay_shift,
-            threshold=threshold,
-            acc_bits=acc_bits,
-            overflow_mode=overflow_mode,
-            reset_mode=reset_mode,
-        )
-    if output_mode == "counts":
-        return spikes.sum(axis=0)
-    if output_mode != "spikes":
+    check_decay_shift(decay_shift)
+    if overflow_mode not in OVERFLOW_MODES:
+        raise ValueError(f"overflow mode must be one of {OVERFLOW_MODES}, got {overflow_mode!r}")
+    if reset_mode not in RESET_MODES:
+        raise ValueError(f"reset mode must be one of {RESET_MODES}, got {reset_mode!r}")
+    if output_mode not in ("spikes", "counts"):
         raise ValueError(f"output_mode must be 'spikes' or 'counts', got {output_mode!r}")
-    return np.moveaxis(spikes, 0, tick_axis)
+    # Same arithmetic as lif_step (decay, membrane_update, fire, reset), with in-place ufuncs: the tick
+    # recurrence cannot be vectorised, so a few ufunc calls per tick keep the python execution fast.
+    lo, hi = acc_range(acc_bits)
+    m = np.zeros(cur.shape[1:], dtype=np.int64)
+    tmp = np.empty_like(m)
+    spikes = np.empty(cur.shape, dtype=bool)
+    for t in range(cur.shape[0]):
+        np.right_shift(m, decay_shift, out=tmp)
+        np.subtract(m, tmp, out=m)  # decay
+        np.add(m, cur[t], out=m)  # + I_t
+        if overflow_mode == "saturate":
+            np.minimum(m, hi, out=m)  # ufuncs: np.clip's python wrapper costs more than the arithmetic
+            np.maximum(m, lo, out=m)
+        else:
+            np.subtract(m, lo, out=m)
+            np.remainder(m, 1 << acc_bits, out=m)
+            np.add(m, lo, out=m)
+        np.greater(m, threshold, out=spikes[t])  # Eq 2.4
+        if reset_mode == "zero":
+            np.putmask(m, spikes[t], 0)  # Eq 2.3 reset selector
+        else:
+            sub = overflow(m - threshold, acc_bits, overflow_mode)
+            np.copyto(m, sub, where=spikes[t])
+    if output_mode == "counts":
+        return spikes.sum(axis=0, dtype=np.int64)
+    return np.moveaxis(spikes.astype(np.int64), 0, tick_axis)

@@ -200,7 +200,7 @@ class LIF_MVAU(HWCustomOp):
         node = self.onnx_node
         p, vecs, n, t, npos, pos = self._layout()
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
-        x = self.stream_input(context[node.input[0]])
+        x = self.stream_input(context[node.input[0]], tuple(vecs + [mw]))
         if not np.all((x == 0) | (x == 1)):
             raise ValueError(f"{self.who()}: input must be binary spikes (0/1)")
         w = context[node.input[1]]
@@ -216,17 +216,17 @@ class LIF_MVAU(HWCustomOp):
         )
         spikes = apply_delay(spikes, p.delay, tick_axis=1)
         if p.output_mode == "counts":
-            out = spikes.sum(axis=1)
+            out = spikes.sum(axis=1).reshape((n, *pos, mh))
         else:
-            out = spikes
-        context[node.output[0]] = out.reshape(self.get_normal_output_shape()).astype(np.float32)
+            out = spikes.reshape(tuple(vecs) + (mh,))
+        context[node.output[0]] = out.astype(np.float32)
 
-    def stream_input(self, x):
+    def stream_input(self, x, exp=None):
         """The input as ``(*numInputVectors, MW)``.  A tensor of another shape but the same stream order and
         size is accepted (e.g. an NHWC map ``(frames, H, W, C)`` feeding a dense layer after the flatten
         was absorbed by :class:`~finn_s2n2.transformation.AbsorbTransposeFlattenIntoLIFMVAU`)."""
         x = np.asarray(x)
-        exp = tuple(self.get_normal_input_shape())
+        exp = tuple(self.get_normal_input_shape()) if exp is None else exp
         if x.shape != exp:
             if x.ndim < 1 or x.shape[0] != exp[0] or x.size != int(np.prod(exp)):
                 raise ValueError(f"{self.who()}: input shape {x.shape} != expected {exp}")

@@ -1,0 +1,125 @@
+"""Benchmark: LIF_MVAU python execution per tick vs FINN's own MVAU python execution, and cppsim compile time.
+
+Run: ``.venv/bin/python benchmarks/lif_mvau.py [--quick]``.  Both ops run through qonnx' ``execute_onnx`` on
+the same binary input (T frames x P positions x MW) with the same integer weights; per-tick time = total /
+T.  MVAU is measured with thresholds (the MVTU of seed Fig 2.7 upper: matrix-vector product + 1-bit
+activation) and without activation (``noActivation=1``, the bare matrix product).
+Target (issue 6): LIF_MVAU <= 2x MVAU per tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _mvau_model(w, ticks, positions, with_thresholds):
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    mw, mh = w.shape
+    vecs = [ticks] + ([1, positions] if positions > 1 else [])  # MVAU thresholds need 2-D or 4-D
+    ins = ["inp", "weights"] + (["thresh"] if with_thresholds else [])
+    node = helper.make_node(
+        "MVAU", ins, ["outp"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow", name="MVAU_0",
+        MW=mw, MH=mh, SIMD=1, PE=1, inputDataType="BINARY", weightDataType="INT4",
+        outputDataType="BINARY" if with_thresholds else "INT32", ActVal=0, binaryXnorMode=0,
+        noActivation=0 if with_thresholds else 1, numInputVectors=vecs, accDataType="INT32",
+    )
+    graph = helper.make_graph(
+        [node], "mvau", [helper.make_tensor_value_info("inp", TensorProto.FLOAT, vecs + [mw])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, vecs + [mh])])
+    model = ModelWrapper(qonnx_make_model(graph))
+    model.set_tensor_datatype("inp", DataType["BINARY"])
+    model.set_tensor_datatype("weights", DataType["INT4"])
+    model.set_initializer("weights", w.astype(np.float32))
+    if with_thresholds:
+        model.set_initializer("thresh", np.full((mh, 1), 4.0, dtype=np.float32))
+        model.set_tensor_datatype("thresh", DataType["INT32"])
+    return model
+
+
+def _lif_model(w, ticks, positions):
+    from finn_s2n2 import make_lif_mvau_model
+
+    return make_lif_mvau_model(w, decay_shift=3, threshold=4, num_ticks=ticks, weight_dtype="INT4",
+                               num_positions=positions)
+
+
+def _time(fn, reps):
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer shapes and repetitions")
+    args = ap.parse_args(argv)
+    from hwreshape.compat import prepare_finn
+
+    prepare_finn()
+    import torch
+
+    torch.set_num_threads(1)
+    from qonnx.core.onnx_exec import execute_onnx
+
+    import finn_s2n2  # noqa: F401
+
+    shapes = [(64, 64, 100, 1), (256, 128, 100, 1), (400, 8, 16, 144)]
+    if not args.quick:
+        shapes += [(1152, 128, 128, 1), (25, 16, 32, 256)]
+    reps = 3 if args.quick else 7
+    rng = np.random.default_rng(0)
+    print(f"{'MW':>6}{'MH':>6}{'ticks':>7}{'pos':>6}{'LIF_MVAU us/tick':>18}{'MVAU+thr us/tick':>18}"
+          f"{'MVAU us/tick':>14}{'ratio vs +thr':>15}{'ratio vs bare':>15}")
+    worst = 0.0
+    for mw, mh, ticks, pos in shapes:
+        w = rng.integers(-8, 8, size=(mw, mh))
+        shape = [1, ticks] + ([pos] if pos > 1 else []) + [mw]
+        x = (rng.random(shape) < 0.2).astype(np.float32)
+        lif = _lif_model(w, ticks, pos)
+        t_lif = _time(lambda: execute_onnx(lif, {"inp": x}), reps) / ticks
+        xm = x.reshape([ticks] + ([1, pos] if pos > 1 else []) + [mw])
+        mv_t = _mvau_model(w, ticks, pos, True)
+        t_thr = _time(lambda: execute_onnx(mv_t, {"inp": xm}), reps) / ticks
+        mv_b = _mvau_model(w, ticks, pos, False)
+        t_bare = _time(lambda: execute_onnx(mv_b, {"inp": xm}), reps) / ticks
+        worst = max(worst, t_lif / t_thr)
+        print(f"{mw:>6}{mh:>6}{ticks:>7}{pos:>6}{t_lif * 1e6:>18.1f}{t_thr * 1e6:>18.1f}{t_bare * 1e6:>14.1f}"
+              f"{t_lif / t_thr:>15.2f}{t_lif / t_bare:>15.2f}")
+    print(f"worst LIF_MVAU / MVAU(+thresholds) per tick: {worst:.2f}x (target <= 2x)")
+
+    # cppsim compile time of one LIF_MVAU_hls node (own header, g++ + hls4ml ap_types)
+    from finn.transformation.fpgadataflow.compile_cppsim import CompileCppSim
+    from finn.transformation.fpgadataflow.prepare_cppsim import PrepareCppSim
+
+    from finn_s2n2 import make_lif_mvau_model
+
+    w = rng.integers(-8, 8, size=(64, 32))
+    node_model = make_lif_mvau_model(w, decay_shift=3, threshold=4, num_ticks=16, pe=4, simd=8, specialize=True)
+    with tempfile.TemporaryDirectory():
+        m = node_model.transform(PrepareCppSim())
+        t0 = time.perf_counter()
+        m.transform(CompileCppSim())
+        t_compile = time.perf_counter() - t0
+    print(f"cppsim compile (LIF_MVAU_hls MW=64 MH=32 PE=4 SIMD=8, g++ -O1): {t_compile:.1f} s")
+    return worst
+
+
+if __name__ == "__main__":
+    main()
