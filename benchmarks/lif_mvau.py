@@ -93,12 +93,12 @@ def main(argv=None):
         shape = [1, ticks] + ([pos] if pos > 1 else []) + [mw]
         x = (rng.random(shape) < 0.2).astype(np.float32)
         lif = _lif_model(w, ticks, pos)
-        t_lif = _time(lambda: execute_onnx(lif, {"inp": x}), reps) / ticks
+        t_lif = _time(lambda m=lif, v=x: execute_onnx(m, {"inp": v}), reps) / ticks
         xm = x.reshape([ticks] + ([1, pos] if pos > 1 else []) + [mw])
         mv_t = _mvau_model(w, ticks, pos, True)
-        t_thr = _time(lambda: execute_onnx(mv_t, {"inp": xm}), reps) / ticks
+        t_thr = _time(lambda m=mv_t, v=xm: execute_onnx(m, {"inp": v}), reps) / ticks
         mv_b = _mvau_model(w, ticks, pos, False)
-        t_bare = _time(lambda: execute_onnx(mv_b, {"inp": xm}), reps) / ticks
+        t_bare = _time(lambda m=mv_b, v=xm: execute_onnx(m, {"inp": v}), reps) / ticks
         worst = max(worst, t_lif / t_thr)
         print(f"{mw:>6}{mh:>6}{ticks:>7}{pos:>6}{t_lif * 1e6:>18.1f}{t_thr * 1e6:>18.1f}{t_bare * 1e6:>14.1f}"
               f"{t_lif / t_thr:>15.2f}{t_lif / t_bare:>15.2f}")
