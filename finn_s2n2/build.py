@@ -85,6 +85,48 @@ def step_s2n2_report(model, cfg):
     return model
 
 
+def lif_folding(model, target_cycles_per_tick: int):
+    """Choose PE/SIMD of every ``LIF_MVAU`` so that one tick takes <= ``target_cycles_per_tick`` cycles.
+
+    Cycles per tick of a node = positions x (MH/PE) x (MW/SIMD).  Like FINN's ``SetFolding`` for the MVAU:
+    raise SIMD through the divisors of MW first, then PE through the divisors of MH; a node that cannot
+    reach the target ends fully parallel (PE = MH, SIMD = MW).  Returns the model (attributes set in place).
+    """
+    from qonnx.custom_op.registry import getCustomOp
+
+    def divisors(n):
+        return [d for d in range(1, n + 1) if n % d == 0]
+
+    if target_cycles_per_tick < 1:
+        raise ValueError(f"target_cycles_per_tick must be >= 1, got {target_cycles_per_tick}")
+    for node in model.graph.node:
+        if not node.op_type.startswith("LIF_MVAU"):
+            continue
+        inst = getCustomOp(node)
+        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+        npos = inst._layout()[4]
+        simd, pe = 1, 1
+        for simd in divisors(mw):
+            if npos * mh * (mw // simd) <= target_cycles_per_tick:
+                break
+        for pe in divisors(mh):
+            if npos * (mh // pe) * (mw // simd) <= target_cycles_per_tick:
+                break
+        inst.set_nodeattr("SIMD", simd)
+        inst.set_nodeattr("PE", pe)
+    return model
+
+
+def make_step_lif_folding(target_cycles_per_tick: int):
+    """A build step (``step(model, cfg)``) that applies :func:`lif_folding` with the given target."""
+
+    def step_lif_folding(model, cfg):
+        return lif_folding(model, target_cycles_per_tick)
+
+    step_lif_folding.__name__ = f"step_lif_folding_{target_cycles_per_tick}"
+    return step_lif_folding
+
+
 #: steps for an estimate-only S2N2 build (no Vivado): tidy, convert, partition, specialise, fold, reports
 S2N2_ESTIMATE_STEPS = [
     step_s2n2_tidy,
@@ -202,8 +244,11 @@ def s2n2_rf1_model(num_ticks: int = 128, **kw):
 
 
 def build_estimates(model, output_dir, *, fpga_part: str = "xc7z020clg400-1", clk_ns: float = 10.0,
-                    folding_config_file: str | None = None):
-    """Run the estimate-only S2N2 build (no Vivado) and return the report folder."""
+                    folding_config_file: str | None = None, target_cycles_per_tick: int | None = None):
+    """Run the estimate-only S2N2 build (no Vivado) and return the report folder.
+
+    ``target_cycles_per_tick`` inserts :func:`make_step_lif_folding` before FINN's folding-config step.
+    """
     register_finn()
     from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
@@ -212,11 +257,14 @@ def build_estimates(model, output_dir, *, fpga_part: str = "xc7z020clg400-1", cl
     out.mkdir(parents=True, exist_ok=True)
     path = out / "s2n2_input.onnx"
     model.save(str(path))
+    steps = list(S2N2_ESTIMATE_STEPS)
+    if target_cycles_per_tick is not None:
+        steps.insert(steps.index("step_apply_folding_config"), make_step_lif_folding(target_cycles_per_tick))
     cfg = DataflowBuildConfig(
         output_dir=str(out),
         synth_clk_period_ns=clk_ns,
         fpga_part=fpga_part,
-        steps=S2N2_ESTIMATE_STEPS,
+        steps=steps,
         generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
         folding_config_file=folding_config_file,
         enable_build_pdb_debug=False,

@@ -211,3 +211,20 @@ def test_dataflow_partition_cppsim_equals_python(tmp_path):
     y = execute_s2n2(parent, {"inp": x})["outp"]
     assert y_ref.sum() > 0
     np.testing.assert_array_equal(y.reshape(y_ref.shape), y_ref)
+
+
+def test_lif_folding_meets_target_cycles_per_tick():
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2.build import lif_folding, s2n2_rf1_model
+
+    m = lif_folding(convert_to_lif(s2n2_rf1_model()), 4096)
+    for node in m.get_nodes_by_op_type("LIF_MVAU"):
+        inst = getCustomOp(node)
+        per_tick = inst.get_exp_cycles() // inst.get_nodeattr("numTicks")
+        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+        assert mw % inst.get_nodeattr("SIMD") == 0 and mh % inst.get_nodeattr("PE") == 0
+        full = per_tick == inst._layout()[4]  # already fully parallel
+        assert per_tick <= 4096 or full
+    with pytest.raises(ValueError, match="target_cycles_per_tick"):
+        lif_folding(m, 0)
