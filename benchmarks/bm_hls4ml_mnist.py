@@ -53,7 +53,13 @@ def pool14(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5)).astype(np.float32)
 
 
-def to_hls(net, in_shape, out_dir, bm_result="ap_fixed<18,8,RND,SAT>"):
+def fx_name(name: str) -> str:
+    """torch.fx node name of a submodule path (what hls4ml uses as layer name): ``0`` -> ``_0``, ``a.b`` -> ``a_b``."""
+    n = name.replace(".", "_")
+    return f"_{n}" if n[:1].isdigit() else n
+
+
+def to_hls(net, in_shape, out_dir, bm_result="ap_fixed<20,8,RND,SAT>", bm_cfg=None):
     import hls4ml
 
     from bm_ops.hls4ml import register
@@ -76,7 +82,9 @@ def to_hls(net, in_shape, out_dir, bm_result="ap_fixed<18,8,RND,SAT>"):
             )
     for name, m in net.named_modules():
         if type(m).__name__ == "BMConv2d":
-            cfg["LayerName"].setdefault(name.replace(".", "_"), {})["Precision"] = {"result": bm_result}
+            lc = cfg["LayerName"].setdefault(fx_name(name), {})
+            lc["Precision"] = {"result": bm_result}
+            lc.update(bm_cfg or {})
     hm = hls4ml.converters.convert_from_pytorch_model(
         net, hls_config=cfg, output_dir=str(out_dir), io_type="io_parallel", backend="Vivado"
     )
@@ -99,6 +107,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table-bits", type=int, default=10, help="log/exp table index bits of the BM layers")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -133,7 +142,12 @@ def main(argv=None) -> dict:
 
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bm_hls4ml_mnist_"))
     in_shape = tuple(xte.shape[1:])
-    hm_bm, tc_bm = to_hls(bm, in_shape, out_dir / "bm")
+    bm_cfg = {
+        "LogTableBits": args.table_bits,
+        "ExpTableBits": args.table_bits,
+        "LogFracBits": args.table_bits + 4,
+    }
+    hm_bm, tc_bm = to_hls(bm, in_shape, out_dir / "bm", bm_cfg=bm_cfg)
     hm_peer, tc_peer = to_hls(peer, in_shape, out_dir / "peer")
     acc_bm, tp_bm = csim_accuracy(hm_bm, xte, yte)
     acc_peer, tp_peer = csim_accuracy(hm_peer, xte, yte)
@@ -176,7 +190,9 @@ def main(argv=None) -> dict:
     print(
         f"acceptance |C-sim − float BM| = {abs(d_pp):.2f} pp (target ≤ 0.5 pp): {'PASS' if abs(d_pp) <= 0.5 else 'MISS'}"
     )
-    print(f"BM approx. defaults: {BMFixedConfig()}")
+    print(
+        f"BM layers: LogTableBits=ExpTableBits={args.table_bits}, LogFracBits={args.table_bits + 4}, other defaults of {BMFixedConfig()}"
+    )
     return {
         "float_acc": float_acc,
         "bm_float_acc": bm_float_acc,
