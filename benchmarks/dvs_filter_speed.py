@@ -9,8 +9,9 @@ DAVIS346-sized sensor, µs timestamps) in one process:
 * dv-processing ``dv.noise.BackgroundActivityNoiseFilter`` (C++; ``accept`` + ``generateEvents``).  Its
   input ``dv.EventStore`` is built before timing (its native format, as the structured array is ours).
 
-Each is timed as the best of ``--repeat`` runs (tonic: one run; in ``--quick`` mode on a prefix of the
-stream when it would take long).  Prints Mev/s and the ratios ours / peer.
+Ours and dv-processing are timed as the best of ``--repeat`` runs, interleaved round-robin (the machine may
+be shared; the best run is the least disturbed one); tonic once (in ``--quick`` mode on a prefix of the
+stream).  Prints Mev/s and the ratios ours / peer.
 
     .venv/bin/python benchmarks/dvs_filter_speed.py [--quick] [--events N] [--repeat R] [--dt US]
 """
@@ -41,14 +42,17 @@ def make_stream(n_events: int, seed: int = 0) -> np.ndarray:
     return ev
 
 
-def best(fn, repeat):
-    times = []
-    out = None
+def best_interleaved(fns: dict, repeat: int) -> dict:
+    """Best-of-``repeat`` time of each callable, the callables interleaved round-robin so that a busy machine
+    slows them alike; returns ``{name: (seconds, last output)}``."""
+    times = {k: [] for k in fns}
+    outs = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: (min(v), outs[k]) for k, v in times.items()}
 
 
 def main(argv=None):
@@ -59,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--dt", type=float, default=2000.0, help="temporal window in µs (default 2000)")
     args = ap.parse_args(argv)
     n_target = args.events or (500_000 if args.quick else 4_000_000)
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (5 if args.quick else 15)
     dt = args.dt
 
     ev = make_stream(n_target)
@@ -69,12 +73,6 @@ def main(argv=None):
     # warm-up (numba compile / cache load) outside the timing
     denoise.order_n_filter(ev[:1000], W, H, dt)
     denoise.baseline_filter(ev[:1000], W, H, dt)
-
-    rows = []
-    t_ours, out = best(lambda: denoise.order_n_filter(ev, W, H, dt), repeat)
-    rows.append(("ours order_n_filter (O(N) + recovery)", n, t_ours, out.size))
-    t_base, out = best(lambda: denoise.baseline_filter(ev, W, H, dt), repeat)
-    rows.append(("ours baseline_filter (per-pixel)", n, t_base, out.size))
 
     import dv_processing as dv
 
@@ -87,13 +85,26 @@ def main(argv=None):
         f.accept(store)
         return f.generateEvents()
 
-    t_dv, out = best(run_dv, repeat)
-    rows.append(("dv-processing BackgroundActivityNoiseFilter", n, t_dv, out.size()))
+    res = best_interleaved(
+        {
+            "ours": lambda: denoise.order_n_filter(ev, W, H, dt),
+            "dv": run_dv,
+            "base": lambda: denoise.baseline_filter(ev, W, H, dt),
+        },
+        repeat,
+    )
+    rows = [
+        ("ours order_n_filter (O(N) + recovery)", n, res["ours"][0], res["ours"][1].size),
+        ("ours baseline_filter (per-pixel)", n, res["base"][0], res["base"][1].size),
+        ("dv-processing BackgroundActivityNoiseFilter", n, res["dv"][0], res["dv"][1].size()),
+    ]
 
     import tonic.functional as tf
 
     n_tonic = min(n, 200_000) if args.quick else n
-    t_tonic, out = best(lambda: tf.denoise_numpy(ev[:n_tonic], filter_time=dt), 1)
+    t0 = time.perf_counter()
+    out = tf.denoise_numpy(ev[:n_tonic], filter_time=dt)
+    t_tonic = time.perf_counter() - t0
     rows.append((f"tonic denoise_numpy{' (first %d events)' % n_tonic if n_tonic < n else ''}", n_tonic, t_tonic, out.size))
 
     rate = {name: cnt / t / 1e6 for name, cnt, t, _ in rows}

@@ -155,7 +155,7 @@ def _hit(info, c, t_cell, t, dt):
 
 
 @njit(cache=True, error_model="numpy")
-def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
+def _order_n_kernel(events, width, height, dt, status, emit):
     """O(N) filter (§3.2).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission
     order); returns ``(n_emit, err, err_index)``.
 
@@ -164,23 +164,24 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
     hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.events.memory` (polarity left 0:
     the python execution re-emits the input event itself) with the event's index in the upper 32 bits.
     """
-    n = xs.shape[0]
+    n = events.shape[0]
     if n == 0:
         return 0, 0, -1
     BK = np.int64(1) << _BK_BIT
     ONE = np.uint64(1)
     RI = np.full(height + 2, _INFO_EMPTY, np.int64)
     CI = np.full(width + 2, _INFO_EMPTY, np.int64)
-    RT = np.zeros(height + 2, ts.dtype)
-    CT = np.zeros(width + 2, ts.dtype)
+    RT = np.zeros(height + 2, events.t.dtype)
+    CT = np.zeros(width + 2, events.t.dtype)
     uw = np.uint64(width)
     uh = np.uint64(height)
     n_emit = 0
-    prev = ts[0]
+    prev = events[0].t
     for i in range(n):
-        xi = np.int64(xs[i])
-        yi = np.int64(ys[i])
-        t = ts[i]
+        e = events[i]
+        xi = np.int64(e.x)
+        yi = np.int64(e.y)
+        t = e.t
         if t < prev:
             return n_emit, 1, i
         if np.uint64(xi) >= uw:
@@ -189,33 +190,19 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
             return n_emit, 3, i
         prev = t
         ya = np.uint64(yi)  # padded index of row y-1 (unsigned indices: no wrap-around code)
-        yb = ya + ONE
-        yc = yb + ONE
         xa = np.uint64(xi)
-        xb = xa + ONE
-        xc = xb + ONE
-        r0 = RI[ya]
-        r1 = RI[yb]
-        r2 = RI[yc]
-        c0 = CI[xa]
-        c1 = CI[xb]
-        c2 = CI[xc]
-        h0 = _hit(r0, xi, RT[ya], t, dt)
-        h1 = _hit(r1, xi, RT[yb], t, dt)
-        h2 = _hit(r2, xi, RT[yc], t, dt)
-        g0 = _hit(c0, yi, CT[xa], t, dt)
-        g1 = _hit(c1, yi, CT[xb], t, dt)
-        g2 = _hit(c2, yi, CT[xc], t, dt)
-        passed = h0 | h1 | h2 | g0 | g1 | g2
-        need = (
-            (h0 & ((r0 & BK) == 0))
-            | (h1 & ((r1 & BK) == 0))
-            | (h2 & ((r2 & BK) == 0))
-            | (g0 & ((c0 & BK) == 0))
-            | (g1 & ((c1 & BK) == 0))
-            | (g2 & ((c2 & BK) == 0))
-        )
-        if need:  # past-event recovery, scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+        passed = False
+        need = False  # a supporting stored event has bk = 0: past-event recovery
+        for k in range(3):
+            info = RI[ya + np.uint64(k)]
+            h = _hit(info, xi, RT[ya + np.uint64(k)], t, dt)
+            passed |= h
+            need |= h & ((info & BK) == 0)
+            info = CI[xa + np.uint64(k)]
+            h = _hit(info, yi, CT[xa + np.uint64(k)], t, dt)
+            passed |= h
+            need |= h & ((info & BK) == 0)
+        if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
             for r in range(yi, yi + 3):
                 info = RI[r]
                 if (info & BK) == 0 and _hit(info, xi, RT[r], t, dt):
@@ -242,6 +229,8 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
         n_emit += passed
         status[i] = passed
         tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT)
+        yb = ya + ONE
+        xb = xa + ONE
         RT[yb] = t
         RI[yb] = tag | xi
         CT[xb] = t
@@ -251,11 +240,11 @@ def _order_n_kernel(xs, ys, ts, width, height, dt, status, emit):
 
 @njit(cache=True)
 def _compact(events, status, out):
+    """Copy the events with ``status != 0`` to ``out`` (branch-free; ``out`` has one spare slot)."""
     k = 0
     for i in range(events.shape[0]):
-        if status[i] != 0:
-            out[k] = events[i]
-            k += 1
+        out[k] = events[i]
+        k += status[i] != 0
     return k
 
 
@@ -337,7 +326,7 @@ def _order_n_run(events, width, height, dt, sort):
     def run(ev):
         status = np.zeros(ev.shape[0], np.uint8)
         emit = np.empty(ev.shape[0], np.int64)
-        n_emit, err, i = _order_n_kernel(ev["x"], ev["y"], ev["t"], width, height, dt, status, emit)
+        n_emit, err, i = _order_n_kernel(ev, width, height, dt, status, emit)
         return (status, emit[:n_emit]), err, i
 
     events, (status, emission), err, i = _run_with_sort(events, sort, run)
@@ -358,11 +347,12 @@ def order_n_filter(
         raise ValueError(f"order must be 'time' or 'emission', got {order!r}")
     events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
     events, status, emission = _order_n_run(events, width, height, dt, sort)
-    out = np.empty(emission.shape[0], events.dtype)
     if order == "time":
-        _compact(events, status, out)
-    else:
-        _gather(events, emission, emission.shape[0], out)
+        out = np.empty(emission.shape[0] + 1, events.dtype)
+        k = _compact(events, status, out)
+        return out[:k]
+    out = np.empty(emission.shape[0], events.dtype)
+    _gather(events, emission, emission.shape[0], out)
     return out
 
 
