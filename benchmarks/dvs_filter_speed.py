@@ -81,7 +81,9 @@ def main(argv=None):
         store.push_back(t, x, y, bool(p))
 
     def run_dv():
-        f = dv.noise.BackgroundActivityNoiseFilter((W, H), backgroundActivityDuration=datetime.timedelta(microseconds=dt))
+        f = dv.noise.BackgroundActivityNoiseFilter(
+            (W, H), backgroundActivityDuration=datetime.timedelta(microseconds=dt)
+        )
         f.accept(store)
         return f.generateEvents()
 
@@ -105,7 +107,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     out = tf.denoise_numpy(ev[:n_tonic], filter_time=dt)
     t_tonic = time.perf_counter() - t0
-    rows.append((f"tonic denoise_numpy{' (first %d events)' % n_tonic if n_tonic < n else ''}", n_tonic, t_tonic, out.size))
+    label = f"tonic denoise_numpy (first {n_tonic} events)" if n_tonic < n else "tonic denoise_numpy"
+    rows.append((label, n_tonic, t_tonic, out.size))
 
     rate = {name: cnt / t / 1e6 for name, cnt, t, _ in rows}
     ours = rate[rows[0][0]]
@@ -114,7 +117,9 @@ def main(argv=None):
         print(f"{name:<48} {cnt:>9} {t:>8.4f} {rate[name]:>8.2f} {passed:>8} {ours / rate[name]:>9.2f}x")
     r_dv = ours / rate[rows[2][0]]
     r_tonic = ours / rate[rows[3][0]]
-    print(f"\nO(N) filter vs dv-processing: {r_dv:.2f}x (target >= 1.0x)  vs tonic: {r_tonic:.0f}x (target >= 100x)")
+    print(
+        f"\nO(N) filter vs dv-processing: {r_dv:.2f}x (target >= 1.0x)  vs tonic: {r_tonic:.0f}x (target >= 100x)"
+    )
     return {"ours_mev_s": ours, "ratio_dv": r_dv, "ratio_tonic": r_tonic}
 
 

@@ -36,7 +36,12 @@ def streams(draw, max_side=12, max_n=200):
     seed = draw(st.integers(0, 2**31))
     dt = draw(st.integers(1, 60))
     rng = np.random.default_rng(seed)
-    ev = make(rng.integers(0, w, n), rng.integers(0, h, n), np.sort(rng.integers(0, 8 * n, n)), rng.integers(0, 2, n))
+    ev = make(
+        rng.integers(0, w, n),
+        rng.integers(0, h, n),
+        np.sort(rng.integers(0, 8 * n, n)),
+        rng.integers(0, 2, n),
+    )
     return ev, w, h, dt
 
 
@@ -140,14 +145,20 @@ def test_float_timestamps_and_other_dtypes():
     rng = np.random.default_rng(0)
     n = 500
     ev = make(rng.integers(0, 20, n), rng.integers(0, 20, n), np.sort(rng.integers(0, 5000, n)))
-    evf = np.zeros(n, [("x", np.int64), ("y", np.uint16), ("t", np.float64), ("p", np.int8), ("extra", np.float32)])
+    evf = np.zeros(
+        n, [("x", np.int64), ("y", np.uint16), ("t", np.float64), ("p", np.int8), ("extra", np.float32)]
+    )
     for f in "xytp":
         evf[f] = ev[f]
     evf["extra"] = np.arange(n)
     for name in ("baseline", "liu", "subsampling", "order_n"):
-        assert np.array_equal(d.filter_mask(name, ev, 20, 20, 50)[1], d.filter_mask(name, evf, 20, 20, 50.0)[1])
+        assert np.array_equal(
+            d.filter_mask(name, ev, 20, 20, 50)[1], d.filter_mask(name, evf, 20, 20, 50.0)[1]
+        )
     out = d.order_n_filter(evf, 20, 20, 50)
-    assert out.dtype == evf.dtype and np.array_equal(out["extra"], np.flatnonzero(d.order_n_mask(ev, 20, 20, 50)[1]))
+    assert out.dtype == evf.dtype and np.array_equal(
+        out["extra"], np.flatnonzero(d.order_n_mask(ev, 20, 20, 50)[1])
+    )
 
 
 def test_sort_when_asked():

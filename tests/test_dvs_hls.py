@@ -62,7 +62,9 @@ def test_csim_equals_python_large_sensor_and_recoveries(lib):
     cx, cy = rng.integers(1, 1279, n), rng.integers(1, 719, n)
     jitter = rng.integers(-1, 2, (2, n))
     noise = rng.random(n) < 0.5
-    ev["x"] = np.where(noise, rng.integers(0, 1280, n), np.clip(np.repeat(cx[::4], 4)[:n] + jitter[0], 0, 1279))
+    ev["x"] = np.where(
+        noise, rng.integers(0, 1280, n), np.clip(np.repeat(cx[::4], 4)[:n] + jitter[0], 0, 1279)
+    )
     ev["y"] = np.where(noise, rng.integers(0, 720, n), np.clip(np.repeat(cy[::4], 4)[:n] + jitter[1], 0, 719))
     ev["t"] = np.sort(rng.integers(0, 10 * n, n))
     ev["p"] = rng.integers(0, 2, n)

@@ -13,7 +13,9 @@ def test_pack_unpack_layout():
                 assert 0 <= c < 2**32 and m.unpack_info(c) == (bk, p, pos)
     assert m.INFO_EMPTY == m.pack_info(1, 0, m.POS_EMPTY)
     assert m.BK_BIT == 31 and m.POL_BIT == 30 and m.POS_BITS == 30  # 1 + 1 + 30 = 32 bits (Fig 3.4.a)
-    assert (m.MAX_SIDE - 1) + 1 < m.POS_EMPTY  # largest coordinate is not within one pixel of the empty marker
+    assert (
+        m.MAX_SIDE - 1
+    ) + 1 < m.POS_EMPTY  # largest coordinate is not within one pixel of the empty marker
 
 
 def test_table_3_1_order_n_exact_and_baseline_scaling():

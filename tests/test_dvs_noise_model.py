@@ -34,7 +34,10 @@ def test_closed_forms():
     assert nm.p_false_negative_liu(2) / nm.p_false_negative_order_n(0.05, 1e-3, 128) > 100
     e = nm.error_probabilities("order_n", 0.05, 1e-3, 128)
     assert e["false_positive"] == 0.0 and e["false_negative"] > 0
-    assert nm.error_probabilities("baseline", 0.05, 1e-3, 128) == {"false_positive": 0.0, "false_negative": 0.0}
+    assert nm.error_probabilities("baseline", 0.05, 1e-3, 128) == {
+        "false_positive": 0.0,
+        "false_negative": 0.0,
+    }
     # exclusive variant = seed expression x P0^9
     assert nm.p_false_positive_liu(5.0, 1e-3, 4, exclusive=True) == pytest.approx(
         nm.p_false_positive_liu(5.0, 1e-3, 4) * math.exp(-5e-3 * 9)
@@ -58,7 +61,9 @@ def test_bad_input():
 
 def _within(r, key="analytic"):
     z = (r["estimate"] - r[key]) / r["se"]
-    assert abs(z) <= 3, f"{r['filter']}: MC {r['estimate']:.5g} ± {r['se']:.2g} vs {key} {r[key]:.5g} (z={z:.2f})"
+    assert abs(z) <= 3, (
+        f"{r['filter']}: MC {r['estimate']:.5g} ± {r['se']:.2g} vs {key} {r[key]:.5g} (z={z:.2f})"
+    )
 
 
 @pytest.mark.parametrize("s", [3, 4, 6])
@@ -74,7 +79,9 @@ def test_mc_false_positive_stress_rate(name, s):
 @pytest.mark.parametrize("name", ["liu", "subsampling"])
 def test_mc_false_positive_room_temperature(name, s):
     # 0.05 Hz (room temperature), dt = 1 ms on 128 x 128: the seed's expression itself
-    r = ev.mc_false_positive(name, nm.ROOM_TEMPERATURE_RATE_HZ, 1000.0, s, side=128, n_events=1_000_000, seed=s)
+    r = ev.mc_false_positive(
+        name, nm.ROOM_TEMPERATURE_RATE_HZ, 1000.0, s, side=128, n_events=1_000_000, seed=s
+    )
     assert r["k"] > 300
     _within(r)
 
@@ -94,7 +101,9 @@ def test_mc_false_negative_liu(s):
 def test_mc_false_negative_order_n(c):
     # rate chosen so that lambda * t * (M - 3) = c; 2048 x 2048 keeps the neglected noise-support term small
     side, t = 2048, 1000.0
-    r = ev.mc_false_negative_order_n(c / (t * 1e-6 * (side - 3)), t, side=side, n_pairs=3000, seed=int(10 * c))
+    r = ev.mc_false_negative_order_n(
+        c / (t * 1e-6 * (side - 3)), t, side=side, n_pairs=3000, seed=int(10 * c)
+    )
     assert r["k"] > 50
     _within(r)
 

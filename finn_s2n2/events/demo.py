@@ -30,7 +30,9 @@ def stage(ctx) -> dict:
 
     # Monte-Carlo vs analytic (fixed seeds)
     side, t = 1024, 1000.0
-    fn = evaluate.mc_false_negative_order_n(1.0 / (t * 1e-6 * (side - 3)), t, side=side, n_pairs=1000 if quick else 3000)
+    fn = evaluate.mc_false_negative_order_n(
+        1.0 / (t * 1e-6 * (side - 3)), t, side=side, n_pairs=1000 if quick else 3000
+    )
     res["fn_order_n_mc"] = round(fn["estimate"], 4)
     res["fn_order_n_eq3_14"] = round(fn["analytic"], 4)
     liu = evaluate.mc_false_negative_liu(4, n_pairs=2000)
@@ -51,7 +53,9 @@ def stage(ctx) -> dict:
     res["dots_baseline_signal_kept_dt1ms"] = round(r1[("baseline", 1000)]["signal_kept"], 3)
 
     # past-event recovery on the laser-spot scene (seed §3.4.6: +180 %)
-    ev, sig = make_scene("spot", 128, 128, 500_000 if quick else 2_000_000, nm.ROOM_TEMPERATURE_RATE_HZ, seed=2, fire_prob=0.25)
+    ev, sig = make_scene(
+        "spot", 128, 128, 500_000 if quick else 2_000_000, nm.ROOM_TEMPERATURE_RATE_HZ, seed=2, fire_prob=0.25
+    )
     g = evaluate.recovery_gain(ev, sig, 128, 128, 1000)
     res["spot_recovery_gain_pct"] = round(g["gain_percent"], 1)
     res["seed_recovery_gain_pct"] = g["seed_gain_percent"]

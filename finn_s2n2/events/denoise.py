@@ -102,10 +102,14 @@ def check_events(events, *, allow_empty: bool = False, name: str = "events") -> 
     if not isinstance(events, np.ndarray):
         raise TypeError(f"{name} must be a NumPy structured array, got {type(events).__name__}")
     if events.dtype.names is None:
-        raise TypeError(f"{name} must be a structured array with fields x, y, t (tonic layout), got dtype {events.dtype}")
+        raise TypeError(
+            f"{name} must be a structured array with fields x, y, t (tonic layout), got dtype {events.dtype}"
+        )
     missing = [f for f in ("x", "y", "t") if f not in events.dtype.names]
     if missing:
-        raise TypeError(f"{name} lacks field(s) {missing}; expected fields x, y, t (and p), got {events.dtype.names}")
+        raise TypeError(
+            f"{name} lacks field(s) {missing}; expected fields x, y, t (and p), got {events.dtype.names}"
+        )
     if events.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {events.shape}")
     for f in ("x", "y"):
@@ -129,15 +133,21 @@ def _raise_kernel_error(err: int, i: int, events: np.ndarray, width: int, height
             "(pass sort=True to sort the stream first)"
         )
     if err == _ERR_X:
-        raise ValueError(f"events['x'][{i}]={events['x'][i]} is outside the sensor: expected 0 <= x < width={width}")
+        raise ValueError(
+            f"events['x'][{i}]={events['x'][i]} is outside the sensor: expected 0 <= x < width={width}"
+        )
     if err == _ERR_Y:
-        raise ValueError(f"events['y'][{i}]={events['y'][i]} is outside the sensor: expected 0 <= y < height={height}")
+        raise ValueError(
+            f"events['y'][{i}]={events['y'][i]} is outside the sensor: expected 0 <= y < height={height}"
+        )
 
 
 def _prepare(events, width, height, dt, allow_empty):
     events = check_events(events, allow_empty=allow_empty)
     if events.shape[0] > MAX_EVENTS:
-        raise ValueError(f"events has {events.shape[0]} events; at most {MAX_EVENTS} per call (split the stream)")
+        raise ValueError(
+            f"events has {events.shape[0]} events; at most {MAX_EVENTS} per call (split the stream)"
+        )
     width = _check_int("width", width, 1, MAX_SIDE)
     height = _check_int("height", height, 1, MAX_SIDE)
     dt = _check_dt(dt)
@@ -397,13 +407,17 @@ def baseline_filter(events, width: int, height: int, dt, *, sort=False, allow_em
     return ev[m]
 
 
-def liu_filter(events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False) -> np.ndarray:
+def liu_filter(
+    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False
+) -> np.ndarray:
     """Liu's BA filter with sub-sampling factor ``s`` (§3.1, §3.4.2)."""
     ev, m = liu_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty)
     return ev[m]
 
 
-def subsampling_filter(events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False) -> np.ndarray:
+def subsampling_filter(
+    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False
+) -> np.ndarray:
     """The "normal sub-sampling" BA filter with factor ``s`` (§3.4.3)."""
     ev, m = subsampling_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty)
     return ev[m]

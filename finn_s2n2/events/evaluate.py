@@ -62,13 +62,24 @@ def mc_false_positive(filter_name, rate_hz, dt_us, s, *, side=128, n_events=200_
     p, se = _binomial(k, n)
     rate_per_us = rate_hz * 1e-6
     if filter_name == "liu":
-        an, ex = nm.p_false_positive_liu(rate_per_us, dt_us, s), nm.p_false_positive_liu(rate_per_us, dt_us, s, exclusive=True)
+        an, ex = (
+            nm.p_false_positive_liu(rate_per_us, dt_us, s),
+            nm.p_false_positive_liu(rate_per_us, dt_us, s, exclusive=True),
+        )
     elif filter_name == "subsampling":
         an = nm.p_false_positive_subsampling(rate_per_us, dt_us, s)
         ex = nm.p_false_positive_subsampling(rate_per_us, dt_us, s, exclusive=True)
     else:
         an = ex = 0.0
-    return {"filter": filter_name, "estimate": p, "se": se, "k": k, "n": n, "analytic": an, "analytic_exclusive": ex}
+    return {
+        "filter": filter_name,
+        "estimate": p,
+        "se": se,
+        "k": k,
+        "n": n,
+        "analytic": an,
+        "analytic_exclusive": ex,
+    }
 
 
 def mc_false_negative_liu(s, *, n_pairs=4000, dt_us=1000.0, seed=0) -> dict:
@@ -86,7 +97,14 @@ def mc_false_negative_liu(s, *, n_pairs=4000, dt_us=1000.0, seed=0) -> dict:
     _, passed = filter_mask("liu", ev, side, side, dt_us, s=s)
     k = int((~passed[1::2]).sum())
     p, se = _binomial(k, n_pairs)
-    return {"filter": "liu", "estimate": p, "se": se, "k": k, "n": n_pairs, "analytic": nm.p_false_negative_liu(s)}
+    return {
+        "filter": "liu",
+        "estimate": p,
+        "se": se,
+        "k": k,
+        "n": n_pairs,
+        "analytic": nm.p_false_negative_liu(s),
+    }
 
 
 def mc_false_negative_order_n(rate_hz, t_us, *, dt_us=None, side=2048, n_pairs=3000, seed=0) -> dict:

@@ -111,7 +111,9 @@ def memory_cells(filter_name: str, width: int, height: int, s: int = 2) -> list[
         return [math.ceil(width / s) * math.ceil(height / s)]
     if filter_name == "order_n":
         return [height, height, width, width]
-    raise ValueError(f"filter_name must be one of 'baseline', 'liu', 'subsampling', 'order_n'; got {filter_name!r}")
+    raise ValueError(
+        f"filter_name must be one of 'baseline', 'liu', 'subsampling', 'order_n'; got {filter_name!r}"
+    )
 
 
 def memory_bits(filter_name: str, width: int, height: int, s: int = 2) -> int:

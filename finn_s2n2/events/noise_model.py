@@ -87,7 +87,9 @@ def _fp(rate, dt, s, counts, exclusive):
     fc, fs, fi = group_fractions(s)
     kc, ks, ki = counts
     nb = np.power(p0, 9) if exclusive else 1.0
-    return _out(nb * (fc * (1 - np.power(p0, kc)) + fs * (1 - np.power(p0, ks)) + fi * (1 - np.power(p0, ki))))
+    return _out(
+        nb * (fc * (1 - np.power(p0, kc)) + fs * (1 - np.power(p0, ks)) + fi * (1 - np.power(p0, ki)))
+    )
 
 
 def p_false_positive_liu(rate, dt, s: int, *, exclusive: bool = False):
@@ -121,7 +123,9 @@ def p_false_negative_order_n(rate, t, width: int, height: int | None = None):
     return _out((1 - np.power(p0, width - 3)) * (1 - np.power(p0, height - 3)))
 
 
-def error_probabilities(filter_name: str, rate, dt, width: int, height: int | None = None, s: int = 2) -> dict:
+def error_probabilities(
+    filter_name: str, rate, dt, width: int, height: int | None = None, s: int = 2
+) -> dict:
     """``{"false_positive": …, "false_negative": …}`` of ``filter_name`` for window ``dt`` (§3.4).
 
     The O(N) false negative is Eq 3.14 at ``t = dt`` (the worst case, supporter at the edge of the window).
@@ -129,12 +133,17 @@ def error_probabilities(filter_name: str, rate, dt, width: int, height: int | No
     if filter_name == "baseline":
         return {"false_positive": 0.0, "false_negative": 0.0}
     if filter_name == "liu":
-        return {"false_positive": p_false_positive_liu(rate, dt, s), "false_negative": p_false_negative_liu(s)}
+        return {
+            "false_positive": p_false_positive_liu(rate, dt, s),
+            "false_negative": p_false_negative_liu(s),
+        }
     if filter_name == "subsampling":
         return {"false_positive": p_false_positive_subsampling(rate, dt, s), "false_negative": 0.0}
     if filter_name == "order_n":
         return {"false_positive": 0.0, "false_negative": p_false_negative_order_n(rate, dt, width, height)}
-    raise ValueError(f"filter_name must be 'baseline', 'liu', 'subsampling' or 'order_n', got {filter_name!r}")
+    raise ValueError(
+        f"filter_name must be 'baseline', 'liu', 'subsampling' or 'order_n', got {filter_name!r}"
+    )
 
 
 #: BA rate per pixel of a DVS128 at room temperature and at 60 °C (§3.3, [8])

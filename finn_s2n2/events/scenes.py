@@ -61,11 +61,23 @@ def poisson_noise(width, height, rate_hz, duration_us, rng=None, *, t0_us=0.0, f
     rng = np.random.default_rng(rng)
     n = rng.poisson(width * height * rate_hz * duration_us * 1e-6)
     t = t0_us + rng.random(n) * duration_us
-    return _assemble(rng.integers(0, width, n), rng.integers(0, height, n), t, rng.integers(0, 2, n), float_time)
+    return _assemble(
+        rng.integers(0, width, n), rng.integers(0, height, n), t, rng.integers(0, 2, n), float_time
+    )
 
 
 def render(
-    mask_fn, width, height, duration_us, step_us, rng=None, *, latency_us=15.0, fire_prob=1.0, float_time=False, window_fn=None
+    mask_fn,
+    width,
+    height,
+    duration_us,
+    step_us,
+    rng=None,
+    *,
+    latency_us=15.0,
+    fire_prob=1.0,
+    float_time=False,
+    window_fn=None,
 ):
     """Events of a changing binary brightness image ``mask_fn(t_us) -> bool (height, width)``.
 
@@ -96,7 +108,12 @@ def render(
             prev = cur
         else:
             a, b = window_fn((k - 1) * step_us), window_fn(k * step_us)
-            win = (max(min(a[0], b[0]), 0), min(max(a[1], b[1]), width), max(min(a[2], b[2]), 0), min(max(a[3], b[3]), height))
+            win = (
+                max(min(a[0], b[0]), 0),
+                min(max(a[1], b[1]), width),
+                max(min(a[2], b[2]), 0),
+                min(max(a[3], b[3]), height),
+            )
             if win[0] >= win[1] or win[2] >= win[3]:
                 continue
             before, cur = mask_fn((k - 1) * step_us, win), mask_fn(k * step_us, win)
@@ -149,7 +166,7 @@ def moving_dots(width, height, duration_us, rng=None, *, n_dots=6, size_px=3.0, 
         pos = p0 + v * t
         pos = np.abs((pos + span) % (2 * span) - span)  # reflect at the borders
         m = np.zeros((height, width), bool)
-        for (px, py) in pos:
+        for px, py in pos:
             m |= (X >= px) & (X < px + size_px) & (Y >= py) & (Y < py + size_px)
         return m
 
@@ -179,7 +196,9 @@ def laser_spot(width, height, duration_us, rng=None, *, radius_px=1.2, speed_px_
     return render(mask, width, height, duration_us, 0.3 / (speed_px_s * 1e-6), rng, window_fn=window, **kw)
 
 
-def make_scene(kind, width=128, height=128, duration_us=1_000_000, noise_hz=1.5, seed=0, *, float_time=False, **kw):
+def make_scene(
+    kind, width=128, height=128, duration_us=1_000_000, noise_hz=1.5, seed=0, *, float_time=False, **kw
+):
     """``(events, is_signal)``: scene ``kind`` (``noise``, ``bars``, ``dots``, ``spot``) plus Poisson BA noise of
     ``noise_hz`` per pixel, time-sorted; ``is_signal`` is the per-event ground truth."""
     if kind not in SCENES:

@@ -25,7 +25,15 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("dvs_order_n.h", "dvs_order_n_top.cpp")
 #: largest sensor side the compiled test bench accepts (template parameters of the state)
 MAX_SIDE = 2048
-_CXXFLAGS = ["-O2", "-std=c++14", "-shared", "-fPIC", "-w", f"-DDVS_MAX_W={MAX_SIDE}", f"-DDVS_MAX_H={MAX_SIDE}"]
+_CXXFLAGS = [
+    "-O2",
+    "-std=c++14",
+    "-shared",
+    "-fPIC",
+    "-w",
+    f"-DDVS_MAX_W={MAX_SIDE}",
+    f"-DDVS_MAX_H={MAX_SIDE}",
+]
 
 _LIB: ctypes.CDLL | None = None
 
@@ -54,7 +62,9 @@ def build(cache_dir: str | os.PathLike | None = None, cxx: str | None = None) ->
         cmd = [cxx, *_CXXFLAGS, f"-I{inc}", f"-I{HERE}", str(HERE / "dvs_order_n_top.cpp"), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"g++ failed building the DVS filter C-simulation:\n{' '.join(cmd)}\n{res.stderr[-4000:]}")
+            raise RuntimeError(
+                f"g++ failed building the DVS filter C-simulation:\n{' '.join(cmd)}\n{res.stderr[-4000:]}"
+            )
         os.replace(tmp, lib)
     return lib
 
