@@ -43,6 +43,8 @@ def _mvau_model(w, ticks, positions, with_thresholds):
     model.set_tensor_datatype("inp", DataType["BINARY"])
     model.set_tensor_datatype("weights", DataType["INT4"])
     model.set_initializer("weights", w.astype(np.float32))
+    # annotate the output as FINN's InferDataTypes would (qonnx sanitizes annotated integer tensors)
+    model.set_tensor_datatype("outp", DataType["BINARY"] if with_thresholds else DataType["INT32"])
     if with_thresholds:
         model.set_initializer("thresh", np.full((mh, 1), 4.0, dtype=np.float32))
         model.set_tensor_datatype("thresh", DataType["INT32"])

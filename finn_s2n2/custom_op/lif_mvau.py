@@ -53,7 +53,16 @@ def bram18_blocks(depth: int, width: int) -> int:
 class LIF_MVAU(HWCustomOp):
     """Matrix-vector unit with LIF activation over ticks (FINN abstract hardware op)."""
 
+    _ATTR_CACHE: dict = {}
+
     def get_nodeattr_types(self):
+        # qonnx calls this on every get_nodeattr; the dictionary only depends on the class, so build it once
+        cached = LIF_MVAU._ATTR_CACHE.get(type(self))
+        if cached is None:
+            cached = LIF_MVAU._ATTR_CACHE[type(self)] = self._build_nodeattr_types()
+        return dict(cached)
+
+    def _build_nodeattr_types(self):
         attrs = {
             "MW": ("i", True, 0),
             "MH": ("i", True, 0),
@@ -67,7 +76,7 @@ class LIF_MVAU(HWCustomOp):
             "mem_mode": ("s", False, "internal_embedded"),
         }
         attrs.update(LIF_NODEATTRS)
-        attrs.update(super().get_nodeattr_types())
+        attrs.update(HWCustomOp.get_nodeattr_types(self))
         return attrs
 
     # ------------------------------------------------------------------ validation

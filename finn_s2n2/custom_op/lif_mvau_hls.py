@@ -26,8 +26,8 @@ from finn_s2n2.custom_op.lif_mvau import LIF_MVAU
 class LIF_MVAU_hls(LIF_MVAU, HLSBackend):
     """LIF matrix-vector unit implemented by ``s2n2::LIF_MVAU`` (HLS C++)."""
 
-    def get_nodeattr_types(self):
-        attrs = LIF_MVAU.get_nodeattr_types(self)
+    def _build_nodeattr_types(self):
+        attrs = LIF_MVAU._build_nodeattr_types(self)
         attrs.update(HLSBackend.get_nodeattr_types(self))
         return attrs
 
