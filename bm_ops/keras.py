@@ -1,0 +1,209 @@
+"""Keras 3 BM convolution layer ``BMConv2D`` (channels-last), same function as ``bm_ops.functional.bm_conv2d``.
+
+Seed 000_5bd4b4fcc7d8a338, *The BM Convolutional Layer*; conversion of a trained ``keras.layers.Conv2D`` with the
+seed's rule (``v^+ = ln|w|`` for ``w > 0``, ``v^- = ln|w|`` for ``w < 0``, else ``-inf``) via :func:`from_conv`.
+
+Written with ``keras.ops`` only (backend-agnostic). The max-plus correlation runs tap by tap: for each of the
+``K_h x K_w`` offsets it adds ``ln x^a`` (an ``(N, H_out, W_out, C, 1)`` slice) to ``v^b[kh, kw]`` (``(C, F)``) and
+keeps the running max — never the full ``(N, positions, F, C K^2)`` tensor. Zeros (``ln 0 = -inf``) and all
+``-inf`` maxima give 0 with zero gradient (guarded ``log``/``exp``), as in the torch reference.
+
+Layout follows Keras: weights ``v_pos``/``v_neg`` are ``(K_h, K_w, C, F)`` (the ``Conv2D`` kernel layout). Padding:
+``"valid"``, ``"same"`` (TensorFlow semantics, extra row/column at the bottom/right when odd) or an int / pair
+of ints (symmetric, PyTorch-style — an extension for layers converted from torch). ``channels_first``,
+dilation and groups are rejected. Importing this module imports Keras (and its backend).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from bm_ops.functional import pair, to_log_weights
+
+__all__ = ["BMConv2D", "from_conv", "from_torch"]
+
+
+def _pads(padding, size, k, s):
+    """(before, after) padding of one spatial dim."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        return total // 2, total - total // 2
+    return padding, padding
+
+
+@keras.saving.register_keras_serializable(package="bm_ops")
+class BMConv2D(keras.layers.Layer):
+    """Bipolar Morphological 2-D convolution for Keras 3 (channels-last input ``(N, H, W, C)``)."""
+
+    def __init__(
+        self, filters, kernel_size, strides=1, padding="valid", use_bias=True, data_format=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+            raise ValueError(f"BMConv2D: filters must be a positive int, got {filters!r}")
+        self.filters = filters
+        self.kernel_size = pair(
+            tuple(kernel_size) if isinstance(kernel_size, list) else kernel_size, "kernel_size"
+        )
+        self.strides = pair(tuple(strides) if isinstance(strides, list) else strides, "strides")
+        if isinstance(padding, str):
+            padding = padding.lower()
+            if padding not in ("valid", "same"):
+                raise ValueError(f"BMConv2D: padding must be 'valid', 'same' or ints, got {padding!r}")
+            self.padding = padding
+        else:
+            self.padding = pair(tuple(padding) if isinstance(padding, list) else padding, "padding")
+        if min(self.kernel_size) < 1 or min(self.strides) < 1:
+            raise ValueError(
+                f"BMConv2D: kernel_size and strides must be >= 1, got {self.kernel_size}, {self.strides}"
+            )
+        fmt = data_format or keras.config.image_data_format()
+        if fmt != "channels_last":
+            raise ValueError(f"BMConv2D: only channels_last is supported, got data_format={fmt!r}")
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"BMConv2D: expected (N, H, W, C) input, got shape {tuple(input_shape)}")
+        c = int(input_shape[-1])
+        shape = (*self.kernel_size, c, self.filters)
+        fan_in = c * self.kernel_size[0] * self.kernel_size[1]
+
+        def init(shape, dtype=None, which=0):
+            # Kaiming-uniform standard weight (as torch), then the seed's conversion
+            bound = 1.0 / math.sqrt(fan_in)
+            w = np.random.default_rng().uniform(-bound, bound, size=shape)
+            return ops.convert_to_tensor(to_log_weights(w)[which], dtype=dtype)
+
+        self.v_pos = self.add_weight(
+            name="v_pos", shape=shape, initializer=lambda s, dtype=None: init(s, dtype, 0)
+        )
+        self.v_neg = self.add_weight(
+            name="v_neg", shape=shape, initializer=lambda s, dtype=None: init(s, dtype, 1)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def _geometry(self, h, w):
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        if isinstance(self.padding, str):
+            (pt, pb), (pl, pr) = _pads(self.padding, h, kh, sh), _pads(self.padding, w, kw, sw)
+        else:
+            pt = pb = self.padding[0]
+            pl = pr = self.padding[1]
+        oh = (h + pt + pb - kh) // sh + 1
+        ow = (w + pl + pr - kw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"BMConv2D {self.name}: kernel {self.kernel_size} larger than padded input {(h, w)}"
+            )
+        return (pt, pb, pl, pr), (oh, ow)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        _, (oh, ow) = self._geometry(int(h), int(w))
+        return (n, oh, ow, self.filters)
+
+    def call(self, x):
+        if x.shape[-1] is not None and int(x.shape[-1]) != int(self.v_pos.shape[2]):
+            raise ValueError(
+                f"BMConv2D {self.name}: input has {int(x.shape[-1])} channels, weights expect {int(self.v_pos.shape[2])}"
+            )
+        h, w = int(x.shape[1]), int(x.shape[2])
+        (pt, pb, pl, pr), (oh, ow) = self._geometry(h, w)
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        ninf = ops.cast(-np.inf, x.dtype)
+        out = 0.0
+        for p_a, xa in ((1.0, ops.relu(x)), (-1.0, ops.relu(-x))):
+            xa = ops.pad(xa, ((0, 0), (pt, pb), (pl, pr), (0, 0)))  # zero padding: ln 0 = -inf
+            pos = xa > 0
+            lx = ops.where(pos, ops.log(ops.where(pos, xa, ops.ones_like(xa))), ninf)
+            for p_b, v in ((1.0, self.v_pos), (-1.0, self.v_neg)):
+                m = None
+                for i in range(kh):
+                    for j in range(kw):
+                        sl = lx[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
+                        s = ops.max(sl[..., :, None] + v[i, j][None, None, None], axis=-2)  # (N, oh, ow, F)
+                        m = s if m is None else ops.maximum(m, s)
+                alive = m > ninf
+                term = ops.where(alive, ops.exp(ops.where(alive, m, ops.zeros_like(m))), ops.zeros_like(m))
+                out = out + (p_a * p_b) * term
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            use_bias=self.use_bias,
+        )
+        return cfg
+
+
+def from_conv(conv) -> BMConv2D:
+    """Seed conversion of a built ``keras.layers.Conv2D`` (channels-last, no dilation/groups) into ``BMConv2D``.
+
+    The Conv2D's ``activation`` is not carried over (the BM layer is linear-free: put the activation after it).
+    """
+    if not isinstance(conv, keras.layers.Conv2D):
+        raise TypeError(f"from_conv expects a keras.layers.Conv2D, got {type(conv).__name__}")
+    if not conv.built:
+        raise ValueError(f"from_conv: layer {conv.name} is not built (call it on an input first)")
+    if tuple(conv.dilation_rate) != (1, 1):
+        raise ValueError(
+            f"from_conv: {conv.name} has dilation_rate={tuple(conv.dilation_rate)}; only 1 is supported"
+        )
+    if getattr(conv, "groups", 1) != 1:
+        raise ValueError(f"from_conv: {conv.name} has groups={conv.groups}; only 1 is supported")
+    if conv.data_format != "channels_last":
+        raise ValueError(f"from_conv: {conv.name} uses {conv.data_format}; only channels_last is supported")
+    w = np.asarray(keras.ops.convert_to_numpy(conv.kernel), dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError(f"from_conv: {conv.name} kernel contains NaN or inf")
+    bm = BMConv2D(conv.filters, tuple(conv.kernel_size), tuple(conv.strides), conv.padding, conv.use_bias)
+    bm.build((None, None, None, w.shape[2]))
+    vp, vn = to_log_weights(w)
+    bm.v_pos.assign(vp.astype(np.float32))
+    bm.v_neg.assign(vn.astype(np.float32))
+    if conv.use_bias:
+        bm.bias.assign(keras.ops.convert_to_numpy(conv.bias))
+    return bm
+
+
+def from_torch(layer) -> BMConv2D:
+    """A ``BMConv2D`` computing the same function as a torch ``BMConv2d`` or (converted) ``nn.Conv2d``."""
+    from torch import nn
+
+    from bm_ops.torch import BMConv2d
+    from bm_ops.torch import from_conv as torch_from_conv
+
+    if isinstance(layer, nn.Conv2d):
+        layer = torch_from_conv(layer)
+    if not isinstance(layer, BMConv2d):
+        raise TypeError(
+            f"from_torch expects a bm_ops.torch.BMConv2d or nn.Conv2d, got {type(layer).__name__}"
+        )
+    bm = BMConv2D(layer.out_channels, layer.kernel_size, layer.stride, layer.padding, layer.bias is not None)
+    bm.build((None, None, None, layer.in_channels))
+    # torch (F, C, kh, kw) -> keras (kh, kw, C, F)
+    bm.v_pos.assign(layer.v_pos.detach().permute(2, 3, 1, 0).float().numpy())
+    bm.v_neg.assign(layer.v_neg.detach().permute(2, 3, 1, 0).float().numpy())
+    if layer.bias is not None:
+        bm.bias.assign(layer.bias.detach().float().numpy())
+    return bm
