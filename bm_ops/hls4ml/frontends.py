@@ -201,15 +201,18 @@ def _keras_handler_class():
             if getattr(layer, "use_bias", True) and getattr(layer, "bias", None) is not None:
                 bias = keras.ops.convert_to_numpy(layer.bias)
             sh, sw = _pair(layer.strides, "strides", where)
-            padding = str(layer.padding).lower()
-            if padding == "valid":
+            padding = layer.padding
+            if isinstance(padding, str) and padding.lower() == "valid":
                 pads = (0, 0, 0, 0)
-            elif padding == "same":
+            elif isinstance(padding, str) and padding.lower() == "same":
                 ph = max((math.ceil(h / sh) - 1) * sh + kh - h, 0)
                 pw = max((math.ceil(w / sw) - 1) * sw + kw - w, 0)
                 pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+            elif not isinstance(padding, str):
+                ph, pw = _pair(padding, "padding", where)  # symmetric integer padding (torch style)
+                pads = (ph, ph, pw, pw)
             else:
-                raise ValueError(f"{where}: padding {layer.padding!r} not supported")
+                raise ValueError(f"{where}: padding {padding!r} not supported")
             d = layer_dict_from_arrays(layer.name, vp, vn, bias, (h, w, c), (sh, sw), pads)
             d.pop("name")
             return d
