@@ -226,6 +226,8 @@ def good_model():
         (dict(SIMD=3), r"lif_bad.*SIMD=3 does not divide MW=8"),
         (dict(decay_shift=0), r"lif_bad.*decay_shift is missing"),
         (dict(decay_shift=40), r"lif_bad.*decay_shift must be in \[1, 31\]"),
+        (dict(decay_shift=0, decay=0.8), r"lif_bad.*attribute decay=0.8 is not a shift-subtract decay"),
+        (dict(decay=0.75), r"lif_bad.*decay=0.75 \(shift 2\) contradicts decay_shift=3"),
         (dict(threshold=200), r"lif_bad.*threshold=200 is outside the membrane range \[-128, 127\]"),
         (dict(numTicks=0), r"lif_bad.*numTicks is missing"),
         (dict(accDataType="UINT8"), r"lif_bad.*accDataType must be a signed integer"),
@@ -300,3 +302,10 @@ def test_specialize_layers_makes_hls_node():
     node = m2.graph.node[0]
     assert (node.op_type, node.domain) == ("LIF_MVAU_hls", "finn.custom_op.fpgadataflow.hls")
     np.testing.assert_array_equal(y0, execute_onnx(m2, {"inp": x})["outp"])
+
+
+def test_float_decay_attribute_defines_the_shift(good_model):
+    from qonnx.custom_op.registry import getCustomOp
+
+    _set(good_model, decay_shift=0, decay=0.875)
+    assert getCustomOp(good_model.graph.node[0]).params().decay_shift == 3

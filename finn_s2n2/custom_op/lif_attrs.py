@@ -17,6 +17,8 @@ from finn_s2n2 import numerics
 LIF_NODEATTRS = {
     # d = 1 - 2**-decay_shift (Eq 2.3, shift-subtract decay); 0 = "unset" and is rejected by validation
     "decay_shift": ("i", False, 0),
+    # optional float leak d of Eq 2.3 (0.0 = unset); must be 1 - 2**-k, it then defines/checks decay_shift
+    "decay": ("f", False, 0.0),
     # threshold T of Eq 2.4 in membrane units (integer inside the accDataType range)
     "threshold": ("i", False, 0),
     # ticks per sample; the membrane is reset at the last tick; 0 = "unset" and is rejected
@@ -80,6 +82,12 @@ def validate_lif_attrs(op) -> LIFParams:
         raise ValueError(f"{who}: attribute accDataType must be a signed integer type INT2..INT32, got {acc_name}")
     acc_bits = numerics.check_acc_bits(acc.bitwidth(), f"{who}: accDataType bits")
     k = op.get_nodeattr("decay_shift")
+    d = float(op.get_nodeattr("decay"))
+    if d != 0.0:
+        k_d = numerics.decay_shift_from_factor(d, f"{who}: attribute decay")
+        if k not in (0, k_d):
+            raise ValueError(f"{who}: attribute decay={d} (shift {k_d}) contradicts decay_shift={k}")
+        k = k_d
     if k == 0:
         raise ValueError(
             f"{who}: attribute decay_shift is missing (the decay must be a shift: d = 1 - 2**-decay_shift, "
