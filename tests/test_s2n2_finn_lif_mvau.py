@@ -226,7 +226,7 @@ def good_model():
         (dict(SIMD=3), r"lif_bad.*SIMD=3 does not divide MW=8"),
         (dict(decay_shift=0), r"lif_bad.*decay_shift is missing"),
         (dict(decay_shift=40), r"lif_bad.*decay_shift must be in \[1, 31\]"),
-        (dict(decay_shift=0, decay=0.8), r"lif_bad.*attribute decay=0.8 is not a shift-subtract decay"),
+        (dict(decay_shift=0, decay=0.8), r"lif_bad.*attribute decay=0.8\d* is not a shift-subtract decay"),
         (dict(decay=0.75), r"lif_bad.*decay=0.75 \(shift 2\) contradicts decay_shift=3"),
         (dict(threshold=200), r"lif_bad.*threshold=200 is outside the membrane range \[-128, 127\]"),
         (dict(numTicks=0), r"lif_bad.*numTicks is missing"),
