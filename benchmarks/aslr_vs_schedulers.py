@@ -173,14 +173,23 @@ def _task(args):
     return args, train_run(model_name, kind, lr, seed, _DATA, epochs, **hp)
 
 
-def run_tasks(tasks, jobs):
-    """Run train_run over tasks (in `jobs` forked processes); results in task order."""
+def run_tasks(tasks, jobs, log=None):
+    """Run train_run over tasks (in `jobs` forked processes); results in task order, each logged when done."""
+    t0 = time.time()
+
+    def report(res):
+        (model_name, kind, lr, seed, _, _), r = res
+        if log is not None:
+            log(f"      done {model_name} {kind} lr={lr:g} seed={seed}: test acc {100 * r['test_acc']:.2f} "
+                f"({time.time() - t0:.0f} s)")
+        return res
+
     if jobs <= 1:
-        return [_task(t) for t in tasks]
+        return [report(_task(t)) for t in tasks]
     import multiprocessing as mp
 
     with mp.get_context("fork").Pool(jobs) as pool:
-        return pool.map(_task, tasks, chunksize=1)
+        return [report(res) for res in pool.imap(_task, tasks, chunksize=1)]
 
 
 def tune(model_name, lr, epochs, jobs, log):
@@ -231,6 +240,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.05, help="base start learning rate")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
     ap.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    ap.add_argument("--peer-hp", default=None,
+                    help='JSON {model: {scheduler: settings}} from an earlier tuning run: skip the tuning')
+    ap.add_argument("--no-range-test", action="store_true", help="skip the informative lr range test")
     ap.add_argument("--out", default="benchmarks/out", help="folder for the PNG and the JSON results")
     args = ap.parse_args(argv)
     epochs = args.epochs or (2 if args.quick else 8)
@@ -244,7 +256,7 @@ def main(argv=None):
     data = _DATA = load_data()
     log(f"data: {data[0]} (train {len(data[1][0])}, val {len(data[2][0])}, test {len(data[3][0])}); "
         f"epochs {epochs}, seeds {seeds}, base lr {args.lr}")
-    if not args.quick:  # the seed's way to pick the one hyperparameter (section 5.3), shown for reference
+    if not args.quick and not args.no_range_test:  # the seed's way to pick the one hyperparameter (section 5.3), shown for reference
         from aslr.lr_finder import lr_range_test
 
         torch.manual_seed(0)
@@ -263,12 +275,18 @@ def main(argv=None):
     for model_name in [m.strip() for m in args.models.split(",")]:
         if model_name not in MODELS:
             raise SystemExit(f"unknown model {model_name!r}; choose from {list(MODELS)}")
-        hps = {k: GRIDS[k][0] for k in GRIDS} if args.quick else tune(model_name, args.lr, epochs, args.jobs, log)
+        if args.peer_hp:  # settings tuned by an earlier run (printed as "tuned peer settings")
+            hps = {k: {kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()}
+                   for k, v in json.loads(args.peer_hp)[model_name].items()}
+        elif args.quick:
+            hps = {k: GRIDS[k][0] for k in GRIDS}
+        else:
+            hps = tune(model_name, args.lr, epochs, args.jobs, log)
         log(f"  {model_name}: tuned peer settings at lr {args.lr}: {hps}")
         labels = {args.lr * f: label for label, f in lr_factors}
         tasks = [(model_name, kind, args.lr * f, seed, epochs, hps.get(kind, {}))
                  for _, f in lr_factors for kind in kinds for seed in seeds]
-        for (_, kind, lr, seed, _, _), r in run_tasks(tasks, args.jobs):
+        for (_, kind, lr, seed, _, _), r in run_tasks(tasks, args.jobs, log):
             label = labels[lr]
             results.setdefault((model_name, label, kind), []).append(r["test_acc"])
             if seed == 0:
