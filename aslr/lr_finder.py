@@ -142,8 +142,8 @@ def _clone(model, optimizer):
         raise TypeError(f"lr_range_test: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     mapping = {}
     model_copy = copy.deepcopy(model)
-    for (n1, p1), (n2, p2) in zip(model.named_parameters(remove_duplicate=False),
-                                  model_copy.named_parameters(remove_duplicate=False)):
+    for (_, p1), (_, p2) in zip(model.named_parameters(remove_duplicate=False),
+                                model_copy.named_parameters(remove_duplicate=False)):
         mapping[id(p1)] = p2
     groups = []
     for g in optimizer.param_groups:
