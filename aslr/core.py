@@ -118,12 +118,18 @@ class ASLRSearch:
     # -- Algorithm 2, one epoch ------------------------------------------------------------------------
     def observe(self, cost) -> float:
         """Feed one epoch's validation metric; update and return the centre learning rate ``c``."""
-        if isinstance(cost, bool | str | bytes) or not (isinstance(cost, Real | decimal.Decimal) or hasattr(cost, "__float__")):
-            raise TypeError(f"ASLR.observe: metric must be a real number, got {type(cost).__name__} ({cost!r})")
+        if isinstance(cost, bool | str | bytes) or not (
+            isinstance(cost, Real | decimal.Decimal) or hasattr(cost, "__float__")
+        ):
+            raise TypeError(
+                f"ASLR.observe: metric must be a real number, got {type(cost).__name__} ({cost!r})"
+            )
         try:
             cost = float(cost)  # numpy / torch scalars
         except (TypeError, ValueError):
-            raise TypeError(f"ASLR.observe: metric must be a real scalar, got {type(cost).__name__}") from None
+            raise TypeError(
+                f"ASLR.observe: metric must be a real scalar, got {type(cost).__name__}"
+            ) from None
         if not math.isfinite(cost):
             raise ValueError(
                 f"ASLR.observe: metric must be finite, got {cost!r} (the training diverged or the metric is missing)"
@@ -172,7 +178,9 @@ class ASLRSearch:
         if state["mode"] not in ("min", "max"):
             raise ValueError(f"ASLRSearch.load_state_dict: bad mode {state['mode']!r}")
         if state["search_direction"] not in (1, -1):
-            raise ValueError(f"ASLRSearch.load_state_dict: search_direction must be +1/-1, got {state['search_direction']!r}")
+            raise ValueError(
+                f"ASLRSearch.load_state_dict: search_direction must be +1/-1, got {state['search_direction']!r}"
+            )
         self._c = c
         self.mode = state["mode"]
         self.min_cost = float(state["min_cost"])

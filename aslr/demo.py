@@ -35,9 +35,15 @@ def stage(ctx) -> dict:
     xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(y[tr])
     xv, yv = torch.from_numpy(x[va]), torch.from_numpy(y[va])
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
-                                torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                                torch.nn.Flatten(), torch.nn.Linear(16 * 16, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 16, 10),
+    )
     opt = torch.optim.SGD(layer_param_groups(model, momentum=0.9), lr=1.0)
     start = 0.05
     sched = ASLR(opt, start, generator=torch.Generator().manual_seed(0))
@@ -48,7 +54,7 @@ def stage(ctx) -> dict:
     for _ in range(epochs):
         perm = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt) - bs + 1, bs):
-            b = perm[i:i + bs]
+            b = perm[i : i + bs]
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
             opt.step()

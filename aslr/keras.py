@@ -83,8 +83,14 @@ class ASLRCallback:
     _supports_tf_logs = False
     _chief_worker_only = None
 
-    def __init__(self, lr, monitor: str = "val_loss", mode: str = "min", seed: int | None = None,
-                 per_layer: bool | None = None) -> None:
+    def __init__(
+        self,
+        lr,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        seed: int | None = None,
+        per_layer: bool | None = None,
+    ) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"ASLRCallback: monitor must be a non-empty log key string, got {monitor!r}")
         if per_layer not in (None, True, False):

@@ -77,7 +77,9 @@ class ASLRCallback(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         optimizers = list(trainer.optimizers)
         if len(optimizers) != 1:
-            raise ValueError(f"ASLRCallback: expected exactly one optimizer, the module configured {len(optimizers)}")
+            raise ValueError(
+                f"ASLRCallback: expected exactly one optimizer, the module configured {len(optimizers)}"
+            )
         if getattr(trainer, "lr_scheduler_configs", None):
             raise ValueError(
                 "ASLRCallback: configure_optimizers also returned an lr scheduler; ASLR sets the learning rate "
@@ -115,7 +117,9 @@ class ASLRCallback(Callback):
         value = metrics[self.monitor]
         value = float(value.detach().item() if isinstance(value, torch.Tensor) else value)
         if not math.isfinite(value):
-            raise ValueError(f"ASLRCallback: {self.monitor}={value!r} at epoch {trainer.current_epoch} is not finite")
+            raise ValueError(
+                f"ASLRCallback: {self.monitor}={value!r} at epoch {trainer.current_epoch} is not finite"
+            )
         self.scheduler.observe(value)
 
     def state_dict(self) -> dict:

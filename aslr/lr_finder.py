@@ -74,7 +74,9 @@ def suggest_start_lr(lrs, losses, *, step_mode: str = "exp", drop: float = 0.1) 
     lrs = np.asarray(lrs, dtype=np.float64)
     losses = np.asarray(losses, dtype=np.float64)
     if lrs.ndim != 1 or lrs.shape != losses.shape:
-        raise ValueError(f"suggest_start_lr: lrs and losses must be 1-D of equal length, got {lrs.shape}, {losses.shape}")
+        raise ValueError(
+            f"suggest_start_lr: lrs and losses must be 1-D of equal length, got {lrs.shape}, {losses.shape}"
+        )
     finite = np.isfinite(losses)
     if not finite.all():
         first_bad = int(np.argmin(finite))
@@ -94,12 +96,26 @@ def suggest_start_lr(lrs, losses, *, step_mode: str = "exp", drop: float = 0.1) 
     i_low = int(below[0])
     low, high = float(lrs[i_low]), float(lrs[i_min])
     suggestion = math.sqrt(low * high) if step_mode == "exp" else 0.5 * (low + high)
-    return RangeTestResult(lrs=lrs, losses=losses, low=low, high=high, suggestion=suggestion, step_mode=step_mode)
+    return RangeTestResult(
+        lrs=lrs, losses=losses, low=low, high=high, suggestion=suggestion, step_mode=step_mode
+    )
 
 
-def lr_range_test(model, optimizer, criterion, train_loader, *, start_lr: float = 1e-5, end_lr: float = 1.0,
-                  num_iter: int = 100, step_mode: str = "exp", smooth_f: float = 0.05, diverge_th: float = 5.0,
-                  drop: float = 0.1, device=None) -> RangeTestResult:
+def lr_range_test(
+    model,
+    optimizer,
+    criterion,
+    train_loader,
+    *,
+    start_lr: float = 1e-5,
+    end_lr: float = 1.0,
+    num_iter: int = 100,
+    step_mode: str = "exp",
+    smooth_f: float = 0.05,
+    diverge_th: float = 5.0,
+    drop: float = 0.1,
+    device=None,
+) -> RangeTestResult:
     """Run torch-lr-finder's range test and return :func:`suggest_start_lr` of its curve.
 
     The test trains a deep copy: the model and the optimiser passed in are left as they were.  ``train_loader`` is a
@@ -120,8 +136,15 @@ def lr_range_test(model, optimizer, criterion, train_loader, *, start_lr: float 
         raise ValueError(f"lr_range_test: step_mode must be 'exp' or 'linear', got {step_mode!r}")
     model_copy, optimizer_copy = _clone(model, optimizer)
     finder = LRFinder(model_copy, optimizer_copy, criterion, device=device)
-    finder.range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
-                      smooth_f=smooth_f, diverge_th=diverge_th)
+    finder.range_test(
+        train_loader,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_iter=num_iter,
+        step_mode=step_mode,
+        smooth_f=smooth_f,
+        diverge_th=diverge_th,
+    )
     return suggest_start_lr(finder.history["lr"], finder.history["loss"], step_mode=step_mode, drop=drop)
 
 
@@ -139,16 +162,23 @@ def _clone(model, optimizer):
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"lr_range_test: model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"lr_range_test: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError(
+            f"lr_range_test: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
     mapping = {}
     model_copy = copy.deepcopy(model)
-    for (_, p1), (_, p2) in zip(model.named_parameters(remove_duplicate=False),
-                                model_copy.named_parameters(remove_duplicate=False)):
+    for (_, p1), (_, p2) in zip(
+        model.named_parameters(remove_duplicate=False), model_copy.named_parameters(remove_duplicate=False)
+    ):
         mapping[id(p1)] = p2
     groups = []
     for g in optimizer.param_groups:
         missing = [p for p in g["params"] if id(p) not in mapping]
         if missing:
-            raise ValueError("lr_range_test: the optimizer holds parameters that are not parameters of the model")
-        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [mapping[id(p)] for p in g["params"]]})
+            raise ValueError(
+                "lr_range_test: the optimizer holds parameters that are not parameters of the model"
+            )
+        groups.append(
+            {**{k: v for k, v in g.items() if k != "params"}, "params": [mapping[id(p)] for p in g["params"]]}
+        )
     return model_copy, type(optimizer)(groups, **optimizer.defaults)

@@ -85,11 +85,20 @@ class ASLR:
             sched.observe(validation_loss())
     """
 
-    def __init__(self, optimizer, lr, *, mode: str = "min", generator: torch.Generator | None = None,
-                 sync_metric: str = "mean") -> None:
+    def __init__(
+        self,
+        optimizer,
+        lr,
+        *,
+        mode: str = "min",
+        generator: torch.Generator | None = None,
+        sync_metric: str = "mean",
+    ) -> None:
         groups = getattr(optimizer, "param_groups", None)
         if groups is None:
-            raise TypeError(f"ASLR: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"ASLR: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
         if len(groups) == 0:
             raise ValueError("ASLR: the optimizer has no param groups (nothing to schedule)")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -179,12 +188,16 @@ class ASLR:
             )
         if isinstance(metric, torch.Tensor):
             if metric.numel() != 1:
-                raise ValueError(f"ASLR.observe: metric must be a scalar, got a tensor of shape {tuple(metric.shape)}")
+                raise ValueError(
+                    f"ASLR.observe: metric must be a scalar, got a tensor of shape {tuple(metric.shape)}"
+                )
             metric = metric.detach().item()
         try:
             value = float(metric)
         except (TypeError, ValueError):
-            raise TypeError(f"ASLR.observe: metric must be a real number, got {type(metric).__name__}") from None
+            raise TypeError(
+                f"ASLR.observe: metric must be a real number, got {type(metric).__name__}"
+            ) from None
         distributed, _ = _dist_world()
         if distributed:
             value = self._sync(value)
@@ -216,7 +229,9 @@ class ASLR:
         return {
             "search": self.search.state_dict(),
             # generator state before the current block of draws + rows used from it (see _next_uniforms)
-            "generator": (self._block_state if self._block is not None else self.generator.get_state()).clone(),
+            "generator": (
+                self._block_state if self._block is not None else self.generator.get_state()
+            ).clone(),
             "block_pos": self._block_pos if self._block is not None else 0,
             "last_lr": list(self._last_lr),
             "num_steps": self.num_steps,

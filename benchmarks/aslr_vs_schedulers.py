@@ -38,9 +38,14 @@ torch.set_num_threads(1)
 def float_cnn(hw: int) -> torch.nn.Module:
     side = ((hw - 2) // 2 - 2) // 2
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(16 * side * side, 10),
+        torch.nn.Conv2d(1, 8, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * side * side, 10),
     )
 
 
@@ -50,9 +55,14 @@ def brevitas_cnn(hw: int) -> torch.nn.Module:
     side = ((hw - 2) // 2 - 2) // 2
     return torch.nn.Sequential(
         QuantIdentity(bit_width=8, return_quant_tensor=False),
-        QuantConv2d(1, 8, 3, weight_bit_width=4), QuantReLU(bit_width=4), torch.nn.MaxPool2d(2),
-        QuantConv2d(8, 16, 3, weight_bit_width=4), QuantReLU(bit_width=4), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), QuantLinear(16 * side * side, 10, bias=True, weight_bit_width=4),
+        QuantConv2d(1, 8, 3, weight_bit_width=4),
+        QuantReLU(bit_width=4),
+        torch.nn.MaxPool2d(2),
+        QuantConv2d(8, 16, 3, weight_bit_width=4),
+        QuantReLU(bit_width=4),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        QuantLinear(16 * side * side, 10, bias=True, weight_bit_width=4),
     )
 
 
@@ -97,13 +107,15 @@ class Driver:
 # ------------------------------------------------------------------------------------------------ data
 def load_data():
     x, y, name = load_mnist_or_digits()
-    if x.shape[-1] == 28:  # 2x2 average pooling to 14x14: 4x cheaper, keeps the full run within ~25 min on 2 cores
+    if (
+        x.shape[-1] == 28
+    ):  # 2x2 average pooling to 14x14: 4x cheaper, keeps the full run within ~25 min on 2 cores
         x = x.reshape(len(x), 1, 14, 2, 14, 2).mean(axis=(3, 5))
         name += " (14x14)"
     idx = np.random.default_rng(0).permutation(len(x))
     n = len(x)
     n_tr, n_val = int(0.5 * n), int(0.15 * n)  # MNIST 10k: 5000 train / 1500 validation / 3500 test
-    tr, va, te = idx[:n_tr], idx[n_tr:n_tr + n_val], idx[n_tr + n_val:]
+    tr, va, te = idx[:n_tr], idx[n_tr : n_tr + n_val], idx[n_tr + n_val :]
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     return name, (t(x[tr]), t(y[tr])), (t(x[va]), t(y[va])), (t(x[te]), t(y[te]))
 
@@ -114,9 +126,9 @@ def evaluate(model, data, bs=1000):
     x, y = data
     loss, correct = 0.0, 0
     for i in range(0, len(x), bs):
-        out = model(x[i:i + bs])
-        loss += torch.nn.functional.cross_entropy(out, y[i:i + bs], reduction="sum").item()
-        correct += (out.argmax(1) == y[i:i + bs]).sum().item()
+        out = model(x[i : i + bs])
+        loss += torch.nn.functional.cross_entropy(out, y[i : i + bs], reduction="sum").item()
+        correct += (out.argmax(1) == y[i : i + bs]).sum().item()
     model.train()
     return loss / len(x), correct / len(x)
 
@@ -135,7 +147,7 @@ def train_run(model_name, kind, lr, seed, data, epochs, bs=64, **hp):
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(steps):
-            b = perm[i * bs:(i + 1) * bs]
+            b = perm[i * bs : (i + 1) * bs]
             opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(model(train[0][b]), train[1][b])
             loss.backward()
@@ -180,8 +192,10 @@ def run_tasks(tasks, jobs, log=None):
     def report(res):
         (model_name, kind, lr, seed, _, _), r = res
         if log is not None:
-            log(f"      done {model_name} {kind} lr={lr:g} seed={seed}: test acc {100 * r['test_acc']:.2f} "
-                f"({time.time() - t0:.0f} s)")
+            log(
+                f"      done {model_name} {kind} lr={lr:g} seed={seed}: test acc {100 * r['test_acc']:.2f} "
+                f"({time.time() - t0:.0f} s)"
+            )
         return res
 
     if jobs <= 1:
@@ -227,8 +241,14 @@ def overhead(data, n=300):
             t_aslr.append(t3 - t2)
     # medians: the machine is shared, a mean would mostly measure preemptions
     a, o, s = (float(np.median(v)) for v in (t_aslr, t_opt, t_step))
-    return {"aslr_step_us": 1e6 * a, "opt_step_us": 1e6 * o, "train_step_us": 1e6 * s,
-            "vs_opt_step": a / o, "vs_train_step": a / s, "groups": len(opt.param_groups)}
+    return {
+        "aslr_step_us": 1e6 * a,
+        "opt_step_us": 1e6 * o,
+        "train_step_us": 1e6 * s,
+        "vs_opt_step": a / o,
+        "vs_train_step": a / s,
+        "groups": len(opt.param_groups),
+    }
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -238,10 +258,15 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--lr", type=float, default=0.05, help="base start learning rate")
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    ap.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS)
+    )
     ap.add_argument("--jobs", type=int, default=1, help="parallel training processes")
-    ap.add_argument("--peer-hp", default=None,
-                    help='JSON {model: {scheduler: settings}} from an earlier tuning run: skip the tuning')
+    ap.add_argument(
+        "--peer-hp",
+        default=None,
+        help="JSON {model: {scheduler: settings}} from an earlier tuning run: skip the tuning",
+    )
     ap.add_argument("--no-range-test", action="store_true", help="skip the informative lr range test")
     ap.add_argument("--out", default="benchmarks/out", help="folder for the PNG and the JSON results")
     args = ap.parse_args(argv)
@@ -254,20 +279,30 @@ def main(argv=None):
 
     global _DATA
     data = _DATA = load_data()
-    log(f"data: {data[0]} (train {len(data[1][0])}, val {len(data[2][0])}, test {len(data[3][0])}); "
-        f"epochs {epochs}, seeds {seeds}, base lr {args.lr}")
-    if not args.quick and not args.no_range_test:  # the seed's way to pick the one hyperparameter (section 5.3), shown for reference
+    log(
+        f"data: {data[0]} (train {len(data[1][0])}, val {len(data[2][0])}, test {len(data[3][0])}); "
+        f"epochs {epochs}, seeds {seeds}, base lr {args.lr}"
+    )
+    if (
+        not args.quick and not args.no_range_test
+    ):  # the seed's way to pick the one hyperparameter (section 5.3), shown for reference
         from aslr.lr_finder import lr_range_test
 
         torch.manual_seed(0)
         m = float_cnn(data[1][0].shape[-1])
         opt = torch.optim.SGD(layer_param_groups(m, momentum=0.9), lr=1e-4)
-        dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data[1]), batch_size=64, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
+        dl = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(*data[1]),
+            batch_size=64,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         rt = lr_range_test(m, opt, torch.nn.CrossEntropyLoss(), dl, start_lr=1e-4, end_lr=3.0, num_iter=150)
-        log(f"lr range test (float CNN, torch-lr-finder): reasonable start lr in [{rt.low:.3g}, {rt.high:.3g}], "
+        log(
+            f"lr range test (float CNN, torch-lr-finder): reasonable start lr in [{rt.low:.3g}, {rt.high:.3g}], "
             f"middle {rt.suggestion:.3g}; benchmark base lr {args.lr:g}, 10x high {10 * args.lr:g} is above it, "
-            f"10x low {args.lr / 10:g} below it")
+            f"10x low {args.lr / 10:g} below it"
+        )
     kinds = ["ASLR", "MultiStep", "Plateau", "Cosine"]
     lr_factors = [("base", 1.0), ("10x high", 10.0), ("10x low", 0.1)]
     results = {}
@@ -276,16 +311,22 @@ def main(argv=None):
         if model_name not in MODELS:
             raise SystemExit(f"unknown model {model_name!r}; choose from {list(MODELS)}")
         if args.peer_hp:  # settings tuned by an earlier run (printed as "tuned peer settings")
-            hps = {k: {kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()}
-                   for k, v in json.loads(args.peer_hp)[model_name].items()}
+            hps = {
+                k: {kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()}
+                for k, v in json.loads(args.peer_hp)[model_name].items()
+            }
         elif args.quick:
             hps = {k: GRIDS[k][0] for k in GRIDS}
         else:
             hps = tune(model_name, args.lr, epochs, args.jobs, log)
         log(f"  {model_name}: tuned peer settings at lr {args.lr}: {hps}")
         labels = {args.lr * f: label for label, f in lr_factors}
-        tasks = [(model_name, kind, args.lr * f, seed, epochs, hps.get(kind, {}))
-                 for _, f in lr_factors for kind in kinds for seed in seeds]
+        tasks = [
+            (model_name, kind, args.lr * f, seed, epochs, hps.get(kind, {}))
+            for _, f in lr_factors
+            for kind in kinds
+            for seed in seeds
+        ]
         for (_, kind, lr, seed, _, _), r in run_tasks(tasks, args.jobs, log):
             label = labels[lr]
             results.setdefault((model_name, label, kind), []).append(r["test_acc"])
@@ -294,16 +335,23 @@ def main(argv=None):
         for label, f in lr_factors:
             for kind in kinds:
                 accs = results[(model_name, label, kind)]
-                log(f"    {model_name:18s} {label:8s} lr={args.lr * f:<7g} {kind:9s} test acc "
-                    f"{100 * np.mean(accs):6.2f} ± {100 * np.std(accs):4.2f}  ({time.time() - t_start:5.0f} s)")
+                log(
+                    f"    {model_name:18s} {label:8s} lr={args.lr * f:<7g} {kind:9s} test acc "
+                    f"{100 * np.mean(accs):6.2f} ± {100 * np.std(accs):4.2f}  ({time.time() - t_start:5.0f} s)"
+                )
 
     ov = overhead(data)
 
     # ------------------------------------------------------------------------------------------- table
     print()
-    print(f"ASLR vs schedulers — {data[0]}, {epochs} epochs, {len(seeds)} seed(s), SGD momentum 0.9, per-layer groups")
-    header = f"| {'model':18s} | {'start lr':14s} | " + " | ".join(f"{k:>13s}" for k in kinds) + \
-        " | ASLR - best peer | ASLR - Plateau |"
+    print(
+        f"ASLR vs schedulers — {data[0]}, {epochs} epochs, {len(seeds)} seed(s), SGD momentum 0.9, per-layer groups"
+    )
+    header = (
+        f"| {'model':18s} | {'start lr':14s} | "
+        + " | ".join(f"{k:>13s}" for k in kinds)
+        + " | ASLR - best peer | ASLR - Plateau |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     summary = {}
@@ -316,15 +364,23 @@ def main(argv=None):
                 cells.append(f"{accs.mean():6.2f} ± {accs.std():4.2f}")
             best_peer = max(means[k] for k in kinds if k != "ASLR")
             d_best, d_plat = means["ASLR"] - best_peer, means["ASLR"] - means["Plateau"]
-            summary[f"{model_name} / {label}"] = {"means": means, "aslr_minus_best_peer_pp": d_best,
-                                                  "aslr_minus_plateau_pp": d_plat}
-            print(f"| {model_name:18s} | {label + ' ' + format(args.lr * f, 'g'):14s} | " + " | ".join(cells) +
-                  f" | {d_best:+16.2f} | {d_plat:+13.2f} |")
+            summary[f"{model_name} / {label}"] = {
+                "means": means,
+                "aslr_minus_best_peer_pp": d_best,
+                "aslr_minus_plateau_pp": d_plat,
+            }
+            print(
+                f"| {model_name:18s} | {label + ' ' + format(args.lr * f, 'g'):14s} | "
+                + " | ".join(cells)
+                + f" | {d_best:+16.2f} | {d_plat:+13.2f} |"
+            )
     print()
-    print(f"ASLR per-step overhead (float CNN, batch 64, {ov['groups']} param groups): ASLR.step "
-          f"{ov['aslr_step_us']:.1f} us, optimizer.step {ov['opt_step_us']:.1f} us, whole training step "
-          f"{ov['train_step_us']:.0f} us -> {100 * ov['vs_opt_step']:.1f} % of optimizer.step, "
-          f"{100 * ov['vs_train_step']:.2f} % of a training step")
+    print(
+        f"ASLR per-step overhead (float CNN, batch 64, {ov['groups']} param groups): ASLR.step "
+        f"{ov['aslr_step_us']:.1f} us, optimizer.step {ov['opt_step_us']:.1f} us, whole training step "
+        f"{ov['train_step_us']:.0f} us -> {100 * ov['vs_opt_step']:.1f} % of optimizer.step, "
+        f"{100 * ov['vs_train_step']:.2f} % of a training step"
+    )
 
     # -------------------------------------------------------------------------------------------- plot
     import matplotlib
@@ -351,8 +407,13 @@ def main(argv=None):
             xs = np.linspace(0, len(r["c_trace"]), len(r["lr_trace"]))
             ax.plot(xs, r["lr_trace"], lw=1, label=f"ASLR from {args.lr * f:g} ({100 * r['test_acc']:.1f} %)")
             r = traces[(model_name, label, "Plateau")]
-            ax.plot(xs[: len(r["lr_trace"])], r["lr_trace"], lw=1, ls="--",
-                    label=f"Plateau from {args.lr * f:g} ({100 * r['test_acc']:.1f} %)")
+            ax.plot(
+                xs[: len(r["lr_trace"])],
+                r["lr_trace"],
+                lw=1,
+                ls="--",
+                label=f"Plateau from {args.lr * f:g} ({100 * r['test_acc']:.1f} %)",
+            )
         ax.set_yscale("log")
         ax.set_title(f"{model_name}: ASLR vs ReduceLROnPlateau from three start rates", fontsize=9)
         ax.set_xlabel("epoch")
@@ -360,9 +421,20 @@ def main(argv=None):
     fig.tight_layout()
     png = out / "aslr_lr_trajectories.png"
     fig.savefig(png, dpi=110)
-    (out / "aslr_vs_schedulers.json").write_text(json.dumps(
-        {"epochs": epochs, "seeds": seeds, "lr": args.lr, "data": data[0], "summary": summary, "overhead": ov,
-         "accs": {" / ".join(k): v for k, v in results.items()}}, indent=1))
+    (out / "aslr_vs_schedulers.json").write_text(
+        json.dumps(
+            {
+                "epochs": epochs,
+                "seeds": seeds,
+                "lr": args.lr,
+                "data": data[0],
+                "summary": summary,
+                "overhead": ov,
+                "accs": {" / ".join(k): v for k, v in results.items()},
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {png} and {out / 'aslr_vs_schedulers.json'} in {time.time() - t_start:.0f} s")
     return summary, ov
 

@@ -19,7 +19,9 @@ def _state(a: ASLRSearch):
 
 def test_import_is_light():
     code = "import sys, aslr, aslr.core; print(any(m in sys.modules for m in ('torch', 'tensorflow', 'keras', 'finn')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"
 
 
@@ -28,14 +30,14 @@ def test_improvement_and_plateau_sequence_step_by_step():
     a = ASLRSearch(0.05)
     costs = [0.9, 0.8, 0.85, 0.7, 0.75, 0.76, 0.77, 0.6]
     expected = [
-        (0.05, 0.9, 1, 1, 0),   # improvement (first epoch)
-        (0.05, 0.8, 1, 1, 0),   # improvement
+        (0.05, 0.9, 1, 1, 0),  # improvement (first epoch)
+        (0.05, 0.8, 1, 1, 0),  # improvement
         (0.06, 0.8, -1, 2, 0),  # worse: c += s; steps == range(1) -> range 2, flip
-        (0.06, 0.7, 1, 1, 0),   # improvement: reset search
+        (0.06, 0.7, 1, 1, 0),  # improvement: reset search
         (0.07, 0.7, -1, 2, 0),  # worse: +s, flip
         (0.06, 0.7, -1, 2, 1),  # worse: -s
-        (0.05, 0.7, 1, 3, 0),   # worse: -s, steps == range(2) -> range 3, flip
-        (0.05, 0.6, 1, 1, 0),   # improvement
+        (0.05, 0.7, 1, 3, 0),  # worse: -s, steps == range(2) -> range 3, flip
+        (0.05, 0.6, 1, 1, 0),  # improvement
     ]
     for cost, exp in zip(costs, expected):
         c = a.observe(cost)
@@ -66,8 +68,36 @@ def test_long_search_from_0p3_is_exact_not_float_drift():
     # zero-crossing rule's 0.09
     a = ASLRSearch(0.3)
     traj = [a.observe(0.5)] + [a.observe(0.6) for _ in range(27)]
-    expected = [0.3, 0.4, 0.3, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.2, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6,
-                0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    expected = [
+        0.3,
+        0.4,
+        0.3,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.4,
+        0.3,
+        0.2,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.5,
+        0.4,
+        0.3,
+        0.2,
+        0.1,
+        0.09,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+    ]
     assert traj == expected
 
 
@@ -86,8 +116,18 @@ def test_initial_min_cost_deviation_only_matters_above_one():
 
 @pytest.mark.parametrize(
     "c, s",
-    [(0.05, 0.01), (0.06, 0.01), (0.1, 0.1), (0.0999999, 0.01), (1.0, 1.0), (9.99, 1.0), (10, 10.0),
-     (1e-3, 1e-3), (3e-7, 1e-7), (250.0, 100.0)],
+    [
+        (0.05, 0.01),
+        (0.06, 0.01),
+        (0.1, 0.1),
+        (0.0999999, 0.01),
+        (1.0, 1.0),
+        (9.99, 1.0),
+        (10, 10.0),
+        (1e-3, 1e-3),
+        (3e-7, 1e-7),
+        (250.0, 100.0),
+    ],
 )
 def test_step_size_is_exact_power_of_ten(c, s):
     assert step_size(c) == s
@@ -189,4 +229,6 @@ def test_trajectory_equals_algorithm_2_for_costs_up_to_one(mantissa, exponent, c
 def test_plateau_heavy_sequences_match_oracle(mantissa, exponent, costs):
     # few distinct values -> many equal costs and long searches through decades and the zero rule
     a = ASLRSearch(float(f"{mantissa}e{exponent}"))
-    assert [a.observe(x) for x in costs] == [float(c) for c in _oracle(costs, Fraction(f"{mantissa}e{exponent}"))]
+    assert [a.observe(x) for x in costs] == [
+        float(c) for c in _oracle(costs, Fraction(f"{mantissa}e{exponent}"))
+    ]

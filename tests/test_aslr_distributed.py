@@ -66,11 +66,26 @@ def _run_pair(tmp_path: Path, metrics, timeout=120):
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   ASLR_OUT=str(tmp_path / f"rank{rank}.json"), ASLR_METRICS=json.dumps(metrics),
-                   PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            ASLR_OUT=str(tmp_path / f"rank{rank}.json"),
+            ASLR_METRICS=json.dumps(metrics),
+            PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            OMP_NUM_THREADS="1",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for p in procs:

@@ -28,8 +28,14 @@ def digits():
 
 def _keras3_model(seed=0):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu", name="d1"),
-                             keras.layers.Dense(12, activation="relu", name="d2"), keras.layers.Dense(10, name="d3")])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu", name="d1"),
+            keras.layers.Dense(12, activation="relu", name="d2"),
+            keras.layers.Dense(10, name="d3"),
+        ]
+    )
 
 
 def _qkeras_model(seed=0):
@@ -37,9 +43,14 @@ def _qkeras_model(seed=0):
 
     tf_keras.utils.set_random_seed(seed)
     q = "quantized_bits(6,0,1)"
-    return tf_keras.Sequential([tf_keras.Input((64,)), QDense(16, kernel_quantizer=q, bias_quantizer=q, name="q1"),
-                                QActivation("quantized_relu(6)", name="a1"),
-                                QDense(10, kernel_quantizer=q, bias_quantizer=q, name="q2")])
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((64,)),
+            QDense(16, kernel_quantizer=q, bias_quantizer=q, name="q1"),
+            QActivation("quantized_relu(6)", name="a1"),
+            QDense(10, kernel_quantizer=q, bias_quantizer=q, name="q2"),
+        ]
+    )
 
 
 FRAMEWORKS = {
@@ -60,13 +71,16 @@ def test_sgd_per_layer_draws_are_exact_per_layer_learning_rates(framework, digit
     mod, build = FRAMEWORKS[framework]
     x, y, xv, yv = digits
     model = build()
-    model.compile(mod.optimizers.SGD(learning_rate=0.3),
-                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        mod.optimizers.SGD(learning_rate=0.3), loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     assert detect_framework(model) == framework and is_sgd_family(model.optimizer)
     before = [w.numpy().copy() for w in model.trainable_variables]
     grads = _grads(mod, model, x, y)
     cb = ASLRCallback(0.05, seed=3)
-    model.fit(x, y, validation_data=(xv, yv), batch_size=len(x), epochs=1, shuffle=False, verbose=0, callbacks=[cb])
+    model.fit(
+        x, y, validation_data=(xv, yv), batch_size=len(x), epochs=1, shuffle=False, verbose=0, callbacks=[cb]
+    )
     n_layers = len([layer for layer in model.layers if layer.trainable_weights])
     assert len(cb.last_lr) == len(cb.group_names) == n_layers
     lo, hi = ASLRSearch(0.05).bounds
@@ -94,10 +108,15 @@ def test_training_follows_algorithm_2_on_the_monitored_metric(framework, digits)
     mod, build = FRAMEWORKS[framework]
     x, y, xv, yv = digits
     model = build(1)
-    model.compile(mod.optimizers.SGD(learning_rate=1.0, momentum=0.9),
-                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        mod.optimizers.SGD(learning_rate=1.0, momentum=0.9),
+        loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     cb = ASLRCallback(0.05, monitor="val_accuracy", mode="max", seed=0)
-    hist = model.fit(x, y, validation_data=(xv, yv), batch_size=32, epochs=6, verbose=0, callbacks=[cb]).history
+    hist = model.fit(
+        x, y, validation_data=(xv, yv), batch_size=32, epochs=6, verbose=0, callbacks=[cb]
+    ).history
     ref = ASLRSearch(0.05, mode="max")
     expected = [0.05] + [ref.observe(v) for v in hist["val_accuracy"]]
     assert cb.c_history == expected
@@ -110,8 +129,10 @@ def test_adaptive_optimizer_gets_one_draw_per_batch(framework, digits):
     mod, build = FRAMEWORKS[framework]
     x, y, xv, yv = digits
     model = build(2)
-    model.compile(mod.optimizers.Adam(learning_rate=0.5),
-                  loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        mod.optimizers.Adam(learning_rate=0.5),
+        loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     seen = []
 
     class Spy(mod.callbacks.Callback):
@@ -125,7 +146,14 @@ def test_adaptive_optimizer_gets_one_draw_per_batch(framework, digits):
     lo, hi = ASLRSearch(0.003).bounds
     assert all(lo * (1 - 1e-6) <= v <= hi * (1 + 1e-6) for v in seen)
     with pytest.raises(ValueError, match="SGD-family"):
-        model.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[ASLRCallback(0.003, per_layer=True)])
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            epochs=1,
+            verbose=0,
+            callbacks=[ASLRCallback(0.003, per_layer=True)],
+        )
 
 
 def test_resume_state_gives_identical_draws(digits):
@@ -149,10 +177,14 @@ def test_bad_input(digits):
     with pytest.raises(TypeError, match="Keras"):
         detect_framework(object())
     model = _keras3_model()
-    model.compile(keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     with pytest.raises(ValueError, match="val_loss"):  # no validation data -> monitor missing, listed keys
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])
     sched = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
-    model.compile(keras.optimizers.SGD(sched), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(sched), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     with pytest.raises(ValueError, match="LearningRateSchedule"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])

@@ -18,8 +18,9 @@ class Net(pl.LightningModule):
     def __init__(self, with_scheduler=False):
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 24), torch.nn.ReLU(),
-                                       torch.nn.Linear(24, 10))
+        self.net = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 24), torch.nn.ReLU(), torch.nn.Linear(24, 10)
+        )
         self.val_losses, self.seen_lrs, self.with_scheduler = [], [], with_scheduler
 
     def training_step(self, batch, _):
@@ -50,14 +51,25 @@ def loaders():
     x, y = load_digits()
     ds_tr = torch.utils.data.TensorDataset(torch.from_numpy(x[:512]), torch.from_numpy(y[:512]))
     ds_va = torch.utils.data.TensorDataset(torch.from_numpy(x[1500:1700]), torch.from_numpy(y[1500:1700]))
-    return (torch.utils.data.DataLoader(ds_tr, batch_size=64, shuffle=False),
-            torch.utils.data.DataLoader(ds_va, batch_size=200))
+    return (
+        torch.utils.data.DataLoader(ds_tr, batch_size=64, shuffle=False),
+        torch.utils.data.DataLoader(ds_va, batch_size=200),
+    )
 
 
 def _trainer(tmp_path, epochs, cb, **kw):
-    return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, callbacks=[cb],
-                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                      num_sanity_val_steps=1, **kw)
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=1,
+        **kw,
+    )
 
 
 def test_lightning_callback_draws_per_step_and_follows_algorithm_2(tmp_path, loaders):
@@ -102,7 +114,7 @@ def test_checkpoint_resume_continues_identically(tmp_path, loaders):
     cb2 = ASLRCallback(0.3, seed=99)  # the checkpoint's generator state must win
     _trainer(tmp_path / "c", 4, cb2, enable_checkpointing=False).fit(second, *loaders, ckpt_path=str(ckpt))
     assert cb2.c_history == cb_full.c_history
-    assert second.seen_lrs == full.seen_lrs[len(first.seen_lrs):]
+    assert second.seen_lrs == full.seen_lrs[len(first.seen_lrs) :]
     for p_full, p_resumed in zip(full.parameters(), second.parameters()):
         torch.testing.assert_close(p_full, p_resumed, rtol=0, atol=1e-6)
 
@@ -115,6 +127,10 @@ def test_bad_input(tmp_path, loaders):
     with pytest.raises(TypeError, match="monitor"):
         ASLRCallback(0.1, monitor=None)
     with pytest.raises(ValueError, match="lr scheduler"):
-        _trainer(tmp_path, 1, ASLRCallback(0.1), enable_checkpointing=False).fit(Net(with_scheduler=True), *loaders)
+        _trainer(tmp_path, 1, ASLRCallback(0.1), enable_checkpointing=False).fit(
+            Net(with_scheduler=True), *loaders
+        )
     with pytest.raises(ValueError, match="val_acc"):
-        _trainer(tmp_path, 1, ASLRCallback(0.1, monitor="val_acc"), enable_checkpointing=False).fit(Net(), *loaders)
+        _trainer(tmp_path, 1, ASLRCallback(0.1, monitor="val_acc"), enable_checkpointing=False).fit(
+            Net(), *loaders
+        )

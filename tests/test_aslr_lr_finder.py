@@ -59,7 +59,9 @@ def test_bad_curves_raise():
 def loader():
     x, y = load_digits()
     ds = torch.utils.data.TensorDataset(torch.from_numpy(x[:1024]), torch.from_numpy(y[:1024]))
-    return torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.DataLoader(
+        ds, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
 
 
 @pytest.mark.parametrize("quantized", [False, True])
@@ -68,14 +70,21 @@ def test_range_test_on_digits_leaves_model_untouched(loader, quantized):
     if quantized:
         from brevitas.nn import QuantLinear, QuantReLU
 
-        model = torch.nn.Sequential(torch.nn.Flatten(), QuantLinear(64, 32, bias=True, weight_bit_width=4),
-                                    QuantReLU(bit_width=4), QuantLinear(32, 10, bias=True, weight_bit_width=4))
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            QuantLinear(64, 32, bias=True, weight_bit_width=4),
+            QuantReLU(bit_width=4),
+            QuantLinear(32, 10, bias=True, weight_bit_width=4),
+        )
     else:
-        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                    torch.nn.Linear(32, 10))
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+        )
     opt = torch.optim.SGD(layer_param_groups(model, momentum=0.9), lr=1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    r = lr_range_test(model, opt, torch.nn.CrossEntropyLoss(), loader, start_lr=1e-4, end_lr=10.0, num_iter=60)
+    r = lr_range_test(
+        model, opt, torch.nn.CrossEntropyLoss(), loader, start_lr=1e-4, end_lr=10.0, num_iter=60
+    )
     assert 1e-4 <= r.low < r.suggestion < r.high <= 10.0
     assert r.losses.min() < r.losses[0]
     after = model.state_dict()

@@ -17,13 +17,18 @@ torch.set_num_threads(1)
 
 def _mlp(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
-                               torch.nn.Linear(8, 3))
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+    )
 
 
 @settings(max_examples=12)
-@given(mantissa=st.integers(1, 999), exponent=st.integers(-6, 0), n_groups=st.integers(1, 12),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    mantissa=st.integers(1, 999),
+    exponent=st.integers(-6, 0),
+    n_groups=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_eq_5_10_draws_have_mean_c_and_support_c_pm_s_half(mantissa, exponent, n_groups, seed):
     lr = float(f"{mantissa}e{exponent}")
     ref = ASLRSearch(lr)
@@ -118,7 +123,9 @@ def test_resume_from_state_dict_gives_identical_trajectory_and_draws():
     m2, o2, s2 = fresh()
     _train(m2, o2, s2, x, y, epochs=3, steps=4, val=val)
     ckpt = {"model": m2.state_dict(), "opt": o2.state_dict(), "sched": s2.state_dict()}
-    ckpt = {k: {kk: (vv.clone() if torch.is_tensor(vv) else vv) for kk, vv in v.items()} for k, v in ckpt.items()}
+    ckpt = {
+        k: {kk: (vv.clone() if torch.is_tensor(vv) else vv) for kk, vv in v.items()} for k, v in ckpt.items()
+    }
     m3, o3, s3 = fresh()
     s3.generator.manual_seed(12345)  # must be overwritten by the checkpoint
     m3.load_state_dict(ckpt["model"])
@@ -191,8 +198,11 @@ def test_brevitas_quantized_layers_train_with_per_layer_rates():
     from brevitas.nn import QuantLinear, QuantReLU
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(QuantLinear(6, 16, bias=True, weight_bit_width=4), QuantReLU(bit_width=4),
-                                QuantLinear(16, 3, bias=True, weight_bit_width=4))
+    model = torch.nn.Sequential(
+        QuantLinear(6, 16, bias=True, weight_bit_width=4),
+        QuantReLU(bit_width=4),
+        QuantLinear(16, 3, bias=True, weight_bit_width=4),
+    )
     groups = layer_param_groups(model, momentum=0.9)
     assert len(groups) >= 2  # both quantized linears (plus any learned quantizer scales) get their own rate
     opt = torch.optim.SGD(groups, lr=1.0)
