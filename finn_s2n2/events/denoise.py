@@ -259,23 +259,65 @@ def _compact(events, status, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _group_kernel(xs, ys, ts, width, height, dt, s, neighbours, passed):
+def _baseline_kernel(events, width, height, dt, passed):
+    """Baseline filter (§3.4.1): one timestamp per pixel, support from the 3×3 neighbourhood (itself
+    included).  Padded (H+2)×(W+2) surface, so the neighbourhood needs no clipping.  Returns
+    ``(err, err_index)``."""
+    n = events.shape[0]
+    if n == 0:
+        return 0, -1
+    pw = np.uint64(width + 2)
+    T = np.zeros((height + 2) * (width + 2), events.t.dtype)
+    valid = np.zeros((height + 2) * (width + 2), np.uint8)
+    uw = np.uint64(width)
+    uh = np.uint64(height)
+    ONE = np.uint64(1)
+    prev = events[0].t
+    for i in range(n):
+        e = events[i]
+        x = np.int64(e.x)
+        y = np.int64(e.y)
+        t = e.t
+        if t < prev:
+            return 1, i
+        if np.uint64(x) >= uw:
+            return 2, i
+        if np.uint64(y) >= uh:
+            return 3, i
+        prev = t
+        ok = False
+        base = np.uint64(y) * pw + np.uint64(x)  # padded index of pixel (x-1, y-1)
+        for r in range(3):
+            g = base + np.uint64(r) * pw
+            ok |= (valid[g] != 0) & (t - T[g] < dt)
+            ok |= (valid[g + ONE] != 0) & (t - T[g + ONE] < dt)
+            ok |= (valid[g + ONE + ONE] != 0) & (t - T[g + ONE + ONE] < dt)
+        passed[i] = ok
+        g = base + pw + ONE
+        T[g] = t
+        valid[g] = 1
+    return 0, -1
+
+
+@njit(cache=True, error_model="numpy")
+def _group_kernel(events, width, height, dt, s, neighbours, passed):
     """One timestamp per S×S group.  ``neighbours=False``: Liu's filter (own group only);
     ``neighbours=True``: every group holding a pixel of the 3×3 neighbourhood (sub-sampling filter;
     with ``s=1`` this is the baseline filter).  Returns ``(err, err_index)``."""
     gw = (width + s - 1) // s
     gh = (height + s - 1) // s
-    T = np.zeros(gw * gh, ts.dtype)
+    T = np.zeros(gw * gh, events.t.dtype)
     valid = np.zeros(gw * gh, np.uint8)
     uw = np.uint64(width)
     uh = np.uint64(height)
-    if xs.shape[0] == 0:
+    if events.shape[0] == 0:
         return 0, -1
-    prev = ts[0]
-    for i in range(xs.shape[0]):
-        x = np.int64(xs[i])
-        y = np.int64(ys[i])
-        t = ts[i]
+    prev = events[0].t
+    for i in range(events.shape[0]):
+        e = events[i]
+        x = np.int64(e.x)
+        y = np.int64(e.y)
+        t = e.t
         if t < prev:
             return 1, i
         if np.uint64(x) >= uw:
@@ -366,13 +408,16 @@ def order_n_filter(
     return out
 
 
-def _group_mask(events, width, height, dt, s, neighbours, sort, allow_empty):
+def _group_mask(events, width, height, dt, s, neighbours, sort, allow_empty, baseline=False):
     events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
     s = _check_int("s (sub-sampling factor)", s, 1)
 
     def run(ev):
         passed = np.zeros(ev.shape[0], np.uint8)
-        err, i = _group_kernel(ev["x"], ev["y"], ev["t"], width, height, dt, s, neighbours, passed)
+        if baseline:
+            err, i = _baseline_kernel(ev, width, height, dt, passed)
+        else:
+            err, i = _group_kernel(ev, width, height, dt, s, neighbours, passed)
         return passed, err, i
 
     events, passed, err, i = _run_with_sort(events, sort, run)
@@ -382,7 +427,7 @@ def _group_mask(events, width, height, dt, s, neighbours, sort, allow_empty):
 
 def baseline_mask(events, width, height, dt, *, sort=False, allow_empty=False):
     """``(events, passed)`` of the baseline filter (one timestamp per pixel, 3×3 incl. self, §3.4.1)."""
-    return _group_mask(events, width, height, dt, 1, True, sort, allow_empty)
+    return _group_mask(events, width, height, dt, 1, True, sort, allow_empty, baseline=True)
 
 
 def liu_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=False):
