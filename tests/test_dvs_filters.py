@@ -155,6 +155,15 @@ def test_float_timestamps_and_other_dtypes():
         assert np.array_equal(
             d.filter_mask(name, ev, 20, 20, 50)[1], d.filter_mask(name, evf, 20, 20, 50.0)[1]
         )
+    # unsigned 32-bit timestamps (a sensor's raw counter) over the whole uint32 range
+    ev32 = make(rng.integers(0, 20, n), rng.integers(0, 20, n), np.sort(rng.integers(0, 2**32 - 1, n)))
+    evu = np.zeros(n, [("x", np.uint8), ("y", np.int32), ("t", np.uint32), ("p", np.uint8)])
+    for f in "xytp":
+        evu[f] = ev32[f]
+    for name in ("baseline", "liu", "subsampling", "order_n"):
+        assert np.array_equal(
+            d.filter_mask(name, ev32, 20, 20, 5_000_000)[1], d.filter_mask(name, evu, 20, 20, 5_000_000)[1]
+        )
     out = d.order_n_filter(evf, 20, 20, 50)
     assert out.dtype == evf.dtype and np.array_equal(
         out["extra"], np.flatnonzero(d.order_n_mask(ev, 20, 20, 50)[1])
