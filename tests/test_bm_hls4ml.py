@@ -223,3 +223,64 @@ def test_plugin_loads_through_hls4ml_plugin_loader():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("ok")
+
+
+def _keras_model(padding="same", strides=2, dead=False):
+    import keras
+
+    from bm_ops.keras import BMConv2D
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 7, 2), name="bm_in")
+    layer = BMConv2D(3, 3, strides=strides, padding=padding, name="bmk")
+    model = keras.Model(inp, layer(inp))
+    if dead:
+        vp = keras.ops.convert_to_numpy(layer.v_pos).copy()
+        vn = keras.ops.convert_to_numpy(layer.v_neg).copy()
+        vp[..., 2] = -np.inf
+        vn[..., 2] = -np.inf
+        layer.v_pos.assign(vp)
+        layer.v_neg.assign(vn)
+    return model, layer
+
+
+def _keras_convert(model, tmp_path, io_type):
+    import hls4ml
+
+    register()
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", default_precision="ap_fixed<16,6>")
+    cfg["LayerName"]["bm_in"]["Precision"]["result"] = "ap_fixed<12,4>"
+    cfg["LayerName"]["bmk"]["Precision"]["result"] = "ap_fixed<18,7,RND,SAT>"
+    return hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=str(tmp_path / "k"), io_type=io_type, backend="Vitis"
+    )
+
+
+def test_keras_conversion_time_errors(tmp_path):
+    model, _ = _keras_model(dead=True)
+    with pytest.raises(ValueError, match=r"'bmk'.*filter\(s\) \[2\] have only -inf"):
+        _keras_convert(model, tmp_path, "io_parallel")
+
+
+@pytest.mark.slow
+def test_keras_frontend_csim_io_stream_vitis(tmp_path):
+    """Keras 3 BMConv2D ('same', stride 2: asymmetric padding) -> hls4ml Vitis io_stream C-sim == reference."""
+    model, layer = _keras_model()
+    m = _keras_convert(model, tmp_path, "io_stream")
+    m.compile()
+    it, rt = FixedType(12, 4), FixedType(18, 7, True, "RND", "SAT")
+    rng = np.random.default_rng(1)
+    x_raw = rng.integers(it.min_raw, it.max_raw + 1, size=(4, 6, 7, 2))
+    x = it.to_float(x_raw)
+    y = np.asarray(m.predict(np.ascontiguousarray(x.reshape(4, -1)))).reshape(4, 3, 4, 3)
+    import keras
+
+    vp, vn, b = (
+        keras.ops.convert_to_numpy(t).astype(np.float64) for t in (layer.v_pos, layer.v_neg, layer.bias)
+    )
+    vp, vn = vp.transpose(3, 2, 0, 1), vn.transpose(3, 2, 0, 1)
+    q = quantize_bm_layer(vp, vn, b, it, rt)
+    ref = rt.to_float(bm_conv2d_fixed(x_raw.transpose(0, 3, 1, 2), q, 2, (0, 1, 1, 1))).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(y, ref)
+    yk = np.asarray(model(x.astype(np.float32)), dtype=np.float64)
+    assert np.abs(y - yk).max() < 0.05 * max(1.0, np.abs(yk).max())
