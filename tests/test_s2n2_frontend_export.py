@@ -117,6 +117,10 @@ def test_export_errors_name_the_module():
 def test_trained_rf1_to_finn_estimate_build_and_cppsim(tmp_path):
     """End to end: a (reduced) S2N2_rf1 trained on synthetic AMC → QONNX → FINN estimate build with the S2N2
     steps → cppsim of the dataflow partition on a few examples == torch predictions (quantized)."""
+    from hwreshape.compat import prepare_finn
+
+    prepare_finn()
+    import finn.builder.build_dataflow  # noqa: F401  (import order: the builder before its config/steps)
     from finn.builder.build_dataflow_config import DataflowBuildConfig
     from finn.builder.build_dataflow_steps import step_create_dataflow_partition, step_specialize_layers
     from finn.transformation.fpgadataflow.compile_cppsim import CompileCppSim
