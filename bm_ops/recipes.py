@@ -204,6 +204,10 @@ def convert_and_finetune(
     Returns ``(model, log)``: one record per step with ``step``, ``layer``, ``acc_converted`` (right after the
     conversion, before fine-tuning), ``acc_finetuned``, ``val_loss``, ``seconds``; step 0 is the float model.
     """
+    if scheduler not in ("auto", "aslr", "none"):
+        raise ValueError(f"scheduler must be 'auto', 'aslr' or 'none', got {scheduler!r}")
+    if epochs_per_step < 0:
+        raise ValueError(f"epochs_per_step must be >= 0, got {epochs_per_step}")
     train = as_loader(train, batch_size, shuffle=True, seed=seed)
     val = as_loader(val, 256)
     example = next(iter(val))[0][:2]

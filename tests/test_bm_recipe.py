@@ -1,0 +1,125 @@
+"""bm_ops.recipes: layer-wise conversion from the input side with fine-tuning (seed, Training of BM Network)."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bm_ops.recipes import convert_and_finetune, evaluate, execution_order, param_groups, train_epochs
+from bm_ops.torch import BMConv2d
+from hwreshape.data import load_digits, split
+
+
+class Net(nn.Module):
+    # registration order (head, conv2, conv1) differs from execution order (conv1, conv2, head)
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8 * 4 * 4, 10)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.head(x.flatten(1))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits()
+    xtr, ytr, xte, yte = split(x, y, 800, seed=0)
+    return (torch.tensor(xtr), torch.tensor(ytr)), (torch.tensor(xte[:300]), torch.tensor(yte[:300]))
+
+
+def test_execution_order_is_forward_order():
+    assert execution_order(Net(), torch.zeros(1, 1, 8, 8)) == ["conv1", "conv2", "head"]
+    assert execution_order(Net(), torch.zeros(1, 1, 8, 8), include_linear=False) == ["conv1", "conv2"]
+
+
+@pytest.mark.slow
+def test_convert_and_finetune_on_digits(digits, tmp_path):
+    torch.manual_seed(0)
+    train, val = digits
+    model = Net()
+    from bm_ops.recipes import as_loader
+
+    tl, vl = as_loader(train, 32, shuffle=True), as_loader(val, 256)
+    recs = train_epochs(model, tl, vl, 4, lr=3e-3, scheduler="none")
+    acc_float = recs[-1]["val_acc"]
+    assert acc_float > 0.9
+    model, log = convert_and_finetune(
+        model,
+        train,
+        val,
+        epochs_per_step=2,
+        batch_size=32,
+        lr=1e-3,
+        log_path=tmp_path / "log.csv",
+        progress=False,
+    )
+    # the seed converts the convolutions (include_linear=False is the default), input side first
+    assert [r["layer"] for r in log] == ["", "conv1", "conv2"]
+    assert [r["step"] for r in log] == [0, 1, 2]
+    assert log[0]["acc_converted"] == pytest.approx(acc_float)
+    assert (
+        isinstance(model.conv1, BMConv2d)
+        and isinstance(model.conv2, BMConv2d)
+        and isinstance(model.head, nn.Linear)
+    )
+    acc_bm, _ = evaluate(model, as_loader(val, 256))
+    assert acc_bm == pytest.approx(log[-1]["acc_finetuned"])
+    assert acc_bm > 0.7, log
+    # converting conv2 costs accuracy (max of products instead of their sum); fine-tuning wins it back
+    assert log[2]["acc_finetuned"] > log[2]["acc_converted"] + 0.05, log
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows) == 3 and rows[1]["layer"] == "conv1"
+    # -inf log-weights stay -inf (no weight decay on v), nothing became NaN/+inf
+    for m in (model.conv1, model.conv2):
+        for v in (m.v_pos, m.v_neg):
+            assert not torch.isnan(v).any() and not (v == math.inf).any()
+
+
+def test_aslr_scheduler_and_json_log(digits, tmp_path):
+    import aslr.torch  # noqa: F401  (same repository; scheduler="aslr" requires it)
+
+    train, val = digits
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10))
+    model, log = convert_and_finetune(
+        model,
+        (train[0][:256], train[1][:256]),
+        val,
+        names=["0"],
+        epochs_per_step=1,
+        scheduler="aslr",
+        weight_decay=1e-3,
+        log_path=tmp_path / "log.json",
+        progress=False,
+    )
+    assert isinstance(model[0], BMConv2d) and isinstance(model[3], nn.Linear)
+    data = json.loads((tmp_path / "log.json").read_text())
+    assert [r["layer"] for r in data] == ["", "0"]
+    assert not torch.isnan(model[0].v_pos).any() and not (model[0].v_pos == math.inf).any()
+
+
+def test_param_groups_exclude_log_weights_from_decay():
+    m = nn.Sequential(BMConv2d(1, 2, 3), nn.Conv2d(2, 2, 1))
+    groups = param_groups(m, weight_decay=0.1)
+    bm_ids = {id(m[0].v_pos), id(m[0].v_neg)}
+    assert {id(p) for p in groups[1]["params"]} == bm_ids and groups[1]["weight_decay"] == 0.0
+    assert bm_ids.isdisjoint({id(p) for p in groups[0]["params"]}) and groups[0]["weight_decay"] == 0.1
+
+
+def test_recipe_bad_input(digits):
+    train, val = digits
+    with pytest.raises(ValueError, match="no submodule"):
+        convert_and_finetune(Net(), train, val, names=["conv9"], progress=False)
+    with pytest.raises(TypeError, match="DataLoader"):
+        convert_and_finetune(Net(), "data", val, progress=False)
+    with pytest.raises(ValueError, match="samples"):
+        convert_and_finetune(Net(), (train[0], train[1][:10]), val, progress=False)
+    with pytest.raises(ValueError, match="scheduler"):
+        convert_and_finetune(Net(), train, val, scheduler="cosine", progress=False)
