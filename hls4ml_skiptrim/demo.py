@@ -131,7 +131,7 @@ def stage(ctx):
     for fuse in (True, False):
         tmp = tempfile.mkdtemp(prefix="ssk_demo_")
         try:
-            hm = to_hls(small, fuse=fuse, output_dir=tmp)
+            hm = to_hls(small, fuse=fuse, output_dir=tmp, precision="fixed<24,10>")
             t0 = time.perf_counter()
             hm.compile()
             times[fuse] = time.perf_counter() - t0

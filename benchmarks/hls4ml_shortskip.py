@@ -1,0 +1,99 @@
+"""Benchmark: fused short-skip layer vs vanilla hls4ml (the peer), side by side in one run.
+
+1. Estimated BRAM18 (``hls4ml_skiptrim.estimate.stream_memory``, io_stream) of the Fig. 4.4 variants of a
+   ResNet-8 (3 blocks) and, without ``--quick``, a ResNet-20 (9 blocks) on 32x32x3 inputs with 16 filters:
+   long skips (original), no skips (Skipper), short skips vanilla hls4ml (Trimmer), short skips fused
+   (Trimmer + this layer) -- next to seed Table 4.5.
+2. C-simulation of the short-skip network, fused vs unfused: hls4ml ``compile()`` time, ``predict()`` time
+   and bit-exactness.
+
+    .venv/bin/python benchmarks/hls4ml_shortskip.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def bram_table(n_blocks, size, filters):
+    from hls4ml_skiptrim.demo import table_4_5_estimates
+    from hls4ml_skiptrim.estimate import SEED_TABLE_4_5
+
+    est = table_4_5_estimates(input_shape=(size, size, 3), filters=filters, n_blocks=n_blocks)
+    ref = est["long skip (4.4.a)"].bram18
+    seed_ref = SEED_TABLE_4_5["long skip (4.4.a)"]
+    print(f"\nResNet-{2 * n_blocks + 2}-style, {size}x{size}x3, {filters} filters, io_stream, fixed<16,6> (estimate)")
+    print(f"{'variant':<22} {'FIFOs':>5} {'buffer kbit':>11} {'BRAM18':>7} {'ratio':>6}   {'seed BRAM':>9} {'seed ratio':>10}")
+    for label, e in est.items():
+        print(
+            f"{label:<22} {e.n_fifos:>5} {e.total_bits / 1024:>11.1f} {e.bram18:>7} {e.bram18 / ref:>6.2f}"
+            f"   {SEED_TABLE_4_5[label]:>9} {SEED_TABLE_4_5[label] / seed_ref:>10.2f}"
+        )
+    return est
+
+
+def csim(n_blocks, size, filters, n_samples, io_type):
+    from hls4ml_skiptrim.demo import resnet_variant, to_hls
+
+    model = resnet_variant("short", (size, size, 3), filters=filters, n_blocks=n_blocks)
+    x = np.random.default_rng(0).uniform(-1, 1, (n_samples, size, size, 3)).astype("float32")
+    rows, ys = {}, {}
+    for fuse in (False, True):
+        tmp = tempfile.mkdtemp(prefix="ssk_bench_")
+        try:
+            t0 = time.perf_counter()
+            hm = to_hls(model, fuse=fuse, io_type=io_type, output_dir=tmp, precision="fixed<24,10>")
+            t_conv = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            hm.compile()
+            t_comp = time.perf_counter() - t0
+            hm.predict(x[:1])  # warm-up
+            t0 = time.perf_counter()
+            ys[fuse] = np.asarray(hm.predict(x)).reshape(n_samples, -1)
+            t_pred = time.perf_counter() - t0
+            rows[fuse] = (t_conv, t_comp, t_pred)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    y_float = model.predict(x, verbose=0).reshape(n_samples, -1)
+    print(f"\nC-simulation, short-skip ResNet-{2 * n_blocks + 2}-style {size}x{size}x3, {filters} filters, {io_type}, "
+          f"{n_samples} samples")
+    print(f"{'':<26} {'hls4ml (peer)':>14} {'fused':>10} {'fused/peer':>11}")
+    names = ("convert [s]", "compile [s]", "predict [s]")
+    for i, name in enumerate(names):
+        print(f"{name:<26} {rows[False][i]:>14.2f} {rows[True][i]:>10.2f} {rows[True][i] / rows[False][i]:>11.2f}")
+    print(f"{'predict [samples/s]':<26} {n_samples / rows[False][2]:>14.1f} {n_samples / rows[True][2]:>10.1f} "
+          f"{rows[False][2] / rows[True][2]:>11.2f}")
+    print(f"bit-exact fused == unfused: {np.array_equal(ys[True], ys[False])};  "
+          f"max |csim - keras float| = {np.abs(ys[True] - y_float).max():.5f} (fixed<24,10>)")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller networks, fewer samples")
+    args = ap.parse_args(argv)
+    import logging
+
+    logging.getLogger("hls4ml_skiptrim").setLevel(logging.ERROR)  # the fixed<16,6> Add-overflow notes
+    if args.quick:
+        bram_table(n_blocks=3, size=16, filters=16)
+        csim(n_blocks=1, size=8, filters=4, n_samples=32, io_type="io_stream")
+    else:
+        bram_table(n_blocks=3, size=32, filters=16)
+        bram_table(n_blocks=9, size=32, filters=16)
+        csim(n_blocks=3, size=16, filters=8, n_samples=64, io_type="io_stream")
+
+
+if __name__ == "__main__":
+    main()
