@@ -6,9 +6,12 @@ realised as ``m - (m >> 3)``, i.e. one shift and one subtraction).
 
 Everything here is the *specification* that the python execution of the ``LIF`` / ``LIF_MVAU`` ops, the HLS
 C++ (``finn_s2n2/hls/lif_mvau.hpp``), the estimators and the tests share.  The SNN front-end's quantized
-torch LIF imports these functions too, so they are written generically: they accept NumPy integer arrays,
-Python ints, or integer ``torch`` tensors (only ``>>``, ``-``, ``+``, ``*``, comparisons, ``%`` and
-``.clip`` are used, which behave identically — floor semantics — in NumPy and torch).
+torch LIF imports these functions too, so the per-tick functions (``decay``, ``overflow``,
+``membrane_update``, ``fire``, ``reset``, ``lif_step``) are written generically: they accept NumPy integer
+arrays, Python ints, or integer ``torch`` tensors (only ``>>``, ``-``, ``+``, ``*``, comparisons, ``%`` and
+``.clip`` are used, which behave identically — floor semantics — in NumPy and torch).  ``lif_sequence``
+(whole samples) is NumPy only: the same arithmetic with in-place ufuncs, checked against ``lif_step`` in the
+tests.  ``spike_current`` uses a float64 matrix product, exact while ``|I_t| < 2**53``.
 
 Number format
 -------------

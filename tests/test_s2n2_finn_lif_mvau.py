@@ -309,3 +309,25 @@ def test_float_decay_attribute_defines_the_shift(good_model):
 
     _set(good_model, decay_shift=0, decay=0.875)
     assert getCustomOp(good_model.graph.node[0]).params().decay_shift == 3
+
+
+def test_numerics_lif_step_is_generic_over_numpy_and_torch():
+    """The front-end's torch LIF calls numerics.lif_step on integer tensors: same results as NumPy."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    m = rng.integers(-128, 128, size=64)
+    cur = rng.integers(-100, 100, size=64)
+    for ovf in numerics.OVERFLOW_MODES:
+        for rst in numerics.RESET_MODES:
+            kw = dict(decay_shift=2, threshold=17, acc_bits=8, overflow_mode=ovf, reset_mode=rst)
+            out_np, m_np = numerics.lif_step(m, cur, **kw)
+            out_t, m_t = numerics.lif_step(torch.tensor(m), torch.tensor(cur), **kw)
+            np.testing.assert_array_equal(out_np, out_t.numpy())
+            np.testing.assert_array_equal(m_np, m_t.numpy())
+            # lif_sequence (in-place NumPy fast path) == repeated lif_step
+            seq = rng.integers(-60, 60, size=(1, 6, 5))
+            ref, mm = [], np.zeros(5, dtype=np.int64)
+            for t in range(6):
+                o, mm = numerics.lif_step(mm, seq[0, t], **kw)
+                ref.append(o)
+            np.testing.assert_array_equal(numerics.lif_sequence(seq, **kw)[0], np.stack(ref))
