@@ -30,14 +30,31 @@ def _mvau_model(w, ticks, positions, with_thresholds):
     vecs = [ticks] + ([1, positions] if positions > 1 else [])  # MVAU thresholds need 2-D or 4-D
     ins = ["inp", "weights"] + (["thresh"] if with_thresholds else [])
     node = helper.make_node(
-        "MVAU", ins, ["outp"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow", name="MVAU_0",
-        MW=mw, MH=mh, SIMD=1, PE=1, inputDataType="BINARY", weightDataType="INT4",
-        outputDataType="BINARY" if with_thresholds else "INT32", ActVal=0, binaryXnorMode=0,
-        noActivation=0 if with_thresholds else 1, numInputVectors=vecs, accDataType="INT32",
+        "MVAU",
+        ins,
+        ["outp"],
+        domain="finn.custom_op.fpgadataflow",
+        backend="fpgadataflow",
+        name="MVAU_0",
+        MW=mw,
+        MH=mh,
+        SIMD=1,
+        PE=1,
+        inputDataType="BINARY",
+        weightDataType="INT4",
+        outputDataType="BINARY" if with_thresholds else "INT32",
+        ActVal=0,
+        binaryXnorMode=0,
+        noActivation=0 if with_thresholds else 1,
+        numInputVectors=vecs,
+        accDataType="INT32",
     )
     graph = helper.make_graph(
-        [node], "mvau", [helper.make_tensor_value_info("inp", TensorProto.FLOAT, vecs + [mw])],
-        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, vecs + [mh])])
+        [node],
+        "mvau",
+        [helper.make_tensor_value_info("inp", TensorProto.FLOAT, vecs + [mw])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, vecs + [mh])],
+    )
     model = ModelWrapper(qonnx_make_model(graph))
     model.set_tensor_datatype("inp", DataType["BINARY"])
     model.set_tensor_datatype("weights", DataType["INT4"])
@@ -53,8 +70,9 @@ def _mvau_model(w, ticks, positions, with_thresholds):
 def _lif_model(w, ticks, positions):
     from finn_s2n2 import make_lif_mvau_model
 
-    return make_lif_mvau_model(w, decay_shift=3, threshold=4, num_ticks=ticks, weight_dtype="INT4",
-                               num_positions=positions)
+    return make_lif_mvau_model(
+        w, decay_shift=3, threshold=4, num_ticks=ticks, weight_dtype="INT4", num_positions=positions
+    )
 
 
 def _time(fn, reps):
@@ -87,8 +105,10 @@ def main(argv=None):
         shapes += [(1152, 128, 128, 1), (25, 16, 32, 256)]
     reps = 5 if args.quick else 15
     rng = np.random.default_rng(0)
-    print(f"{'MW':>6}{'MH':>6}{'ticks':>7}{'pos':>6}{'LIF_MVAU us/tick':>18}{'MVAU+thr us/tick':>18}"
-          f"{'MVAU us/tick':>14}{'ratio vs +thr':>15}{'ratio vs bare':>15}")
+    print(
+        f"{'MW':>6}{'MH':>6}{'ticks':>7}{'pos':>6}{'LIF_MVAU us/tick':>18}{'MVAU+thr us/tick':>18}"
+        f"{'MVAU us/tick':>14}{'ratio vs +thr':>15}{'ratio vs bare':>15}"
+    )
     worst = 0.0
     for mw, mh, ticks, pos in shapes:
         w = rng.integers(-8, 8, size=(mw, mh))
@@ -102,8 +122,10 @@ def main(argv=None):
         mv_b = _mvau_model(w, ticks, pos, False)
         t_bare = _time(lambda m=mv_b, v=xm: execute_onnx(m, {"inp": v}), reps) / ticks
         worst = max(worst, t_lif / t_thr)
-        print(f"{mw:>6}{mh:>6}{ticks:>7}{pos:>6}{t_lif * 1e6:>18.1f}{t_thr * 1e6:>18.1f}{t_bare * 1e6:>14.1f}"
-              f"{t_lif / t_thr:>15.2f}{t_lif / t_bare:>15.2f}")
+        print(
+            f"{mw:>6}{mh:>6}{ticks:>7}{pos:>6}{t_lif * 1e6:>18.1f}{t_thr * 1e6:>18.1f}{t_bare * 1e6:>14.1f}"
+            f"{t_lif / t_thr:>15.2f}{t_lif / t_bare:>15.2f}"
+        )
     print(f"worst LIF_MVAU / MVAU(+thresholds) per tick: {worst:.2f}x (target <= 2x)")
 
     # cppsim compile time of one LIF_MVAU_hls node (own header, g++ + hls4ml ap_types)
@@ -113,7 +135,9 @@ def main(argv=None):
     from finn_s2n2 import make_lif_mvau_model
 
     w = rng.integers(-8, 8, size=(64, 32))
-    node_model = make_lif_mvau_model(w, decay_shift=3, threshold=4, num_ticks=16, pe=4, simd=8, specialize=True)
+    node_model = make_lif_mvau_model(
+        w, decay_shift=3, threshold=4, num_ticks=16, pe=4, simd=8, specialize=True
+    )
     with tempfile.TemporaryDirectory():
         m = node_model.transform(PrepareCppSim())
         t0 = time.perf_counter()

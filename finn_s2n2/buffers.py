@@ -116,8 +116,17 @@ def layer_buffer(name, *, kind, num_ticks, input_shape, spike_ratio, kernel_size
         mvau = s
     else:
         raise ValueError(f"layer {name!r}: kind must be 'conv' or 'dense', got {kind!r}")
-    return LayerBuffer(name, num_ticks, s, float(spike_ratio), tb, sb, improvement(tb, sb),
-                       encoding_is_smaller(s, num_ticks, spike_ratio), mvau)
+    return LayerBuffer(
+        name,
+        num_ticks,
+        s,
+        float(spike_ratio),
+        tb,
+        sb,
+        improvement(tb, sb),
+        encoding_is_smaller(s, num_ticks, spike_ratio),
+        mvau,
+    )
 
 
 def buffer_report(layers: list[dict], spike_ratios: list[float] | dict, num_ticks: int) -> list[LayerBuffer]:
@@ -153,14 +162,28 @@ def model_buffer_report(model, spike_ratios: list[float] | dict) -> list[LayerBu
             if pad is not None and pad.op_type.startswith("FMPadding"):
                 pinst = getCustomOp(pad)
                 h, w = pinst.get_nodeattr("ImgDim")
-            layers.append(dict(name=node.name, kind="conv", input_shape=(ch, h, w),
-                               kernel_size=tuple(swu.get_nodeattr("ConvKernelDim"))))
+            layers.append(
+                dict(
+                    name=node.name,
+                    kind="conv",
+                    input_shape=(ch, h, w),
+                    kernel_size=tuple(swu.get_nodeattr("ConvKernelDim")),
+                )
+            )
         else:
-            layers.append(dict(name=node.name, kind="dense", input_shape=(inst.get_nodeattr("MW"),),
-                               out_features=inst.get_nodeattr("MH")))
+            layers.append(
+                dict(
+                    name=node.name,
+                    kind="dense",
+                    input_shape=(inst.get_nodeattr("MW"),),
+                    out_features=inst.get_nodeattr("MH"),
+                )
+            )
     if not layers:
         raise ValueError("model has no LIF_MVAU nodes")
-    ticks = {getCustomOp(n).get_nodeattr("numTicks") for n in model.graph.node if n.op_type.startswith("LIF_MVAU")}
+    ticks = {
+        getCustomOp(n).get_nodeattr("numTicks") for n in model.graph.node if n.op_type.startswith("LIF_MVAU")
+    }
     if len(ticks) != 1:
         raise ValueError(f"LIF_MVAU nodes disagree on numTicks: {sorted(ticks)}")
     return buffer_report(layers, spike_ratios, ticks.pop())
@@ -171,8 +194,10 @@ def format_report(rows: list[LayerBuffer]) -> str:
     head = f"{'layer':<14}{'#ticks':>7}{'input':>9}{'ratio':>8}{'tick-batching':>15}{'S2N2':>8}{'improvement':>13}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.name:<14}{r.num_ticks:>7}{r.input_size:>9}{r.spike_ratio:>8.2%}"
-                     f"{r.tick_batching_bits:>15,}{r.streaming_bits:>8,}{r.improvement:>13,.1f}")
+        lines.append(
+            f"{r.name:<14}{r.num_ticks:>7}{r.input_size:>9}{r.spike_ratio:>8.2%}"
+            f"{r.tick_batching_bits:>15,}{r.streaming_bits:>8,}{r.improvement:>13,.1f}"
+        )
     return "\n".join(lines)
 
 

@@ -79,9 +79,16 @@ def step_s2n2_report(model, cfg):
             )
     report_dir = Path(cfg.output_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "s2n2_lif_mvau.json").write_text(json.dumps(
-        {"lif_mvau": rows, "cycles_per_sample": cycles, "max_cycles_per_sample": max(cycles.values(), default=0)},
-        indent=2))
+    (report_dir / "s2n2_lif_mvau.json").write_text(
+        json.dumps(
+            {
+                "lif_mvau": rows,
+                "cycles_per_sample": cycles,
+                "max_cycles_per_sample": max(cycles.values(), default=0),
+            },
+            indent=2,
+        )
+    )
     return model
 
 
@@ -182,7 +189,11 @@ def make_s2n2_network(
         if kind == "pool":
             k = layer[1]
             out = f"pool{i}"
-            nodes.append(helper.make_node("MaxPool", [cur], [out], kernel_shape=[k, k], strides=[k, k], name=f"pool{i}"))
+            nodes.append(
+                helper.make_node(
+                    "MaxPool", [cur], [out], kernel_shape=[k, k], strides=[k, k], name=f"pool{i}"
+                )
+            )
             shape = [frames, shape[1], shape[2] // k, shape[3] // k]
             cur = out
             continue
@@ -191,8 +202,17 @@ def make_s2n2_network(
             _, cout, k, pad = layer
             wt = rng.integers(wlo, whi, size=(cout, shape[1], k, k)).astype(np.float32)
             inits[f"w{i}"] = wt
-            nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [f"cur{i}"], kernel_shape=[k, k],
-                                          pads=[pad] * 4, strides=[1, 1], name=f"conv{i}"))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [cur, f"w{i}"],
+                    [f"cur{i}"],
+                    kernel_shape=[k, k],
+                    pads=[pad] * 4,
+                    strides=[1, 1],
+                    name=f"conv{i}",
+                )
+            )
             shape = [frames, cout, shape[2] + 2 * pad - k + 1, shape[3] + 2 * pad - k + 1]
         elif kind == "dense":
             _, out_f = layer
@@ -206,12 +226,25 @@ def make_s2n2_network(
             shape = [frames, out_f]
         else:
             raise ValueError(f"layer {i}: unknown kind {kind!r} (conv, pool, dense)")
-        ax, syn = (delays[lif_layers.index(i)] if delays else (0, 0))
+        ax, syn = delays[lif_layers.index(i)] if delays else (0, 0)
         out = "outp" if last else f"spk{i}"
-        nodes.append(helper.make_node(
-            "LIF", [f"cur{i}"], [out], domain="finn_s2n2", name=f"lif{i}", decay_shift=decay_shift,
-            threshold=threshold, numTicks=num_ticks, accDataType=acc_dtype,
-            outputMode=last_output if last else "spikes", axonalDelay=ax, synapticDelay=syn, tickAxis=0))
+        nodes.append(
+            helper.make_node(
+                "LIF",
+                [f"cur{i}"],
+                [out],
+                domain="finn_s2n2",
+                name=f"lif{i}",
+                decay_shift=decay_shift,
+                threshold=threshold,
+                numTicks=num_ticks,
+                accDataType=acc_dtype,
+                outputMode=last_output if last else "spikes",
+                axonalDelay=ax,
+                synapticDelay=syn,
+                tickAxis=0,
+            )
+        )
         cur = out
     if cur != "outp":
         raise ValueError("the last layer must be conv or dense (it emits the per-label counts)")
@@ -228,7 +261,14 @@ def make_s2n2_network(
 
 
 #: S2N2_cv (Table 2.7 / 2.8): 28x28 - 16c7 (pad 2) - pool 2 - 24c7 (pad 2) - 32c7 (pad 2) - pool 2 - 10
-S2N2_CV_LAYERS = [("conv", 16, 7, 2), ("pool", 2), ("conv", 24, 7, 2), ("conv", 32, 7, 2), ("pool", 2), ("dense", 10)]
+S2N2_CV_LAYERS = [
+    ("conv", 16, 7, 2),
+    ("pool", 2),
+    ("conv", 24, 7, 2),
+    ("conv", 32, 7, 2),
+    ("pool", 2),
+    ("dense", 10),
+]
 #: S2N2_rf1 (Table 2.2 / 2.3): 16x16 - 16c5 (pad 2) - 8c5 - 128 - 11
 S2N2_RF1_LAYERS = [("conv", 16, 5, 2), ("conv", 8, 5, 0), ("dense", 128), ("dense", 11)]
 
@@ -243,8 +283,15 @@ def s2n2_rf1_model(num_ticks: int = 128, **kw):
     return make_s2n2_network((1, 16, 16), S2N2_RF1_LAYERS, num_ticks=num_ticks, **kw)
 
 
-def build_estimates(model, output_dir, *, fpga_part: str = "xc7z020clg400-1", clk_ns: float = 10.0,
-                    folding_config_file: str | None = None, target_cycles_per_tick: int | None = None):
+def build_estimates(
+    model,
+    output_dir,
+    *,
+    fpga_part: str = "xc7z020clg400-1",
+    clk_ns: float = 10.0,
+    folding_config_file: str | None = None,
+    target_cycles_per_tick: int | None = None,
+):
     """Run the estimate-only S2N2 build (no Vivado) and return the report folder.
 
     ``target_cycles_per_tick`` inserts :func:`make_step_lif_folding` before FINN's folding-config step.
@@ -314,7 +361,10 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
             oshape = list(model.get_tensor_shape(node.output[0]))
             outs = []
             for f in range(x.shape[0]):
-                sub = {node.input[0]: x[f:f + 1], node.output[0]: np.zeros([1] + oshape[1:], dtype=np.float32)}
+                sub = {
+                    node.input[0]: x[f : f + 1],
+                    node.output[0]: np.zeros([1] + oshape[1:], dtype=np.float32),
+                }
                 execute_node(node, sub, model.graph, opset)
                 outs.append(sub[node.output[0]])
             ctx[node.output[0]] = np.concatenate(outs, axis=0)

@@ -36,15 +36,37 @@ def _table_rows():
 
     rows = []
     for table, ticks, spec in (
-        ("2.3 rf1", 128, [("Conv.1", "conv", (1, 16, 16), 5, 0.0039), ("Conv.2", "conv", (16, 16, 16), 5, 0.07),
-                          ("Dense 1", "dense", (8, 12, 12), 128, 0.08), ("Dense 2", "dense", (128,), 11, 0.12)]),
-        ("2.8 cv", 500, [("Conv.1", "conv", (1, 28, 28), 7, 0.007), ("Conv.2", "conv", (16, 13, 13), 7, 0.16),
-                         ("Conv.3", "conv", (24, 11, 11), 7, 0.33), ("Dense", "dense", (32, 4, 4), 10, 0.41)]),
+        (
+            "2.3 rf1",
+            128,
+            [
+                ("Conv.1", "conv", (1, 16, 16), 5, 0.0039),
+                ("Conv.2", "conv", (16, 16, 16), 5, 0.07),
+                ("Dense 1", "dense", (8, 12, 12), 128, 0.08),
+                ("Dense 2", "dense", (128,), 11, 0.12),
+            ],
+        ),
+        (
+            "2.8 cv",
+            500,
+            [
+                ("Conv.1", "conv", (1, 28, 28), 7, 0.007),
+                ("Conv.2", "conv", (16, 13, 13), 7, 0.16),
+                ("Conv.3", "conv", (24, 11, 11), 7, 0.33),
+                ("Dense", "dense", (32, 4, 4), 10, 0.41),
+            ],
+        ),
     ):
         for name, kind, shape, k, p in spec:
             kw = dict(kernel_size=k) if kind == "conv" else dict(out_features=k)
-            rows.append((table, buffers.layer_buffer(name, kind=kind, num_ticks=ticks, input_shape=shape,
-                                                     spike_ratio=p, **kw)))
+            rows.append(
+                (
+                    table,
+                    buffers.layer_buffer(
+                        name, kind=kind, num_ticks=ticks, input_shape=shape, spike_ratio=p, **kw
+                    ),
+                )
+            )
     return rows
 
 
@@ -91,8 +113,15 @@ def stage(ctx):
     # 1) a small spiking network on rate-coded digits: QONNX pattern == converted FINN graph
     ticks, n = 8, 3
     x = _spike_digits(ctx, n, ticks, 8)
-    m = make_s2n2_network((1, 8, 8), [("conv", 4, 3, 1), ("pool", 2), ("dense", 10)], num_ticks=ticks,
-                          num_samples=n, threshold=3, decay_shift=3, seed=1)
+    m = make_s2n2_network(
+        (1, 8, 8),
+        [("conv", 4, 3, 1), ("pool", 2), ("dense", 10)],
+        num_ticks=ticks,
+        num_samples=n,
+        threshold=3,
+        decay_shift=3,
+        seed=1,
+    )
     y_ref = execute_onnx(m, {"inp": x})["outp"]
     y_hw = execute_s2n2(convert_to_lif(m), {"inp": x})["outp"]
     res["qonnx_eq_finn_graph"] = bool(np.array_equal(y_ref, y_hw))
@@ -107,7 +136,9 @@ def stage(ctx):
             res[f"{name}_membrane_bram18"] = sum(v["membrane_bram18"] for v in s2n2["lif_mvau"].values())
             res[f"{name}_lut_est"] = int(res_json["total"]["LUT"])
             res[f"{name}_max_cycles_per_sample"] = s2n2["max_cycles_per_sample"]
-            (out / f"s2n2_{name}_estimates.json").write_text(json.dumps({"finn": res_json, "s2n2": s2n2}, indent=2))
+            (out / f"s2n2_{name}_estimates.json").write_text(
+                json.dumps({"finn": res_json, "s2n2": s2n2}, indent=2)
+            )
     # 3) Eq 2.5 vs streaming buffers (Tables 2.3 / 2.8)
     rows = _table_rows()
     _plot(rows, out / "s2n2_buffers.png")
@@ -119,8 +150,16 @@ def stage(ctx):
         from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
 
         rng = np.random.default_rng(0)
-        node = finn_s2n2.make_lif_mvau_model(rng.integers(-8, 8, size=(16, 8)), decay_shift=3, threshold=6,
-                                             num_ticks=10, pe=2, simd=4, batch=2, specialize=True)
+        node = finn_s2n2.make_lif_mvau_model(
+            rng.integers(-8, 8, size=(16, 8)),
+            decay_shift=3,
+            threshold=6,
+            num_ticks=10,
+            pe=2,
+            simd=4,
+            batch=2,
+            specialize=True,
+        )
         xs = (rng.random((2, 10, 16)) < 0.4).astype(np.float32)
         y_py = execute_onnx(node, {"inp": xs})["outp"]
         node = node.transform(SetExecMode("cppsim")).transform(PrepareCppSim()).transform(CompileCppSim())

@@ -50,20 +50,32 @@ def _weight_values(model, node, tensor):
     if w is None:
         prod = model.find_producer(tensor)
         if prod is None or prod.op_type != "Quant":
-            raise ValueError(f"{node.op_type} node '{node.name}': weights '{tensor}' must be an initializer or a "
-                             f"constant Quant node")
+            raise ValueError(
+                f"{node.op_type} node '{node.name}': weights '{tensor}' must be an initializer or a "
+                f"constant Quant node"
+            )
         vals = [model.get_initializer(i) for i in prod.input]
         if any(v is None for v in vals):
             raise ValueError(f"Quant node '{prod.name}' feeding '{node.name}' must have constant inputs")
         x, scale, zeropt, bits = vals
         if not (np.all(scale == 1) and np.all(zeropt == 0)):
-            raise ValueError(f"Quant node '{prod.name}' feeding '{node.name}': LIF layers need integer weights "
-                             f"(scale 1, zero point 0); fold the scale into the LIF threshold before export")
+            raise ValueError(
+                f"Quant node '{prod.name}' feeding '{node.name}': LIF layers need integer weights "
+                f"(scale 1, zero point 0); fold the scale into the LIF threshold before export"
+            )
         from qonnx.custom_op.general.quant import quant
 
-        w = quant(x, scale, zeropt, bits, signed=_attr(prod, "signed", 1), narrow=_attr(prod, "narrow", 0),
-                  rounding_mode=_attr(prod, "rounding_mode", b"ROUND").decode() if isinstance(
-                      _attr(prod, "rounding_mode", b"ROUND"), bytes) else _attr(prod, "rounding_mode", "ROUND"))
+        w = quant(
+            x,
+            scale,
+            zeropt,
+            bits,
+            signed=_attr(prod, "signed", 1),
+            narrow=_attr(prod, "narrow", 0),
+            rounding_mode=_attr(prod, "rounding_mode", b"ROUND").decode()
+            if isinstance(_attr(prod, "rounding_mode", b"ROUND"), bytes)
+            else _attr(prod, "rounding_mode", "ROUND"),
+        )
     w = np.asarray(w)
     if not np.all(w == np.round(w)):
         raise ValueError(f"{node.op_type} node '{node.name}': weights '{tensor}' are not integers")
@@ -87,8 +99,10 @@ def _lif_attrs(lif_node):
 def _require_binary(model, tensor, who):
     dt = model.get_tensor_datatype(tensor)
     if dt != DataType["BINARY"]:
-        raise ValueError(f"{who}: input '{tensor}' has datatype {dt.name}; S2N2 layers take BINARY spikes "
-                         f"(annotate the graph input, or feed the output of a LIF node)")
+        raise ValueError(
+            f"{who}: input '{tensor}' has datatype {dt.name}; S2N2 layers take BINARY spikes "
+            f"(annotate the graph input, or feed the output of a LIF node)"
+        )
 
 
 class InferLIFLayers(Transformation):
@@ -101,8 +115,10 @@ class InferLIFLayers(Transformation):
             if node.op_type == "LIF" and node.domain == "finn_s2n2":
                 prod = model.find_producer(node.input[0])
                 if prod is None or prod.op_type not in ("MatMul", "Conv"):
-                    raise ValueError(f"LIF node '{node.name}': input must come from a MatMul or Conv "
-                                     f"(got {prod.op_type if prod else 'graph input'})")
+                    raise ValueError(
+                        f"LIF node '{node.name}': input must come from a MatMul or Conv "
+                        f"(got {prod.op_type if prod else 'graph input'})"
+                    )
                 if len(model.find_consumers(prod.output[0]) or []) != 1:
                     raise ValueError(f"{prod.op_type} node '{prod.name}' feeds more than the LIF node")
                 if prod.op_type == "MatMul":
@@ -132,9 +148,20 @@ class InferLIFLayers(Transformation):
         wdt = _smallest_int_type(w)
         model.set_tensor_datatype(wname, DataType[wdt])
         new = helper.make_node(
-            "LIF_MVAU", [x, wname], [lif.output[0]], domain=FD, backend="fpgadataflow", name=f"LIF_MVAU_{lif.name}",
-            MW=mw, MH=mh, SIMD=1, PE=1, numInputVectors=ishape[:-1], inputDataType="BINARY",
-            weightDataType=wdt, **attrs,
+            "LIF_MVAU",
+            [x, wname],
+            [lif.output[0]],
+            domain=FD,
+            backend="fpgadataflow",
+            name=f"LIF_MVAU_{lif.name}",
+            MW=mw,
+            MH=mh,
+            SIMD=1,
+            PE=1,
+            numInputVectors=ishape[:-1],
+            inputDataType="BINARY",
+            weightDataType=wdt,
+            **attrs,
         )
         idx = list(model.graph.node).index(mm)
         model.graph.node.insert(idx, new)
@@ -148,8 +175,11 @@ class InferLIFLayers(Transformation):
         who = f"Conv node '{conv.name}'"
         if attrs["tickAxis"] != 0:
             raise ValueError(f"LIF node '{lif.name}' after a Conv needs tickAxis=0 (frames N*T on axis 0)")
-        if len(conv.input) > 2 and model.get_initializer(conv.input[2]) is not None and np.any(
-                model.get_initializer(conv.input[2]) != 0):
+        if (
+            len(conv.input) > 2
+            and model.get_initializer(conv.input[2]) is not None
+            and np.any(model.get_initializer(conv.input[2]) != 0)
+        ):
             raise ValueError(f"{who}: a bias is not supported by LIF_MVAU (Eq 2.2 has none)")
         if _attr(conv, "group", 1) != 1 or any(d != 1 for d in _attr(conv, "dilations", [1, 1])):
             raise ValueError(f"{who}: only group=1, dilation=1 convolutions are supported")
@@ -169,28 +199,57 @@ class InferLIFLayers(Transformation):
         nhwc = model.make_new_valueinfo_name()
         model.set_tensor_shape(nhwc, [frames, h, wd, c])
         model.set_tensor_datatype(nhwc, DataType["BINARY"])
-        nodes.append(helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{conv.name}"))
+        nodes.append(
+            helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{conv.name}")
+        )
         cur = nhwc
         if any(pads):
             ph, pw = h + pads[0] + pads[2], wd + pads[1] + pads[3]
             padded = model.make_new_valueinfo_name()
             model.set_tensor_shape(padded, [frames, ph, pw, c])
             model.set_tensor_datatype(padded, DataType["BINARY"])
-            nodes.append(helper.make_node(
-                "FMPadding", [cur], [padded], domain=FD, backend="fpgadataflow", name=f"FMPadding_{conv.name}",
-                ImgDim=[h, wd], Padding=pads, NumChannels=c, SIMD=1, inputDataType="BINARY",
-                numInputVectors=1))
+            nodes.append(
+                helper.make_node(
+                    "FMPadding",
+                    [cur],
+                    [padded],
+                    domain=FD,
+                    backend="fpgadataflow",
+                    name=f"FMPadding_{conv.name}",
+                    ImgDim=[h, wd],
+                    Padding=pads,
+                    NumChannels=c,
+                    SIMD=1,
+                    inputDataType="BINARY",
+                    numInputVectors=1,
+                )
+            )
             cur, h, wd = padded, ph, pw
         oh = (h - kh) // strides[0] + 1
         ow = (wd - kw) // strides[1] + 1
         swu_out = model.make_new_valueinfo_name()
         model.set_tensor_shape(swu_out, [frames, oh, ow, kh * kw * c])
         model.set_tensor_datatype(swu_out, DataType["BINARY"])
-        nodes.append(helper.make_node(
-            "ConvolutionInputGenerator", [cur], [swu_out], domain=FD, backend="fpgadataflow",
-            name=f"ConvolutionInputGenerator_{conv.name}", ConvKernelDim=[kh, kw], IFMChannels=c,
-            IFMDim=[h, wd], OFMDim=[oh, ow], SIMD=1, Stride=strides, Dilation=[1, 1], inputDataType="BINARY",
-            outputDataType="BINARY", depthwise=0))
+        nodes.append(
+            helper.make_node(
+                "ConvolutionInputGenerator",
+                [cur],
+                [swu_out],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"ConvolutionInputGenerator_{conv.name}",
+                ConvKernelDim=[kh, kw],
+                IFMChannels=c,
+                IFMDim=[h, wd],
+                OFMDim=[oh, ow],
+                SIMD=1,
+                Stride=strides,
+                Dilation=[1, 1],
+                inputDataType="BINARY",
+                outputDataType="BINARY",
+                depthwise=0,
+            )
+        )
         # FINN SWU order of the window vector: (kh, kw, cin)
         wmat = w.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
         wname = model.make_new_valueinfo_name()
@@ -199,16 +258,33 @@ class InferLIFLayers(Transformation):
         model.set_tensor_datatype(wname, DataType[wdt])
         mv_out = model.make_new_valueinfo_name()
         model.set_tensor_datatype(mv_out, DataType["BINARY"])
-        nodes.append(helper.make_node(
-            "LIF_MVAU", [swu_out, wname], [mv_out], domain=FD, backend="fpgadataflow", name=f"LIF_MVAU_{lif.name}",
-            MW=kh * kw * cin, MH=cout, SIMD=1, PE=1, numInputVectors=[frames, oh, ow], inputDataType="BINARY",
-            weightDataType=wdt, **attrs))
+        nodes.append(
+            helper.make_node(
+                "LIF_MVAU",
+                [swu_out, wname],
+                [mv_out],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"LIF_MVAU_{lif.name}",
+                MW=kh * kw * cin,
+                MH=cout,
+                SIMD=1,
+                PE=1,
+                numInputVectors=[frames, oh, ow],
+                inputDataType="BINARY",
+                weightDataType=wdt,
+                **attrs,
+            )
+        )
         mv_inst = getCustomOp(nodes[-1])
         model.set_tensor_shape(mv_out, list(mv_inst.get_normal_output_shape()))
         model.set_tensor_datatype(mv_out, mv_inst.get_output_datatype())
         # spikes (frames, OH, OW, MH) or counts (N, OH, OW, MH) back to the LIF node's NCHW layout
-        nodes.append(helper.make_node("Transpose", [mv_out], [lif.output[0]], perm=[0, 3, 1, 2],
-                                      name=f"Transpose_out_{conv.name}"))
+        nodes.append(
+            helper.make_node(
+                "Transpose", [mv_out], [lif.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{conv.name}"
+            )
+        )
         for i, n in enumerate(nodes):
             model.graph.node.insert(idx + i, n)
         model.graph.node.remove(conv)
@@ -236,15 +312,42 @@ class InferLIFLayers(Transformation):
         nodes = [
             helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{mp.name}"),
             helper.make_node(
-                "ConvolutionInputGenerator", [nhwc], [swu_out], domain=FD, backend="fpgadataflow",
-                name=f"ConvolutionInputGenerator_{mp.name}", ConvKernelDim=k, IFMChannels=c, IFMDim=[h, wd],
-                OFMDim=[oh, ow], SIMD=1, Stride=s, Dilation=[1, 1], inputDataType="BINARY",
-                outputDataType="BINARY", depthwise=1),
+                "ConvolutionInputGenerator",
+                [nhwc],
+                [swu_out],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"ConvolutionInputGenerator_{mp.name}",
+                ConvKernelDim=k,
+                IFMChannels=c,
+                IFMDim=[h, wd],
+                OFMDim=[oh, ow],
+                SIMD=1,
+                Stride=s,
+                Dilation=[1, 1],
+                inputDataType="BINARY",
+                outputDataType="BINARY",
+                depthwise=1,
+            ),
             helper.make_node(
-                "Pool", [swu_out], [pooled], domain=FD, backend="fpgadataflow", name=f"Pool_{mp.name}",
-                Channels=c, PE=1, KernelSize=k, Function="MaxPool", OutImgDims=[oh, ow], InputDataType="BINARY",
-                OutputDataType="BINARY", BatchSize=frames),
-            helper.make_node("Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"),
+                "Pool",
+                [swu_out],
+                [pooled],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"Pool_{mp.name}",
+                Channels=c,
+                PE=1,
+                KernelSize=k,
+                Function="MaxPool",
+                OutImgDims=[oh, ow],
+                InputDataType="BINARY",
+                OutputDataType="BINARY",
+                BatchSize=frames,
+            ),
+            helper.make_node(
+                "Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"
+            ),
         ]
         for i, n in enumerate(nodes):
             model.graph.node.insert(idx + i, n)
@@ -259,7 +362,11 @@ class RemoveInverseTransposes(Transformation):
             if t1.op_type != "Transpose" or list(_attr(t1, "perm", [])) != [0, 3, 1, 2]:
                 continue
             cons = model.find_consumers(t1.output[0]) or []
-            if len(cons) != 1 or cons[0].op_type != "Transpose" or list(_attr(cons[0], "perm", [])) != [0, 2, 3, 1]:
+            if (
+                len(cons) != 1
+                or cons[0].op_type != "Transpose"
+                or list(_attr(cons[0], "perm", [])) != [0, 2, 3, 1]
+            ):
                 continue
             t2 = cons[0]
             if t1.output[0] in [o.name for o in model.graph.output]:
@@ -328,13 +435,16 @@ class PushDelaysToOutput(Transformation):
             return model, False
         for n in lifs:
             if getCustomOp(n).get_nodeattr("threshold") < 0:
-                raise ValueError(f"{n.op_type} node '{n.name}': threshold < 0 fires without input, delays cannot "
-                                 f"be pushed through it (§2.2.2)")
+                raise ValueError(
+                    f"{n.op_type} node '{n.name}': threshold < 0 fires without input, delays cannot "
+                    f"be pushed through it (§2.2.2)"
+                )
         outs = {o.name for o in model.graph.output}
         out_nodes = [n for n in lifs if self._reaches_output(model, n, outs)]
         if not out_nodes:
-            raise ValueError("PushDelaysToOutput: no LIF/LIF_MVAU node drives a graph output through "
-                             "delay-neutral nodes")
+            raise ValueError(
+                "PushDelaysToOutput: no LIF/LIF_MVAU node drives a graph output through delay-neutral nodes"
+            )
         for n in lifs:
             inst = getCustomOp(n)
             inst.set_nodeattr("axonalDelay", 0)

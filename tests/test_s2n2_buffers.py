@@ -55,8 +55,10 @@ def test_eq26_seed_example():
 
 
 def test_report_and_bad_input():
-    layers = [dict(name="c1", kind="conv", input_shape=(1, 16, 16), kernel_size=5),
-              dict(name="d1", kind="dense", input_shape=(128,), out_features=11)]
+    layers = [
+        dict(name="c1", kind="conv", input_shape=(1, 16, 16), kernel_size=5),
+        dict(name="d1", kind="dense", input_shape=(128,), out_features=11),
+    ]
     rows = buffers.buffer_report(layers, {"c1": 0.0039, "d1": 0.12}, num_ticks=128)
     assert [r.streaming_bits for r in rows] == [25, 11]
     assert rows[1].mvau_input_buffer_bits == 128

@@ -59,7 +59,14 @@ def lif_configs(draw):
     thr_lo = 0 if delay else lo
     thr = draw(st.one_of(st.integers(max(thr_lo, -4), min(hi, 20)), st.integers(thr_lo, hi)))
     return dict(
-        simd=simd, pe=pe, mw=mw, mh=mh, acc_bits=acc_bits, wbits=wbits, thr=thr, delay=delay,
+        simd=simd,
+        pe=pe,
+        mw=mw,
+        mh=mh,
+        acc_bits=acc_bits,
+        wbits=wbits,
+        thr=thr,
+        delay=delay,
         k=draw(st.integers(1, min(31, acc_bits + 2))),
         ticks=draw(st.integers(1, 8)),
         positions=draw(st.integers(1, 3)),
@@ -84,10 +91,20 @@ def _python_exec(c, w, x):
     from qonnx.core.onnx_exec import execute_onnx
 
     model = finn_s2n2.make_lif_mvau_model(
-        w, decay_shift=c["k"], threshold=c["thr"], num_ticks=c["ticks"], pe=c["pe"], simd=c["simd"],
-        weight_dtype=f"INT{c['wbits']}", acc_dtype=f"INT{c['acc_bits']}",
-        output_mode="counts" if c["counts"] else "spikes", reset=c["reset"], overflow=c["overflow"],
-        batch=c["batch"], num_positions=c["positions"], axonal_delay=c["delay"],
+        w,
+        decay_shift=c["k"],
+        threshold=c["thr"],
+        num_ticks=c["ticks"],
+        pe=c["pe"],
+        simd=c["simd"],
+        weight_dtype=f"INT{c['wbits']}",
+        acc_dtype=f"INT{c['acc_bits']}",
+        output_mode="counts" if c["counts"] else "spikes",
+        reset=c["reset"],
+        overflow=c["overflow"],
+        batch=c["batch"],
+        num_positions=c["positions"],
+        axonal_delay=c["delay"],
     )
     xin = x if c["positions"] > 1 else x[:, :, 0, :]
     return model, execute_onnx(model, {"inp": xin.astype(np.float32)})["outp"]
@@ -98,16 +115,41 @@ def _python_exec(c, w, x):
 def test_cppsim_equals_python_exec_equals_numpy_loop(c):
     w, x = _draw_data(c)
     _, y_py = _python_exec(c, w, x)
-    ref = reference_loop(x, w, k=c["k"], thr=c["thr"], acc_bits=c["acc_bits"], overflow=c["overflow"],
-                         reset=c["reset"], counts=c["counts"], delay=c["delay"])
+    ref = reference_loop(
+        x,
+        w,
+        k=c["k"],
+        thr=c["thr"],
+        acc_bits=c["acc_bits"],
+        overflow=c["overflow"],
+        reset=c["reset"],
+        counts=c["counts"],
+        delay=c["delay"],
+    )
     np.testing.assert_array_equal(y_py.reshape(ref.shape), ref)
     obits = numerics.count_bits(c["ticks"]) if c["counts"] else 1
-    (y_cpp,) = run_harness([dict(
-        acc_bits=c["acc_bits"], MW=c["mw"], MH=c["mh"], SIMD=c["simd"], PE=c["pe"], T=c["ticks"],
-        P=c["positions"], K=c["k"], threshold=c["thr"], saturate=c["overflow"] == "saturate",
-        reset_subtract=c["reset"] == "subtract", counts=c["counts"], D=c["delay"], OBITS=obits,
-        weights=w, x=x.reshape(-1, c["positions"], c["mw"]),
-    )])
+    (y_cpp,) = run_harness(
+        [
+            dict(
+                acc_bits=c["acc_bits"],
+                MW=c["mw"],
+                MH=c["mh"],
+                SIMD=c["simd"],
+                PE=c["pe"],
+                T=c["ticks"],
+                P=c["positions"],
+                K=c["k"],
+                threshold=c["thr"],
+                saturate=c["overflow"] == "saturate",
+                reset_subtract=c["reset"] == "subtract",
+                counts=c["counts"],
+                D=c["delay"],
+                OBITS=obits,
+                weights=w,
+                x=x.reshape(-1, c["positions"], c["mw"]),
+            )
+        ]
+    )
     np.testing.assert_array_equal(y_cpp.reshape(ref.shape), ref)
 
 
@@ -118,12 +160,44 @@ def test_saturation_and_wrap_are_exercised():
     x = np.ones((1, 4, 1, 4), dtype=np.int64)
     expected = {"saturate": [0, 1, 0, 1], "wrap": [0, 0, 0, 0]}
     for ovf in numerics.OVERFLOW_MODES:
-        c = dict(k=4, thr=30, acc_bits=6, overflow=ovf, reset="zero", counts=False, delay=0, ticks=4, pe=1,
-                 simd=2, wbits=4, batch=1, positions=1)
+        c = dict(
+            k=4,
+            thr=30,
+            acc_bits=6,
+            overflow=ovf,
+            reset="zero",
+            counts=False,
+            delay=0,
+            ticks=4,
+            pe=1,
+            simd=2,
+            wbits=4,
+            batch=1,
+            positions=1,
+        )
         _, y = _python_exec(c, w, x)
-        (y_cpp,) = run_harness([dict(acc_bits=6, MW=4, MH=2, SIMD=2, PE=1, T=4, P=1, K=4, threshold=30,
-                                     saturate=ovf == "saturate", reset_subtract=False, counts=False, D=0,
-                                     OBITS=1, weights=w, x=x.reshape(-1, 1, 4))])
+        (y_cpp,) = run_harness(
+            [
+                dict(
+                    acc_bits=6,
+                    MW=4,
+                    MH=2,
+                    SIMD=2,
+                    PE=1,
+                    T=4,
+                    P=1,
+                    K=4,
+                    threshold=30,
+                    saturate=ovf == "saturate",
+                    reset_subtract=False,
+                    counts=False,
+                    D=0,
+                    OBITS=1,
+                    weights=w,
+                    x=x.reshape(-1, 1, 4),
+                )
+            ]
+        )
         np.testing.assert_array_equal(y.reshape(4, 2)[:, 0], expected[ovf])
         np.testing.assert_array_equal(y.reshape(-1), y_cpp.reshape(-1))
 
@@ -160,8 +234,18 @@ def test_finn_cppsim_single_node():
 
     rng = np.random.default_rng(7)
     w = rng.integers(-8, 8, size=(12, 6))
-    model = finn_s2n2.make_lif_mvau_model(w, decay_shift=2, threshold=5, num_ticks=6, pe=3, simd=4, batch=2,
-                                          acc_dtype="INT8", specialize=True, axonal_delay=2)
+    model = finn_s2n2.make_lif_mvau_model(
+        w,
+        decay_shift=2,
+        threshold=5,
+        num_ticks=6,
+        pe=3,
+        simd=4,
+        batch=2,
+        acc_dtype="INT8",
+        specialize=True,
+        axonal_delay=2,
+    )
     x = (rng.random((2, 6, 12)) < 0.4).astype(np.float32)
     y_py = execute_onnx(model, {"inp": x})["outp"]
     m2 = model.transform(SetExecMode("cppsim")).transform(PrepareCppSim()).transform(CompileCppSim())
@@ -187,8 +271,9 @@ def test_finn_cppsim_single_node_configs(kw):
 
     rng = np.random.default_rng(11)
     w = rng.integers(-16, 16, size=(6, 6))
-    model = finn_s2n2.make_lif_mvau_model(w, decay_shift=1, threshold=7, num_ticks=7, batch=2, specialize=True,
-                                          **kw)
+    model = finn_s2n2.make_lif_mvau_model(
+        w, decay_shift=1, threshold=7, num_ticks=7, batch=2, specialize=True, **kw
+    )
     shape = [2, 7] + ([kw["num_positions"]] if kw.get("num_positions", 1) > 1 else []) + [6]
     x = (rng.random(shape) < 0.5).astype(np.float32)
     y_py = execute_onnx(model, {"inp": x})["outp"]
@@ -215,8 +300,16 @@ def _set(model, **attrs):
 
 @pytest.fixture
 def good_model():
-    return finn_s2n2.make_lif_mvau_model(np.ones((8, 4)), decay_shift=3, threshold=3, num_ticks=4, pe=2, simd=4,
-                                         acc_dtype="INT8", name="lif_bad")
+    return finn_s2n2.make_lif_mvau_model(
+        np.ones((8, 4)),
+        decay_shift=3,
+        threshold=3,
+        num_ticks=4,
+        pe=2,
+        simd=4,
+        acc_dtype="INT8",
+        name="lif_bad",
+    )
 
 
 @pytest.mark.parametrize(
@@ -253,8 +346,9 @@ def test_bad_weights_and_inputs():
     with pytest.raises(ValueError, match="integers"):
         finn_s2n2.make_lif_mvau_model(np.full((4, 2), 0.5), decay_shift=3, threshold=1, num_ticks=2)
     with pytest.raises(ValueError, match=r"weights must be integers inside INT2"):
-        finn_s2n2.make_lif_mvau_model(np.full((4, 2), 5), decay_shift=3, threshold=1, num_ticks=2,
-                                      weight_dtype="INT2")
+        finn_s2n2.make_lif_mvau_model(
+            np.full((4, 2), 5), decay_shift=3, threshold=1, num_ticks=2, weight_dtype="INT2"
+        )
     from qonnx.core.onnx_exec import execute_onnx
 
     model = finn_s2n2.make_lif_mvau_model(np.ones((4, 2)), decay_shift=3, threshold=1, num_ticks=2)

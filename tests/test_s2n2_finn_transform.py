@@ -35,11 +35,25 @@ def test_lif_node_matches_numerics_both_layouts():
     ref = numerics.lif_sequence(cur.astype(np.int64), decay_shift=2, threshold=9, acc_bits=8)
     for tick_axis, x in ((1, cur), (0, cur.reshape(10, 3, 4))):
         for mode in ("spikes", "counts"):
-            node = helper.make_node("LIF", ["i"], ["o"], domain="finn_s2n2", name="lif", decay_shift=2,
-                                    threshold=9, numTicks=5, accDataType="INT8", outputMode=mode,
-                                    tickAxis=tick_axis)
-            g = helper.make_graph([node], "g", [helper.make_tensor_value_info("i", TensorProto.FLOAT, x.shape)],
-                                  [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)])
+            node = helper.make_node(
+                "LIF",
+                ["i"],
+                ["o"],
+                domain="finn_s2n2",
+                name="lif",
+                decay_shift=2,
+                threshold=9,
+                numTicks=5,
+                accDataType="INT8",
+                outputMode=mode,
+                tickAxis=tick_axis,
+            )
+            g = helper.make_graph(
+                [node],
+                "g",
+                [helper.make_tensor_value_info("i", TensorProto.FLOAT, x.shape)],
+                [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+            )
             m = ModelWrapper(qonnx_make_model(g))
             y = execute_onnx(m, {"i": x})["o"]
             exp = ref if mode == "spikes" else ref.sum(axis=1)
@@ -61,17 +75,32 @@ def small_networks(draw):
             size //= 2
     if draw(st.booleans()) or not layers or layers[-1][0] == "pool":
         layers.append(("dense", draw(st.integers(2, 6))))
-    return dict(h=h, layers=layers, ticks=draw(st.integers(2, 5)), samples=draw(st.integers(1, 2)),
-                thr=draw(st.integers(0, 6)), k=draw(st.integers(1, 4)), seed=draw(st.integers(0, 999)),
-                last=draw(st.sampled_from(["spikes", "counts"])))
+    return dict(
+        h=h,
+        layers=layers,
+        ticks=draw(st.integers(2, 5)),
+        samples=draw(st.integers(1, 2)),
+        thr=draw(st.integers(0, 6)),
+        k=draw(st.integers(1, 4)),
+        seed=draw(st.integers(0, 999)),
+        last=draw(st.sampled_from(["spikes", "counts"])),
+    )
 
 
 @settings(max_examples=12)
 @given(small_networks())
 def test_converted_network_equals_qonnx_pattern(c):
-    m = make_s2n2_network((1, c["h"], c["h"]), c["layers"], num_ticks=c["ticks"], num_samples=c["samples"],
-                          threshold=c["thr"], decay_shift=c["k"], seed=c["seed"], last_output=c["last"],
-                          acc_dtype="INT10")
+    m = make_s2n2_network(
+        (1, c["h"], c["h"]),
+        c["layers"],
+        num_ticks=c["ticks"],
+        num_samples=c["samples"],
+        threshold=c["thr"],
+        decay_shift=c["k"],
+        seed=c["seed"],
+        last_output=c["last"],
+        acc_dtype="INT10",
+    )
     rng = np.random.default_rng(c["seed"])
     x = (rng.random((c["ticks"] * c["samples"], 1, c["h"], c["h"])) < 0.5).astype(np.float32)
     y_ref = execute_onnx(m, {"inp": x})["outp"]
@@ -86,8 +115,15 @@ def test_converted_network_equals_qonnx_pattern(c):
 def test_conv_pool_dense_structure():
     m = make_s2n2_network((1, 8, 8), [("conv", 2, 3, 1), ("pool", 2), ("dense", 3)], num_ticks=2)
     m2 = convert_to_lif(m)
-    assert _ops(m2) == ["Transpose", "FMPadding", "ConvolutionInputGenerator", "LIF_MVAU",
-                        "ConvolutionInputGenerator", "Pool", "LIF_MVAU"]
+    assert _ops(m2) == [
+        "Transpose",
+        "FMPadding",
+        "ConvolutionInputGenerator",
+        "LIF_MVAU",
+        "ConvolutionInputGenerator",
+        "Pool",
+        "LIF_MVAU",
+    ]
 
 
 @pytest.mark.parametrize("last", ["spikes", "counts"])
@@ -98,8 +134,9 @@ def test_delays_pushed_to_output_equal_shifted_delay_free_network(last):
     ticks = 12
     kw = dict(num_ticks=ticks, num_samples=2, threshold=2, decay_shift=2, seed=5, last_output=last)
     delayed = make_s2n2_network((1, 6, 6), layers, delays=delays, **kw)
-    free = make_s2n2_network((1, 6, 6), layers, last_output="spikes",
-                             **{k: v for k, v in kw.items() if k != "last_output"})
+    free = make_s2n2_network(
+        (1, 6, 6), layers, last_output="spikes", **{k: v for k, v in kw.items() if k != "last_output"}
+    )
     x = (np.random.default_rng(1).random((2 * ticks, 1, 6, 6)) < 0.6).astype(np.float32)
     free_spikes = execute_onnx(free, {"inp": x})["outp"].reshape(2, ticks, -1)
     assert free_spikes[:, : ticks - 6].sum() > 0  # some spikes survive the shift
@@ -188,16 +225,26 @@ def test_dataflow_partition_cppsim_equals_python(tmp_path):
     from finn_s2n2.build import step_convert_to_lif, step_s2n2_tidy
 
     ticks = 4
-    m = make_s2n2_network((1, 6, 6), [("conv", 2, 3, 0), ("dense", 6), ("dense", 3)], num_ticks=ticks,
-                          num_samples=2, threshold=2, decay_shift=2, seed=3)
+    m = make_s2n2_network(
+        (1, 6, 6),
+        [("conv", 2, 3, 0), ("dense", 6), ("dense", 3)],
+        num_ticks=ticks,
+        num_samples=2,
+        threshold=2,
+        decay_shift=2,
+        seed=3,
+    )
     x = (np.random.default_rng(4).random((2 * ticks, 1, 6, 6)) < 0.5).astype(np.float32)
     y_ref = execute_onnx(m, {"inp": x})["outp"]
-    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=10.0, fpga_part="xc7z020clg400-1",
-                              generate_outputs=[])
+    cfg = DataflowBuildConfig(
+        output_dir=str(tmp_path), synth_clk_period_ns=10.0, fpga_part="xc7z020clg400-1", generate_outputs=[]
+    )
     m = step_convert_to_lif(step_s2n2_tidy(m, cfg), cfg)
-    parent = m.transform(__import__("finn.transformation.fpgadataflow.create_dataflow_partition",
-                                    fromlist=["CreateDataflowPartition"]).CreateDataflowPartition(
-        partition_model_dir=str(tmp_path / "partitions")))
+    parent = m.transform(
+        __import__(
+            "finn.transformation.fpgadataflow.create_dataflow_partition", fromlist=["CreateDataflowPartition"]
+        ).CreateDataflowPartition(partition_model_dir=str(tmp_path / "partitions"))
+    )
     child = step_create_dataflow_partition(m, cfg)
     child = step_specialize_layers(child, cfg)
     child = child.transform(SetExecMode("cppsim")).transform(PrepareCppSim()).transform(CompileCppSim())

@@ -56,8 +56,10 @@ class LIF(CustomOp):
             return ishape
         if p.tick_axis == 0:
             if ishape[0] % p.num_ticks:
-                raise ValueError(f"LIF node '{self.onnx_node.name}': axis 0 ({ishape[0]}) is not a multiple "
-                                 f"of numTicks={p.num_ticks}")
+                raise ValueError(
+                    f"LIF node '{self.onnx_node.name}': axis 0 ({ishape[0]}) is not a multiple "
+                    f"of numTicks={p.num_ticks}"
+                )
             return (ishape[0] // p.num_ticks, *ishape[1:])
         return (ishape[0], *ishape[2:])
 
@@ -96,17 +98,22 @@ class LIF(CustomOp):
         p = self.params()
         cur = np.asarray(context[node.input[0]])
         if not np.all(cur == np.round(cur)):
-            raise ValueError(f"LIF node '{node.name}': input current must hold integers (Eq 2.2 sums of integer "
-                             f"weights); scale weights/threshold to integers before export")
+            raise ValueError(
+                f"LIF node '{node.name}': input current must hold integers (Eq 2.2 sums of integer "
+                f"weights); scale weights/threshold to integers before export"
+            )
         shape = cur.shape
         if p.tick_axis == 0:
             if shape[0] % p.num_ticks:
-                raise ValueError(f"LIF node '{node.name}': axis 0 ({shape[0]}) is not a multiple of "
-                                 f"numTicks={p.num_ticks}")
+                raise ValueError(
+                    f"LIF node '{node.name}': axis 0 ({shape[0]}) is not a multiple of numTicks={p.num_ticks}"
+                )
             c3 = cur.reshape(shape[0] // p.num_ticks, p.num_ticks, -1)
         else:
             if cur.ndim < 2 or shape[1] != p.num_ticks:
-                raise ValueError(f"LIF node '{node.name}': axis 1 of {shape} must have numTicks={p.num_ticks}")
+                raise ValueError(
+                    f"LIF node '{node.name}': axis 1 of {shape} must have numTicks={p.num_ticks}"
+                )
             c3 = cur.reshape(shape[0], p.num_ticks, -1)
         spikes = numerics.lif_sequence(
             c3.astype(np.int64),

@@ -72,14 +72,18 @@ def validate_lif_attrs(op) -> LIFParams:
     who = _name(node)
     ticks = op.get_nodeattr("numTicks")
     if ticks is None or int(ticks) < 1:
-        raise ValueError(f"{who}: attribute numTicks is missing or < 1 (got {ticks}); set the ticks per sample")
+        raise ValueError(
+            f"{who}: attribute numTicks is missing or < 1 (got {ticks}); set the ticks per sample"
+        )
     acc_name = op.get_nodeattr("accDataType")
     try:
         acc = DataType[acc_name]
     except (KeyError, AttributeError) as e:
         raise ValueError(f"{who}: attribute accDataType={acc_name!r} is not a FINN DataType") from e
     if not acc.is_integer() or not acc.signed() or acc.bitwidth() < 2:
-        raise ValueError(f"{who}: attribute accDataType must be a signed integer type INT2..INT32, got {acc_name}")
+        raise ValueError(
+            f"{who}: attribute accDataType must be a signed integer type INT2..INT32, got {acc_name}"
+        )
     acc_bits = numerics.check_acc_bits(acc.bitwidth(), f"{who}: accDataType bits")
     k = op.get_nodeattr("decay_shift")
     d = float(op.get_nodeattr("decay"))
@@ -131,11 +135,14 @@ def split_frames(shape, params: LIFParams, who: str):
     t = params.num_ticks
     if params.tick_axis == 0:
         if len(shape) < 2 or shape[0] % t != 0:
-            raise ValueError(f"{who}: input shape {tuple(shape)}: axis 0 must hold samples*numTicks frames "
-                             f"(numTicks={t})")
+            raise ValueError(
+                f"{who}: input shape {tuple(shape)}: axis 0 must hold samples*numTicks frames (numTicks={t})"
+            )
         return shape[0] // t, t, math.prod(shape[1:-1]), tuple(shape[1:-1])
     if len(shape) < 3 or shape[1] != t:
-        raise ValueError(f"{who}: input shape {tuple(shape)}: axis 1 must be the tick axis of length numTicks={t}")
+        raise ValueError(
+            f"{who}: input shape {tuple(shape)}: axis 1 must be the tick axis of length numTicks={t}"
+        )
     return shape[0], t, math.prod(shape[2:-1]), tuple(shape[2:-1])
 
 

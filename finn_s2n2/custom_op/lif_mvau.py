@@ -180,8 +180,10 @@ class LIF_MVAU(HWCustomOp):
         self.params()
         idt = model.get_tensor_datatype(node.input[0])
         if idt != DataType["BINARY"]:
-            raise ValueError(f"{self.who()}: input tensor '{node.input[0]}' has datatype {idt.name}, "
-                             f"LIF_MVAU needs BINARY spikes")
+            raise ValueError(
+                f"{self.who()}: input tensor '{node.input[0]}' has datatype {idt.name}, "
+                f"LIF_MVAU needs BINARY spikes"
+            )
         w = model.get_initializer(node.input[1])
         if w is not None:
             self.check_weights(w)
@@ -194,8 +196,10 @@ class LIF_MVAU(HWCustomOp):
             raise ValueError(f"{self.who()}: weights have shape {w.shape}, expected (MW, MH)=({mw}, {mh})")
         wdt = self.get_weight_datatype()
         if not (np.all(w == np.round(w)) and wdt.allowed(w.min()) and wdt.allowed(w.max())):
-            raise ValueError(f"{self.who()}: weights must be integers inside {wdt.name} "
-                             f"[{wdt.min()}, {wdt.max()}], got range [{w.min()}, {w.max()}]")
+            raise ValueError(
+                f"{self.who()}: weights must be integers inside {wdt.name} "
+                f"[{wdt.min()}, {wdt.max()}], got range [{w.min()}, {w.max()}]"
+            )
 
     def verify_node(self):
         try:
@@ -245,8 +249,11 @@ class LIF_MVAU(HWCustomOp):
     # ------------------------------------------------------------------ estimates
     def calc_wmem(self):
         self.params()
-        return self.get_nodeattr("MW") * self.get_nodeattr("MH") // (
-            self.get_nodeattr("PE") * self.get_nodeattr("SIMD"))
+        return (
+            self.get_nodeattr("MW")
+            * self.get_nodeattr("MH")
+            // (self.get_nodeattr("PE") * self.get_nodeattr("SIMD"))
+        )
 
     def calc_mmem(self):
         """Depth of each PE's membrane memory: positions x MH / PE."""

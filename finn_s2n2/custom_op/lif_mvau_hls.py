@@ -57,8 +57,10 @@ class LIF_MVAU_hls(LIF_MVAU, HLSBackend):
         wbits = self.get_weight_datatype().bitwidth()
         wtype = f"ap_int<{wbits}>" if self.get_weight_datatype().signed() else f"ap_uint<{wbits}>"
         body = ",".join(str(int(v)) for v in flat)
-        return (f"// weights of {self.onnx_node.name}, PE-partitioned [pe][nf][sf][simd]\n"
-                f"static const {wtype} weights[{flat.size}] = {{{body}}};\n")
+        return (
+            f"// weights of {self.onnx_node.name}, PE-partitioned [pe][nf][sf][simd]\n"
+            f"static const {wtype} weights[{flat.size}] = {{{body}}};\n"
+        )
 
     # ------------------------------------------------------------------ cppsim
     def code_generation_cppsim(self, model):
@@ -125,8 +127,10 @@ int main() {{
         if mode in ("", "python"):
             return LIF_MVAU.execute_node(self, context, graph)
         if mode != "cppsim":
-            raise ValueError(f"{self.who()}: exec_mode {mode!r} unsupported (use '' for python or 'cppsim'; "
-                             f"rtlsim needs Vivado)")
+            raise ValueError(
+                f"{self.who()}: exec_mode {mode!r} unsupported (use '' for python or 'cppsim'; "
+                f"rtlsim needs Vivado)"
+            )
         node = self.onnx_node
         path = Path(self.get_nodeattr("code_gen_dir_cppsim"))
         exe = self.get_nodeattr("executable_path")

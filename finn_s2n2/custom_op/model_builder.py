@@ -48,7 +48,9 @@ def make_lif_mvau_model(
 
     w = np.asarray(weights)
     if w.ndim != 2:
-        raise ValueError(f"make_lif_mvau_model: weights must be a 2-D (MW, MH) integer array, got shape {w.shape}")
+        raise ValueError(
+            f"make_lif_mvau_model: weights must be a 2-D (MW, MH) integer array, got shape {w.shape}"
+        )
     if not np.all(w == np.round(w)):
         raise ValueError("make_lif_mvau_model: weights must be integers (scale them before building)")
     mw, mh = w.shape

@@ -79,8 +79,22 @@ def run_harness(cases: list[dict]) -> list[np.ndarray]:
     ``weights`` (MW, MH) ints and ``x`` (frames, P, MW) bits.  Returns per case the output elements as
     int64 (frames or samples, P, MH) — exactly what the C++ streamed out, unpacked.
     """
-    keys = ["acc_bits", "MW", "MH", "SIMD", "PE", "T", "P", "K", "threshold", "saturate", "reset_subtract",
-            "counts", "D", "OBITS"]
+    keys = [
+        "acc_bits",
+        "MW",
+        "MH",
+        "SIMD",
+        "PE",
+        "T",
+        "P",
+        "K",
+        "threshold",
+        "saturate",
+        "reset_subtract",
+        "counts",
+        "D",
+        "OBITS",
+    ]
     chunks = [np.array([len(cases)], dtype=np.int64).tobytes()]
     for c in cases:
         x = np.asarray(c["x"], dtype=np.uint8)
@@ -88,7 +102,9 @@ def run_harness(cases: list[dict]) -> list[np.ndarray]:
         if c["SIMD"] > HARNESS_MAX_SIMD or c["PE"] * c["OBITS"] > HARNESS_MAX_OUT_BITS:
             raise ValueError("configuration exceeds the harness stream widths")
         hdr = np.array([int(c[k]) for k in keys] + [frames], dtype=np.int64)
-        w = pe_partition_weights(np.asarray(c["weights"], dtype=np.int64), c["SIMD"], c["PE"]).astype(np.int32)
+        w = pe_partition_weights(np.asarray(c["weights"], dtype=np.int64), c["SIMD"], c["PE"]).astype(
+            np.int32
+        )
         chunks += [hdr.tobytes(), w.tobytes(), x.reshape(-1).tobytes()]
     with tempfile.TemporaryDirectory() as td:
         inp, outp = Path(td) / "in.bin", Path(td) / "out.bin"
@@ -102,7 +118,7 @@ def run_harness(cases: list[dict]) -> list[np.ndarray]:
         frames = np.asarray(c["x"]).shape[0]
         rows = frames // c["T"] if c["counts"] else frames
         n = rows * c["P"] * c["MH"]
-        outs.append(flat[pos:pos + n].reshape(rows, c["P"], c["MH"]))
+        outs.append(flat[pos : pos + n].reshape(rows, c["P"], c["MH"]))
         pos += n
     if pos != flat.size:
         raise RuntimeError(f"harness produced {flat.size} values, expected {pos}")
