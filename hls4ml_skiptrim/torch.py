@@ -75,6 +75,10 @@ class _Layers:
         return self.qnn.QuantLinear(cin, cout, bias=True, weight_quant=self.wq, weight_bit_width=self.q[0])
 
 
+def _identity(x):
+    return x
+
+
 class ResBlock(nn.Module):
     """One residual block of Fig 4.3 (``arrangement`` a-d) with a switchable ``skip`` (long/short/none).
 
@@ -111,6 +115,8 @@ class ResBlock(nn.Module):
 
     def _unit(self, x, u: int):
         conv, bn, act = (self.conv1, self.bn1, self.act1) if u == 1 else (self.conv2, self.bn2, self.act2)
+        if bn is None:  # folded into conv (Eq 4.3, fold_bn); None keeps the fx graph free of Identity nodes
+            bn = _identity
         a = self.arrangement
         if a == "b" or (a == "a" and u == 1):
             return act(bn(conv(x)))
@@ -121,7 +127,10 @@ class ResBlock(nn.Module):
         return conv(act(bn(x)))
 
     def _proj(self, x):
-        return x if self.proj_conv is None else self.proj_bn(self.proj_conv(x))
+        if self.proj_conv is None:
+            return x
+        y = self.proj_conv(x)
+        return y if self.proj_bn is None else self.proj_bn(y)
 
     def forward(self, x):
         if self._skip == "long":
@@ -157,6 +166,11 @@ class ResNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head_bn = nn.BatchNorm2d(cin) if arr == "d" else None
         self.head_act = L.act() if arr in ("c", "d") else None
+        # global average pooling as module layers (hls4ml's PyTorch frontend parses AvgPool2d + Flatten, not
+        # F.adaptive_avg_pool2d): the final feature map is ceil(H/4) x ceil(W/4) after two stride-2 stages
+        fh, fw = (-(-int(v) // 4) for v in config["input_shape"][1:])
+        self.pool = nn.AvgPool2d((fh, fw))
+        self.flatten = nn.Flatten()
         self.fc = L.linear(cin, config["num_classes"])
 
     @property
@@ -181,7 +195,7 @@ class ResNet(nn.Module):
             h = self.head_bn(h)
         if self.head_act is not None:
             h = self.head_act(h)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return self.fc(self.flatten(self.pool(h)))
 
 
 def resnet(depth: int, skips="long", quant=None, input_shape=(1, 28, 28), num_classes: int = 10,
@@ -270,7 +284,7 @@ def fold_bn(model: ResNet) -> ResNet:
             new.weight.copy_(torch.from_numpy(k))
             new.bias.copy_(torch.from_numpy(b))
         setattr(owner, conv_name, new)
-        setattr(owner, bn_name, nn.Identity())
+        setattr(owner, bn_name, None)
 
     fold(out, "stem_conv", "stem_bn")
     for blk in out.blocks:
