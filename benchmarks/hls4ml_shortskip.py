@@ -33,8 +33,12 @@ def bram_table(n_blocks, size, filters):
     est = table_4_5_estimates(input_shape=(size, size, 3), filters=filters, n_blocks=n_blocks)
     ref = est["long skip (4.4.a)"].bram18
     seed_ref = SEED_TABLE_4_5["long skip (4.4.a)"]
-    print(f"\nResNet-{2 * n_blocks + 2}-style, {size}x{size}x3, {filters} filters, io_stream, fixed<16,6> (estimate)")
-    print(f"{'variant':<22} {'FIFOs':>5} {'buffer kbit':>11} {'BRAM18':>7} {'ratio':>6}   {'seed BRAM':>9} {'seed ratio':>10}")
+    print(
+        f"\nResNet-{2 * n_blocks + 2}-style, {size}x{size}x3, {filters} filters, io_stream, fixed<16,6> (estimate)"
+    )
+    print(
+        f"{'variant':<22} {'FIFOs':>5} {'buffer kbit':>11} {'BRAM18':>7} {'ratio':>6}   {'seed BRAM':>9} {'seed ratio':>10}"
+    )
     for label, e in est.items():
         print(
             f"{label:<22} {e.n_fifos:>5} {e.total_bits / 1024:>11.1f} {e.bram18:>7} {e.bram18 / ref:>6.2f}"
@@ -66,16 +70,24 @@ def csim(n_blocks, size, filters, n_samples, io_type):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     y_float = model.predict(x, verbose=0).reshape(n_samples, -1)
-    print(f"\nC-simulation, short-skip ResNet-{2 * n_blocks + 2}-style {size}x{size}x3, {filters} filters, {io_type}, "
-          f"{n_samples} samples")
+    print(
+        f"\nC-simulation, short-skip ResNet-{2 * n_blocks + 2}-style {size}x{size}x3, {filters} filters, {io_type}, "
+        f"{n_samples} samples"
+    )
     print(f"{'':<26} {'hls4ml (peer)':>14} {'fused':>10} {'fused/peer':>11}")
     names = ("convert [s]", "compile [s]", "predict [s]")
     for i, name in enumerate(names):
-        print(f"{name:<26} {rows[False][i]:>14.2f} {rows[True][i]:>10.2f} {rows[True][i] / rows[False][i]:>11.2f}")
-    print(f"{'predict [samples/s]':<26} {n_samples / rows[False][2]:>14.1f} {n_samples / rows[True][2]:>10.1f} "
-          f"{rows[False][2] / rows[True][2]:>11.2f}")
-    print(f"bit-exact fused == unfused: {np.array_equal(ys[True], ys[False])};  "
-          f"max |csim - keras float| = {np.abs(ys[True] - y_float).max():.5f} (fixed<24,10>)")
+        print(
+            f"{name:<26} {rows[False][i]:>14.2f} {rows[True][i]:>10.2f} {rows[True][i] / rows[False][i]:>11.2f}"
+        )
+    print(
+        f"{'predict [samples/s]':<26} {n_samples / rows[False][2]:>14.1f} {n_samples / rows[True][2]:>10.1f} "
+        f"{rows[False][2] / rows[True][2]:>11.2f}"
+    )
+    print(
+        f"bit-exact fused == unfused: {np.array_equal(ys[True], ys[False])};  "
+        f"max |csim - keras float| = {np.abs(ys[True] - y_float).max():.5f} (fixed<24,10>)"
+    )
     return rows
 
 

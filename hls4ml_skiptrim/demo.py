@@ -71,12 +71,19 @@ def resnet_variant(
         if isinstance(layer, L.BatchNormalization):
             n = layer.weights[0].shape[0]
             layer.set_weights(
-                [rng.uniform(0.5, 1.5, n), rng.uniform(-0.2, 0.2, n), rng.uniform(-0.2, 0.2, n), rng.uniform(0.5, 1.5, n)]
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.uniform(-0.2, 0.2, n),
+                    rng.uniform(-0.2, 0.2, n),
+                    rng.uniform(0.5, 1.5, n),
+                ]
             )
     return model
 
 
-def to_hls(model, fuse=True, io_type="io_stream", backend="Vivado", output_dir=None, precision="fixed<16,6>", **cfg):
+def to_hls(
+    model, fuse=True, io_type="io_stream", backend="Vivado", output_dir=None, precision="fixed<16,6>", **cfg
+):
     """Convert a Keras 3 model with hls4ml (``ShortSkipFusion`` switched by ``fuse``)."""
     import hls4ml
 
@@ -94,7 +101,9 @@ def to_hls(model, fuse=True, io_type="io_stream", backend="Vivado", output_dir=N
     )
 
 
-def table_4_5_estimates(input_shape=(32, 32, 3), filters=16, n_blocks=3, io_type="io_stream", backend="Vivado"):
+def table_4_5_estimates(
+    input_shape=(32, 32, 3), filters=16, n_blocks=3, io_type="io_stream", backend="Vivado"
+):
     """``{Fig. 4.4 label: StreamMemory}`` for the four networks (conversion only, no compile)."""
     from .estimate import stream_memory
 
@@ -103,7 +112,9 @@ def table_4_5_estimates(input_shape=(32, 32, 3), filters=16, n_blocks=3, io_type
         model = resnet_variant(variant, input_shape, filters, n_blocks)
         tmp = tempfile.mkdtemp(prefix="ssk_est_")
         try:
-            out[label] = stream_memory(to_hls(model, fuse=fuse, io_type=io_type, backend=backend, output_dir=tmp))
+            out[label] = stream_memory(
+                to_hls(model, fuse=fuse, io_type=io_type, backend=backend, output_dir=tmp)
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -122,7 +133,9 @@ def stage(ctx):
     result = {f"bram18_{k.split(' (')[0].replace(' ', '_')}": v.bram18 for k, v in est.items()}
     result["fused/long"] = round(est["fused short (4.4.d)"].bram18 / long_, 3)
     result["noskip/long"] = round(est["no skip (4.4.b)"].bram18 / long_, 3)
-    result["seed fused/long"] = round(SEED_TABLE_4_5["fused short (4.4.d)"] / SEED_TABLE_4_5["long skip (4.4.a)"], 3)
+    result["seed fused/long"] = round(
+        SEED_TABLE_4_5["fused short (4.4.d)"] / SEED_TABLE_4_5["long skip (4.4.a)"], 3
+    )
 
     # bit-exact C-simulation: small Trimmer network, fused vs vanilla hls4ml
     small = resnet_variant("short", (8, 8, 4), filters=4, n_blocks=1, head=False)
@@ -150,9 +163,15 @@ def stage(ctx):
 
         labels = list(est)
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-        ax[0].bar(range(4), [est[k].bram18 / long_ for k in labels], color=["grey", "tab:blue", "tab:red", "tab:green"])
+        ax[0].bar(
+            range(4),
+            [est[k].bram18 / long_ for k in labels],
+            color=["grey", "tab:blue", "tab:red", "tab:green"],
+        )
         ax[0].set_title(f"estimate (hls4ml io_stream, {size}x{size}x16, 3 blocks)")
-        ax[1].bar(range(4), [SEED_TABLE_4_5[k] / SEED_TABLE_4_5[labels[0]] for k in labels], color="lightgrey")
+        ax[1].bar(
+            range(4), [SEED_TABLE_4_5[k] / SEED_TABLE_4_5[labels[0]] for k in labels], color="lightgrey"
+        )
         ax[1].set_title("seed Table 4.5 (Vivado, U250)")
         for a in ax:
             a.set_xticks(range(4), [k.split(" (")[1].rstrip(")") for k in labels])

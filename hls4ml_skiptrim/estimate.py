@@ -99,12 +99,16 @@ class StreamMemory:
         return out
 
     def table(self) -> str:
-        rows = [f"{'buffer':<34} {'layer':<26} {'kind':<11} {'depth':>6} {'width':>6} {'x':>3} {'bits':>9} {'BRAM18':>6}"]
+        rows = [
+            f"{'buffer':<34} {'layer':<26} {'kind':<11} {'depth':>6} {'width':>6} {'x':>3} {'bits':>9} {'BRAM18':>6}"
+        ]
         for b in self.buffers:
             rows.append(
                 f"{b.name:<34} {b.layer:<26} {b.kind:<11} {b.depth:>6} {b.width:>6} {b.count:>3} {b.bits:>9} {b.bram18:>6}"
             )
-        rows.append(f"{'total':<34} {'':<26} {'':<11} {'':>6} {'':>6} {'':>3} {self.total_bits:>9} {self.bram18:>6}")
+        rows.append(
+            f"{'total':<34} {'':<26} {'':<11} {'':>6} {'':>6} {'':>3} {self.total_bits:>9} {self.bram18:>6}"
+        )
         return "\n".join(rows)
 
 
@@ -112,7 +116,9 @@ def _elem_width(var) -> int:
     prec = getattr(var.type, "precision", None)
     width = getattr(prec, "width", None)
     if width is None:
-        raise TypeError(f"variable {var.name}: cannot size a buffer of precision {prec!r} (need a fixed/int type)")
+        raise TypeError(
+            f"variable {var.name}: cannot size a buffer of precision {prec!r} (need a fixed/int type)"
+        )
     return int(width)
 
 
@@ -144,7 +150,14 @@ def stream_memory(hls_model) -> StreamMemory:
 
 
 #: io_stream layers that keep ``filt_height - 1`` input rows (hls4ml ``LineBuffer`` implementation).
-LINE_BUFFER_LAYERS = ("Conv2D", "PointwiseConv2D", "DepthwiseConv2D", "Conv2DBatchnorm", "ShortSkipConv2D", "Pooling2D")
+LINE_BUFFER_LAYERS = (
+    "Conv2D",
+    "PointwiseConv2D",
+    "DepthwiseConv2D",
+    "Conv2DBatchnorm",
+    "ShortSkipConv2D",
+    "Pooling2D",
+)
 
 
 def _line_buffer(layer, io_type) -> Buffer | None:
@@ -160,11 +173,18 @@ def _line_buffer(layer, io_type) -> Buffer | None:
         return None
     elem = _elem_width(layer.get_input_variable())
     count = (int(fh) - 1) * int(layer.get_attr("n_chan"))
-    return Buffer(f"{layer.name}.line_buffer", layer.name, "line_buffer", int(layer.get_attr("in_width")), elem, count)
+    return Buffer(
+        f"{layer.name}.line_buffer", layer.name, "line_buffer", int(layer.get_attr("in_width")), elem, count
+    )
 
 
 #: Seed Table 4.5 (BRAM of Fig. 4.4 on Alveo U250, Vivado HLS), for the comparison report.
-SEED_TABLE_4_5 = {"long skip (4.4.a)": 508, "no skip (4.4.b)": 406, "short skip (4.4.c)": 556, "fused short (4.4.d)": 428}
+SEED_TABLE_4_5 = {
+    "long skip (4.4.a)": 508,
+    "no skip (4.4.b)": 406,
+    "short skip (4.4.c)": 556,
+    "fused short (4.4.d)": 428,
+}
 
 
 def compare(estimates: dict[str, StreamMemory], reference: str | None = None) -> str:

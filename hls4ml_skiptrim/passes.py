@@ -124,7 +124,11 @@ def analyse(model, add) -> ShortSkipMatch | None:
             continue
         prev = _producer(model, act.inputs[0])
         bn = None
-        if prev is not None and prev.class_name == "BatchNormalization" and isinstance(prev, BatchNormalization):
+        if (
+            prev is not None
+            and prev.class_name == "BatchNormalization"
+            and isinstance(prev, BatchNormalization)
+        ):
             bn = prev
             prev = _producer(model, bn.inputs[0])
         if not isinstance(prev, Conv2D) or isinstance(prev, (DepthwiseConv2D, ShortSkipConv2D)):
@@ -165,7 +169,9 @@ def _qualify(model, m: ShortSkipMatch, io_type) -> str | None:
     pads = tuple(pads_src.get_attr(k, 0) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
     if pads != (ph, ph, pw, pw):
         return f"{conv.name}: padding {pads} is not 'same' ({(ph, ph, pw, pw)})"
-    if m.zp is not None and any(conv.get_attr(k, 0) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
+    if m.zp is not None and any(
+        conv.get_attr(k, 0) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")
+    ):
         return f"{conv.name}: padded twice"
     if io_type == "io_stream" and m.zp is None and (fh > 1 or fw > 1):
         return f"{conv.name}: io_stream conv without its ZeroPadding2D layer"
@@ -249,7 +255,9 @@ def _report(model) -> dict:
 def _check_overflow(model, m: ShortSkipMatch):
     mode = str(_model_switch(model, "ShortSkipOverflow", "wrap")).lower()
     if mode not in OVERFLOW_MODES:
-        raise ValueError(f"hls_config['Model']['ShortSkipOverflow'] must be one of {OVERFLOW_MODES}, got {mode!r}")
+        raise ValueError(
+            f"hls_config['Model']['ShortSkipOverflow'] must be one of {OVERFLOW_MODES}, got {mode!r}"
+        )
     skip_p = model.get_layer_output_variable(m.skip_input).type.precision
     act_p = m.act.get_output_variable().type.precision
     res_p = m.add.get_output_variable().type.precision

@@ -37,9 +37,7 @@ shortskip_config_template = """struct config{index}_ssk : nnet::shortskip_config
     using bn_product = nnet::product::{bn_product}<x_T, y_T>;
 }};\n"""
 
-shortskip_function_template = (
-    "nnet::shortskip_conv_2d_cl<{input_t}, {output_t}, config{index}_ssk>({input}, {output}, {w}, {b}{bn_args});"
-)
+shortskip_function_template = "nnet::shortskip_conv_2d_cl<{input_t}, {output_t}, config{index}_ssk>({input}, {output}, {w}, {b}{bn_args});"
 
 shortskip_include_list = [f"nnet_utils/{HEADER}", *conv2d_include_list]
 
@@ -71,7 +69,9 @@ class ShortSkipConv2DConfigTemplate(Conv2DConfigTemplate):
             scale = node.get_weights("bn_scale")
             params["scale_t"] = scale.type.name
             params["bn_bias_t"] = node.get_weights("bn_bias").type.name
-            params["bn_product"] = get_backend("vivado").product_type(conv_out_t.precision, scale.type.precision)
+            params["bn_product"] = get_backend("vivado").product_type(
+                conv_out_t.precision, scale.type.precision
+            )
         else:
             params["scale_t"] = conv_out_t.name
             params["bn_bias_t"] = conv_out_t.name

@@ -49,9 +49,17 @@ def test_keras3_fused_within_float_precision(tmp_path):
     model = keras.Model(inp, keras.layers.Add(name="a0")([y, inp]))
     rng = np.random.default_rng(3)
     model.get_layer("c0").set_weights([rng.normal(0, 0.4, (3, 3, c, c)), rng.normal(0, 0.2, c)])
-    model.get_layer("bn0").set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.3, 0.3, c), rng.uniform(-0.3, 0.3, c),
-                                        rng.uniform(0.5, 1.5, c)])
-    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis", default_precision="fixed<24,10>")
+    model.get_layer("bn0").set_weights(
+        [
+            rng.uniform(0.5, 1.5, c),
+            rng.uniform(-0.3, 0.3, c),
+            rng.uniform(-0.3, 0.3, c),
+            rng.uniform(0.5, 1.5, c),
+        ]
+    )
+    cfg = hls4ml.utils.config_from_keras_model(
+        model, granularity="name", backend="Vitis", default_precision="fixed<24,10>"
+    )
     hm = hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, output_dir=str(tmp_path), io_type="io_stream", backend="Vitis"
     )
@@ -115,7 +123,11 @@ def test_pytorch_frontend_channels_last_internal(tmp_path):
     ys = {}
     for fuse in (True, False):
         cfg = hls4ml.utils.config_from_pytorch_model(
-            net, input_shape=(c, h, w), granularity="name", backend="Vivado", default_precision="fixed<24,10>",
+            net,
+            input_shape=(c, h, w),
+            granularity="name",
+            backend="Vivado",
+            default_precision="fixed<24,10>",
             channels_last_conversion="internal",
         )
         cfg["Model"]["ShortSkipFusion"] = fuse
@@ -192,14 +204,19 @@ def test_qkeras_frontend_through_keras_v2_converter():
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(QKERAS_SCRIPT), "io_stream"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-3000:]
-    res = json.loads(line[0][len("RESULT "):])
+    res = json.loads(line[0][len("RESULT ") :])
     assert res["report"] == {
-        "f_a0": "fused into f_c0_shortskip", "u_a0": "disabled by ShortSkipFusion=False",
-        "f_a1": "fused into f_c1_shortskip", "u_a1": "disabled by ShortSkipFusion=False",
+        "f_a0": "fused into f_c0_shortskip",
+        "u_a0": "disabled by ShortSkipFusion=False",
+        "f_a1": "fused into f_c1_shortskip",
+        "u_a1": "disabled by ShortSkipFusion=False",
     }
     assert res["fused_bn"] == [True, True]  # quantized conv weights: BN stays a separate scale/bias stage
     assert res["bit_exact"]

@@ -18,7 +18,6 @@ import pytest
 keras = pytest.importorskip("keras")
 hls4ml = pytest.importorskip("hls4ml")
 
-import hls4ml_skiptrim  # noqa: E402
 from hls4ml_skiptrim.layers import add_can_overflow, precision_range  # noqa: E402
 
 L = keras.layers
@@ -86,7 +85,9 @@ def _short_net(kernel=3, act="relu", bn=True, extra_output=False, c=4, hw=6, str
     return keras.Model(inp, [out, y] if extra_output else out)
 
 
-def _convert(model, io_type="io_stream", backend="Vivado", model_cfg=None, layer_cfg=None, granularity="name", tmp=None):
+def _convert(
+    model, io_type="io_stream", backend="Vivado", model_cfg=None, layer_cfg=None, granularity="name", tmp=None
+):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity=granularity, backend=backend)
     cfg["Model"].update(model_cfg or {})
     for name, extra in (layer_cfg or {}).items():
@@ -126,7 +127,9 @@ def test_layer_switch_disables_one_block(tmp_path):
         y = L.Activation("relu", name=f"r{i}")(y)
         x = L.Add(name=f"a{i}")([y, x])
     hm = _convert(keras.Model(inp, x), layer_cfg={"a1": {"ShortSkipFusion": False}}, tmp=tmp_path)
-    assert [layer.name for layer in hm.get_layers() if layer.class_name == "ShortSkipConv2D"] == ["c0_shortskip"]
+    assert [layer.name for layer in hm.get_layers() if layer.class_name == "ShortSkipConv2D"] == [
+        "c0_shortskip"
+    ]
     assert hm.shortskip_report["a1"] == "disabled by ShortSkipFusion=False"
 
 
@@ -150,21 +153,27 @@ def test_unfused_blocks_keep_reason(tmp_path, caplog):
 
 def test_layer_switch_true_on_unqualified_block_raises(tmp_path):
     with pytest.raises(ValueError, match=r"ShortSkipFusion=True .*'a0'.*even kernel"):
-        _convert(_short_net(kernel=2), "io_parallel", layer_cfg={"c0": {"ShortSkipFusion": True}}, tmp=tmp_path)
+        _convert(
+            _short_net(kernel=2), "io_parallel", layer_cfg={"c0": {"ShortSkipFusion": True}}, tmp=tmp_path
+        )
 
 
 def test_overflowing_skip_add_error_mode(tmp_path, caplog):
     model = _short_net(bn=False)
     narrow = {"r0": {"Precision": {"result": "fixed<12,6>"}}, "a0": {"Precision": {"result": "fixed<12,6>"}}}
     with pytest.raises(ValueError, match=r"short skip add 'a0'.*Add result type is fixed<12,6"):
-        _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e")
+        _convert(
+            model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e"
+        )
     caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
     hm = _convert(model, "io_stream", layer_cfg=narrow, tmp=tmp_path / "w")  # default 'wrap': fused + warning
     assert "ShortSkipConv2D" in _kinds(hm)
     assert any("wraps/saturates exactly like the unfused Add" in r.getMessage() for r in caplog.records)
     # a wide enough Add type raises nothing even in 'error' mode
     wide = {"r0": {"Precision": {"result": "ufixed<10,4>"}}, "a0": {"Precision": {"result": "fixed<20,8>"}}}
-    hm = _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok")
+    hm = _convert(
+        model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok"
+    )
     assert "ShortSkipConv2D" in _kinds(hm)
     with pytest.raises(ValueError, match="ShortSkipOverflow"):
         _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "saturate"}, tmp=tmp_path / "bad")
