@@ -425,3 +425,31 @@ def test_numerics_lif_step_is_generic_over_numpy_and_torch():
                 o, mm = numerics.lif_step(mm, seq[0, t], **kw)
                 ref.append(o)
             np.testing.assert_array_equal(numerics.lif_sequence(seq, **kw)[0], np.stack(ref))
+
+
+def test_ipgen_top_function_is_valid_cpp(tmp_path):
+    """FINN's code_generation_ipgen writes the HLS top function; it compiles (g++ -fsyntax-only) against
+    our header once FINN's finn-hlslib umbrella include (not installable here) is left out."""
+    import subprocess
+
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2 import hls
+
+    model = finn_s2n2.make_lif_mvau_model(
+        np.ones((8, 4)), decay_shift=3, threshold=2, num_ticks=4, pe=2, simd=4, specialize=True
+    )
+    inst = getCustomOp(model.graph.node[0])
+    inst.set_nodeattr("code_gen_dir_ipgen", str(tmp_path))
+    inst.code_generation_ipgen(model, "xc7z020clg400-1", 10.0)
+    top = (tmp_path / "top_LIF_MVAU_0.cpp").read_text()
+    assert "s2n2::LIF_MVAU<8, 4, 4, 2, 4, 1, 3, 2LL" in top
+    assert (tmp_path / "lif_mvau.hpp").is_file() and (tmp_path / "params.h").is_file()
+    src = tmp_path / "top_check.cpp"
+    src.write_text(top.replace('#include "bnn-library.h"', ""))
+    res = subprocess.run(
+        [hls.CXX, "-std=c++14", "-fsyntax-only", "-w", *hls.include_flags(), f"-I{tmp_path}", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]

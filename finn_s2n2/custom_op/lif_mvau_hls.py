@@ -158,9 +158,13 @@ int main() {{
         self.code_gen_dict["$DEFINES$"] = [f"#define NUM_FRAMES {self.num_frames()}"]
 
     def generate_params(self, model, path):
+        """``params.h`` (weights) plus a copy of ``lif_mvau.hpp`` next to the generated top function."""
+        import shutil
+
         w = model.get_initializer(self.onnx_node.input[1])
         Path(path).mkdir(parents=True, exist_ok=True)
         (Path(path) / "params.h").write_text(self.weights_header(w))
+        shutil.copy(hls.HEADER, Path(path) / hls.HEADER.name)
 
     def docompute(self):
         self.code_gen_dict["$DOCOMPUTE$"] = [
