@@ -103,6 +103,8 @@ class LIF_MVAU(HWCustomOp):
             wdt = DataType[wdt_name]
         except (KeyError, AttributeError) as e:
             raise ValueError(f"{who}: weightDataType={wdt_name!r} is not a FINN DataType") from e
+        if wdt == DataType["BIPOLAR"]:
+            raise ValueError(f"{who}: weightDataType BIPOLAR is not supported; store +-1 weights as INT2")
         if not wdt.is_integer() or wdt.bitwidth() > 24:
             raise ValueError(f"{who}: weightDataType must be an integer type of <= 24 bits, got {wdt_name}")
         vecs = list(self.get_nodeattr("numInputVectors"))
