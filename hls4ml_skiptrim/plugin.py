@@ -34,6 +34,11 @@ def register(register_backend=None, register_writer=None, **_ignored) -> bool:
     with _lock:
         if _registered:
             return False
+        if not HEADER_PATH.is_file():
+            raise FileNotFoundError(
+                f"hls4ml_skiptrim: C++ header {HEADER_PATH} is missing from the installation "
+                "(package data 'nnet_utils/*.h' not shipped)"
+            )
         from hls4ml.backends.backend import get_backend
         from hls4ml.model.flow import get_flow
         from hls4ml.model.layers import layer_map, register_layer
