@@ -102,7 +102,7 @@ def part_rf1(args, out: Path) -> dict:
     kw = (
         dict(n_per_class_snr=2, epochs=1, width=0.25)
         if args.quick
-        else dict(n_per_class_snr=args.rf1_n, epochs=args.rf1_epochs, width=args.width)
+        else dict(n_per_class_snr=args.rf1_n, epochs=args.rf1_epochs, width=args.width, lr=args.rf1_lr, batch=args.rf1_batch)
     )
     t0 = time.perf_counter()
     res = train_rf1(**kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
@@ -233,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=float, default=0.5)
     ap.add_argument("--rf1-n", type=int, default=30, help="examples per (class, SNR) pair")
     ap.add_argument("--rf1-epochs", type=int, default=4)
+    ap.add_argument("--rf1-lr", type=float, default=5e-3)
+    ap.add_argument("--rf1-batch", type=int, default=16)
     ap.add_argument("--cv-n", type=int, default=9000)
     ap.add_argument("--cv-epochs", type=int, default=2)
     ap.add_argument("--cv-ticks", type=int, default=16)
