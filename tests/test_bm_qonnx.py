@@ -98,7 +98,7 @@ class _Net(torch.nn.Module):
         return self.fc(torch.flatten(torch.relu(self.conv(self.q(x))), 1))
 
 
-@settings(max_examples=8)
+@settings(max_examples=5)
 @given(
     c=st.integers(1, 3),
     f=st.integers(1, 3),
