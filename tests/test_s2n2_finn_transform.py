@@ -275,3 +275,30 @@ def test_lif_folding_meets_target_cycles_per_tick():
         assert per_tick <= 4096 or full
     with pytest.raises(ValueError, match="target_cycles_per_tick"):
         lif_folding(m, 0)
+
+
+def test_seed_figure_2_5_three_layer_example():
+    """Fig 2.4/2.5: 2-2-2 network, weights 1, a neuron spikes when its input > 0 (threshold 0, reset to zero,
+    so the membrane is empty whenever it does not fire).  Input rows of the figure's table (ticks 0-3):
+    in(00), in(01) = 01, 11, 00, 01; expected in(1x) = 1, 2, 0, 1; in(2x) = 2, 2, 0, 2; outputs 1, 1, 0, 1.
+    With a delay of 3 ticks the output is the same sequence 3 ticks later (§2.2.2)."""
+    x = np.array([[0, 1], [1, 1], [0, 0], [0, 1]], dtype=np.float32)[None]
+    weights = [np.eye(2), np.ones((2, 2)), np.ones((2, 2))]
+
+    def run(delays):
+        h, currents = x, []
+        for w, d in zip(weights, delays):
+            currents.append(h[0] @ w)
+            m = finn_s2n2.make_lif_mvau_model(
+                w, decay_shift=3, threshold=0, num_ticks=7 if h.shape[1] == 7 else 4, synaptic_delay=d
+            )
+            h = execute_onnx(m, {"inp": h})["outp"]
+        return currents, h[0]
+
+    currents, out = run([0, 0, 0])
+    np.testing.assert_array_equal(currents[1][:, 0], [1, 2, 0, 1])
+    np.testing.assert_array_equal(currents[2][:, 0], [2, 2, 0, 2])
+    np.testing.assert_array_equal(out[:, 0], [1, 1, 0, 1])
+    x = np.concatenate([x, np.zeros((1, 3, 2), dtype=np.float32)], axis=1)  # 7 ticks, room for the delay
+    _, out_d = run([0, 3, 0])
+    np.testing.assert_array_equal(out_d[:, 0], [0, 0, 0, 1, 1, 0, 1])
