@@ -142,6 +142,8 @@ def main(argv=None) -> dict:
 
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bm_hls4ml_mnist_"))
     in_shape = tuple(xte.shape[1:])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"bm": bm, "peer": peer}, out_dir / "models.pt")  # for later inspection
     bm_cfg = {
         "LogTableBits": args.table_bits,
         "ExpTableBits": args.table_bits,
