@@ -17,7 +17,8 @@ Graph contract (read this if you export graphs with this node)
   per neuron with the time axis removed (``outputMode="counts"``, shape ``(N, ...)``, UINT with
   ``count_bits(numTicks)`` bits) — the last layer's per-label counters of Fig 2.8.
 * Attributes (see :data:`finn_s2n2.custom_op.lif_attrs.LIF_NODEATTRS`): ``decay_shift`` k (d = 1 - 2^-k,
-  required), ``threshold`` (integer, in the membrane range), ``numTicks`` (required), ``accDataType``
+  required unless the optional float ``decay`` = 1 - 2^-k is given; any other ``decay`` is rejected),
+  ``threshold`` (integer, in the membrane range), ``numTicks`` (required), ``accDataType``
   (membrane type, signed ``INT2..INT32``, default ``INT16``), ``reset`` (``"zero"`` = Eq 2.3 /
   ``"subtract"``), ``overflow`` (``"saturate"`` / ``"wrap"``), ``outputMode``, ``axonalDelay``,
   ``synapticDelay``, ``outputDelay`` (ticks), ``tickAxis``.
