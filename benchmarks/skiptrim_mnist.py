@@ -103,8 +103,14 @@ def run_one(depth, quant, seed, data, args) -> dict:
     exported = trimmer.export()
     assert sk.count_adds(exported) == 2 * n_blocks
     row["trimmer"] = sk.accuracy(exported, xte, yte)
-    row.update(epochs_teacher=args.teacher_epochs, epochs_skipper=ep_skip, epochs_trimmer=ep_trim,
-               alpha_skipper=sk_alpha, alpha_trimmer=tr_alpha, seconds=time.time() - t0)
+    row.update(
+        epochs_teacher=args.teacher_epochs,
+        epochs_skipper=ep_skip,
+        epochs_trimmer=ep_trim,
+        alpha_skipper=sk_alpha,
+        alpha_trimmer=tr_alpha,
+        seconds=time.time() - t0,
+    )
     return row
 
 
@@ -127,9 +133,14 @@ def table(rows: list[dict], grid: list[tuple]) -> str:
         def ms(v):
             return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
-        d_sk, d_tr, d_nd = a["skipper"] - a["teacher"], a["trimmer"] - a["teacher"], a["skipper"] - a["no_distill"]
+        d_sk, d_tr, d_nd = (
+            a["skipper"] - a["teacher"],
+            a["trimmer"] - a["teacher"],
+            a["skipper"] - a["no_distill"],
+        )
         lines.append(
-            f"| ResNet-{depth} | {quant or 'float'} | {len(sel)} | " + " | ".join(ms(a[c]) for c in COLS)
+            f"| ResNet-{depth} | {quant or 'float'} | {len(sel)} | "
+            + " | ".join(ms(a[c]) for c in COLS)
             + f" | {d_sk.mean():+.2f} | {d_tr.mean():+.2f} | {d_nd.mean():+.2f} |"
         )
     return "\n".join(lines)
@@ -160,8 +171,11 @@ def main(argv=None) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     quants = [None if q == "float" else q for q in args.quants]
     data = load(args.n_train, args.n_val)
-    print(f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])} "
-          f"image {data[1].shape[1:]}", flush=True)
+    print(
+        f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])} "
+        f"image {data[1].shape[1:]}",
+        flush=True,
+    )
     grid = [(d, q) for d in args.depths for q in quants]
     # priority order: every seed of the smallest depth first, then deeper models seed by seed
     order = [(d, q, s) for d in args.depths for s in args.seeds for q in quants]

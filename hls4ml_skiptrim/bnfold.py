@@ -37,7 +37,9 @@ def fold_conv_bn(kernel, bias, gamma, beta, mean, var, eps: float, out_axis: int
     w_bn, b_bn = bn_affine(gamma, beta, mean, var, eps)
     c_out = kernel.shape[out_axis]
     if w_bn.shape != (c_out,):
-        raise ValueError(f"BN has {w_bn.shape[0]} channels but the kernel has {c_out} outputs (axis {out_axis})")
+        raise ValueError(
+            f"BN has {w_bn.shape[0]} channels but the kernel has {c_out} outputs (axis {out_axis})"
+        )
     b = np.zeros(c_out) if bias is None else np.asarray(bias, dtype=np.float64)
     if b.shape != (c_out,):
         raise ValueError(f"bias must be ({c_out},), got {b.shape}")

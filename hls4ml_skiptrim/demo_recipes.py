@@ -37,8 +37,10 @@ def stage(ctx) -> dict:
     trimmer = stt.Trimmer(copy.deepcopy(teacher), alpha=1)
     r_rec = stt.fit(trimmer, xtr, ytr, xv, yv, epochs=trimmer.schedule.epochs_to_finish + 1, **kw)
     s_exp, r_exp = skipper.export(), trimmer.export()
-    acc = {k: stt.evaluate(m, xte, yte)[1] for k, m in
-           (("teacher", teacher), ("skipper", s_exp), ("trimmer", r_exp))}
+    acc = {
+        k: stt.evaluate(m, xte, yte)[1]
+        for k, m in (("teacher", teacher), ("skipper", s_exp), ("trimmer", r_exp))
+    }
 
     import matplotlib
 
@@ -46,14 +48,22 @@ def stage(ctx) -> dict:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["epoch"] for r in t_rec], [r["val_accuracy"] for r in t_rec], "k-o", label="teacher (long skips)")
+    ax.plot(
+        [r["epoch"] for r in t_rec], [r["val_accuracy"] for r in t_rec], "k-o", label="teacher (long skips)"
+    )
     off = len(t_rec)
     for rec, lab, c in ((s_rec, "Skipper (α=1)", "tab:red"), (r_rec, "Trimmer (α=1)", "tab:blue")):
         ax.plot([off + r["epoch"] for r in rec], [r["val_accuracy"] for r in rec], "-o", color=c, label=lab)
         for r in rec:
             if r["modified"]:
-                ax.annotate(",".join(map(str, r["modified"])), (off + r["epoch"], r["val_accuracy"]),
-                            fontsize=7, color=c, textcoords="offset points", xytext=(0, 5))
+                ax.annotate(
+                    ",".join(map(str, r["modified"])),
+                    (off + r["epoch"], r["val_accuracy"]),
+                    fontsize=7,
+                    color=c,
+                    textcoords="offset points",
+                    xytext=(0, 5),
+                )
     ax.set_xlabel("epoch (students start from the trained teacher)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"SkipTrim ResNet-8 on {name} (numbers: blocks modified)")
@@ -71,6 +81,7 @@ def stage(ctx) -> dict:
         "trimmer_adds": stt.count_adds(r_exp),
         "teacher_adds": stt.count_adds(teacher),
         "plot": "skiptrim_recipes.png",
-        "mean_val_gap_pp": round(float(100 * (np.mean([r["val_accuracy"] for r in s_rec[-1:]])
-                                              - t_rec[-1]["val_accuracy"])), 2),
+        "mean_val_gap_pp": round(
+            float(100 * (np.mean([r["val_accuracy"] for r in s_rec[-1:]]) - t_rec[-1]["val_accuracy"])), 2
+        ),
     }

@@ -192,7 +192,9 @@ def resnet(
     except (TypeError, ValueError):
         raise TypeError(f"input_shape must be (H, W, C), got {input_shape!r}") from None
     if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (H, W, C) channels-last with positive sizes, got {input_shape}")
+        raise ValueError(
+            f"input_shape must be (H, W, C) channels-last with positive sizes, got {input_shape}"
+        )
     if fold_bn and arrangement == "d":
         raise ValueError("fold_bn: arrangement 'd' puts BN before the convolution (not adjacent, Eq 4.3)")
     if fold_bn and q is not None:
@@ -283,18 +285,21 @@ def resnet(
     else:
         out = L.Dense(num_classes, name="fc")(h)
     model = K.Model(inp, out, name=name or f"resnet{depth}_{arrangement}")
-    _set_config(model, {
-        "depth": int(depth),
-        "skips": list(modes),
-        "quant": None if q is None else list(q),
-        "input_shape": list(input_shape),
-        "num_classes": int(num_classes),
-        "arrangement": arrangement,
-        "width": int(width),
-        "gated": bool(gated),
-        "fold_bn": bool(fold_bn),
-        "framework": fw,
-    })
+    _set_config(
+        model,
+        {
+            "depth": int(depth),
+            "skips": list(modes),
+            "quant": None if q is None else list(q),
+            "input_shape": list(input_shape),
+            "num_classes": int(num_classes),
+            "arrangement": arrangement,
+            "width": int(width),
+            "gated": bool(gated),
+            "fold_bn": bool(fold_bn),
+            "framework": fw,
+        },
+    )
     return model
 
 
@@ -347,15 +352,20 @@ def transfer_weights(src, dst) -> list[str]:
             bn_name = layer.name.replace("conv", "bn")
             bn = by_name.get(bn_name)
             if bn is None:
-                raise ValueError(f"fold_bn: conv {layer.name!r} has no following BN {bn_name!r} in {src.name!r}")
+                raise ValueError(
+                    f"fold_bn: conv {layer.name!r} has no following BN {bn_name!r} in {src.name!r}"
+                )
             gamma, beta, mean, var = bn.get_weights()
-            kern, bias = fold_conv_bn(w[0], w[1] if len(w) > 1 else None, gamma, beta, mean, var,
-                                      float(bn.epsilon), out_axis=-1)
+            kern, bias = fold_conv_bn(
+                w[0], w[1] if len(w) > 1 else None, gamma, beta, mean, var, float(bn.epsilon), out_axis=-1
+            )
             w = [kern, bias]
         want = [tuple(v.shape) for v in layer.get_weights()]
         got = [tuple(np.shape(v)) for v in w]
         if want != got:
-            raise ValueError(f"layer {layer.name!r}: weight shapes {got} in {src.name!r} but {want} in {dst.name!r}")
+            raise ValueError(
+                f"layer {layer.name!r}: weight shapes {got} in {src.name!r} but {want} in {dst.name!r}"
+            )
         layer.set_weights(w)
         copied.append(layer.name)
     return copied
@@ -365,11 +375,16 @@ def set_modes(model, modes) -> None:
     """Set the per-block skip modes of a gated student (assigns its 0/1 gates)."""
     cfg = config_of(model)
     if not cfg["gated"]:
-        raise ValueError("set_modes needs a gated student (resnet(..., gated=True)); rebuild for a fixed graph")
+        raise ValueError(
+            "set_modes needs a gated student (resnet(..., gated=True)); rebuild for a fixed graph"
+        )
     modes = resolve_skips(modes, blocks_for_depth(cfg["depth"]))
     for i, mode in enumerate(modes):
-        vals = {"long": 1.0 if mode == "long" else 0.0,
-                "short1": 1.0 if mode == "short" else 0.0, "short2": 1.0 if mode == "short" else 0.0}
+        vals = {
+            "long": 1.0 if mode == "long" else 0.0,
+            "short1": 1.0 if mode == "short" else 0.0,
+            "short2": 1.0 if mode == "short" else 0.0,
+        }
         for key, v in vals.items():
             model.get_layer(f"block{i}_gate_{key}").gate.assign(v)
     _set_config(model, {**cfg, "skips": list(modes)})
@@ -382,9 +397,17 @@ def export(model, fold_bn: bool | None = None, name: str | None = None):
     if fold_bn is None:
         fold_bn = cfg["quant"] is None and cfg["arrangement"] != "d"
     clean = resnet(
-        cfg["depth"], skips=cfg["skips"], quant=cfg["quant"], input_shape=cfg["input_shape"],
-        num_classes=cfg["num_classes"], arrangement=cfg["arrangement"], width=cfg["width"], gated=False,
-        fold_bn=fold_bn, framework=cfg["framework"], name=name or f"{model.name}_export",
+        cfg["depth"],
+        skips=cfg["skips"],
+        quant=cfg["quant"],
+        input_shape=cfg["input_shape"],
+        num_classes=cfg["num_classes"],
+        arrangement=cfg["arrangement"],
+        width=cfg["width"],
+        gated=False,
+        fold_bn=fold_bn,
+        framework=cfg["framework"],
+        name=name or f"{model.name}_export",
     )
     transfer_weights(model, clean)
     return clean
@@ -416,9 +439,17 @@ class SkipTrim:
 
     method = "skipper"
 
-    def __init__(self, teacher, alpha: int | None = None, beta: float = BETA, blocks_per_step: int | None = None,
-                 student=None, log: str | Path | None = None, checkpoint: str | Path | None = None,
-                 verbose: bool = True):
+    def __init__(
+        self,
+        teacher,
+        alpha: int | None = None,
+        beta: float = BETA,
+        blocks_per_step: int | None = None,
+        student=None,
+        log: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+        verbose: bool = True,
+    ):
         cfg = config_of(teacher)
         self.beta = check_beta(beta)
         src = METHODS[self.method][0]
@@ -431,8 +462,9 @@ class SkipTrim:
         n_blocks = blocks_for_depth(cfg["depth"])
         self.schedule = SkipTrimSchedule(n_blocks, self.method, alpha, blocks_per_step)
         if student is None:
-            student = resnet(**{k: cfg[k] for k in _ARCH_KEYS}, skips=src, gated=True,
-                             name=f"{teacher.name}_student")
+            student = resnet(
+                **{k: cfg[k] for k in _ARCH_KEYS}, skips=src, gated=True, name=f"{teacher.name}_student"
+            )
             transfer_weights(teacher, student)
         else:
             check_compatible(teacher, student)
@@ -446,8 +478,15 @@ class SkipTrim:
         self.accuracy = C["packed_accuracy"](self.num_classes)
         self.callback = C["SkipTrimCallback"](self, verbose=verbose)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.log = JsonLog(log, meta={"method": self.method, **self.schedule.config(), "beta": self.beta,
-                                      "teacher": {k: cfg[k] for k in _ARCH_KEYS}})
+        self.log = JsonLog(
+            log,
+            meta={
+                "method": self.method,
+                **self.schedule.config(),
+                "beta": self.beta,
+                "teacher": {k: cfg[k] for k in _ARCH_KEYS},
+            },
+        )
 
     # Algorithm 1 ---------------------------------------------------------------------------------------
     def begin_epoch(self, epoch: int) -> list[int]:
@@ -531,29 +570,69 @@ def lr_callback(lr: float, scheduler: str = "aslr", seed: int | None = None):
 
 def compile_teacher(model, lr: float = 1e-3):
     K = _K(config_of(model)["framework"])
-    model.compile(optimizer=K.optimizers.Adam(lr),
-                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=K.optimizers.Adam(lr),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
-def fit_teacher(model, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: int = 64,
-                scheduler: str = "aslr", seed: int | None = None, verbose: int = 1):
+def fit_teacher(
+    model,
+    x,
+    y,
+    x_val,
+    y_val,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    scheduler: str = "aslr",
+    seed: int | None = None,
+    verbose: int = 1,
+):
     """Train a model with cross-entropy on logits (the teacher, or a no-distillation student)."""
     compile_teacher(model, lr)
     cbs = [c for c in [lr_callback(lr, scheduler, seed)] if c is not None]
-    return model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
-                     callbacks=cbs, verbose=verbose)
+    return model.fit(
+        x,
+        y,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=cbs,
+        verbose=verbose,
+    )
 
 
-def fit_student(st: SkipTrim, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: int = 64,
-                scheduler: str = "aslr", seed: int | None = None, initial_epoch: int = 0, verbose: int = 1):
+def fit_student(
+    st: SkipTrim,
+    x,
+    y,
+    x_val,
+    y_val,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    scheduler: str = "aslr",
+    seed: int | None = None,
+    initial_epoch: int = 0,
+    verbose: int = 1,
+):
     """Run Algorithm 1 with Eq 4.4 for ``epochs`` epochs (resumes at ``initial_epoch``)."""
     K = _K(config_of(st.student)["framework"])
     st.student.compile(optimizer=K.optimizers.Adam(lr), loss=st.loss, metrics=[st.accuracy])
     cbs = [st.callback] + [c for c in [lr_callback(lr, scheduler, seed)] if c is not None]
-    return st.student.fit(x, st.targets(x, y), validation_data=(x_val, st.targets(x_val, y_val)),
-                          epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size, callbacks=cbs,
-                          verbose=verbose)
+    return st.student.fit(
+        x,
+        st.targets(x, y),
+        validation_data=(x_val, st.targets(x_val, y_val)),
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        batch_size=batch_size,
+        callbacks=cbs,
+        verbose=verbose,
+    )
 
 
 def accuracy(model, x, y, batch_size: int = 256) -> float:

@@ -188,7 +188,11 @@ class SkipTrimSchedule:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {tuple(METHODS)}, got {self.method!r}")
-        if isinstance(self.n_blocks, bool) or not isinstance(self.n_blocks, int | np.integer) or self.n_blocks < 1:
+        if (
+            isinstance(self.n_blocks, bool)
+            or not isinstance(self.n_blocks, int | np.integer)
+            or self.n_blocks < 1
+        ):
             raise ValueError(f"n_blocks must be a positive int, got {self.n_blocks!r}")
         _, _, alpha0, step0 = METHODS[self.method]
         self.alpha = check_alpha(alpha0 if self.alpha is None else self.alpha)
@@ -256,8 +260,12 @@ class SkipTrimSchedule:
         }
 
     def state_dict(self) -> dict:
-        return {**self.config(), "epoch": int(self.epoch), "modified": list(self.modified),
-                "history": [dict(h) for h in self.history]}
+        return {
+            **self.config(),
+            "epoch": int(self.epoch),
+            "modified": list(self.modified),
+            "history": [dict(h) for h in self.history],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict):

@@ -61,8 +61,16 @@ class _Layers:
     def conv(self, cin, cout, k, stride, bias=False):
         if self.q is None:
             return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias)
-        return self.qnn.QuantConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias,
-                                    weight_quant=self.wq, weight_bit_width=self.q[0])
+        return self.qnn.QuantConv2d(
+            cin,
+            cout,
+            k,
+            stride=stride,
+            padding=k // 2,
+            bias=bias,
+            weight_quant=self.wq,
+            weight_bit_width=self.q[0],
+        )
 
     def act(self):
         if self.q is None:
@@ -160,8 +168,9 @@ class ResNet(nn.Module):
         for s in range(3):
             cout = w * 2**s
             for j in range(k):
-                blocks.append(ResBlock(cin, cout, 2 if (s > 0 and j == 0) else 1, arr,
-                                       config["skips"][len(blocks)], L))
+                blocks.append(
+                    ResBlock(cin, cout, 2 if (s > 0 and j == 0) else 1, arr, config["skips"][len(blocks)], L)
+                )
                 cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.head_bn = nn.BatchNorm2d(cin) if arr == "d" else None
@@ -198,8 +207,15 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.pool(h)))
 
 
-def resnet(depth: int, skips="long", quant=None, input_shape=(1, 28, 28), num_classes: int = 10,
-           arrangement: str = "b", width: int = 16) -> ResNet:
+def resnet(
+    depth: int,
+    skips="long",
+    quant=None,
+    input_shape=(1, 28, 28),
+    num_classes: int = 10,
+    arrangement: str = "b",
+    width: int = 16,
+) -> ResNet:
     """CIFAR-style ResNet-``depth`` (6k+2) of Fig 4.3 ``arrangement`` blocks; ``skips`` per block or for all.
 
     ``quant``: None (float) or ``<W,I>`` (Brevitas).  ``input_shape``: (C, H, W).  Outputs logits.
@@ -217,17 +233,29 @@ def resnet(depth: int, skips="long", quant=None, input_shape=(1, 28, 28), num_cl
     except (TypeError, ValueError):
         raise TypeError(f"input_shape must be (C, H, W), got {input_shape!r}") from None
     if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) channels-first with positive sizes, got {input_shape}")
-    return ResNet({"depth": int(depth), "skips": modes, "quant": None if q is None else list(q),
-                   "input_shape": list(input_shape), "num_classes": int(num_classes),
-                   "arrangement": arrangement, "width": int(width)})
+        raise ValueError(
+            f"input_shape must be (C, H, W) channels-first with positive sizes, got {input_shape}"
+        )
+    return ResNet(
+        {
+            "depth": int(depth),
+            "skips": modes,
+            "quant": None if q is None else list(q),
+            "input_shape": list(input_shape),
+            "num_classes": int(num_classes),
+            "arrangement": arrangement,
+            "width": int(width),
+        }
+    )
 
 
 def check_compatible(teacher, student) -> None:
     """ValueError naming the first architecture difference between teacher and student (skips may differ)."""
     for name, m in (("teacher", teacher), ("student", student)):
         if not isinstance(m, ResNet):
-            raise TypeError(f"{name} must be a hls4ml_skiptrim.torch.ResNet (use resnet()), got {type(m).__name__}")
+            raise TypeError(
+                f"{name} must be a hls4ml_skiptrim.torch.ResNet (use resnet()), got {type(m).__name__}"
+            )
     for key in _ARCH_KEYS:
         if teacher.config[key] != student.config[key]:
             raise ValueError(
@@ -236,18 +264,23 @@ def check_compatible(teacher, student) -> None:
     ts, ss = teacher.state_dict(), student.state_dict()
     for k, v in ts.items():
         if k not in ss or ss[k].shape != v.shape:
-            raise ValueError(f"teacher/student architecture mismatch at {k}: {tuple(v.shape)} vs "
-                             f"{tuple(ss[k].shape) if k in ss else 'missing'}")
+            raise ValueError(
+                f"teacher/student architecture mismatch at {k}: {tuple(v.shape)} vs "
+                f"{tuple(ss[k].shape) if k in ss else 'missing'}"
+            )
 
 
 def skiptrim_loss(student_logits, teacher_logits, labels, beta: float = BETA):
     """Eq 4.4: ``(1 − β)·cross_entropy(s, l) + β·mse(t, s)`` (batch means)."""
     beta = check_beta(beta)
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student/teacher logits shapes differ: {tuple(student_logits.shape)} vs "
-                         f"{tuple(teacher_logits.shape)}")
-    return (1.0 - beta) * F.cross_entropy(student_logits, labels) + beta * F.mse_loss(student_logits,
-                                                                                      teacher_logits)
+        raise ValueError(
+            f"student/teacher logits shapes differ: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    return (1.0 - beta) * F.cross_entropy(student_logits, labels) + beta * F.mse_loss(
+        student_logits, teacher_logits
+    )
 
 
 def count_adds(model: nn.Module) -> int:
@@ -259,7 +292,9 @@ def count_adds(model: nn.Module) -> int:
             return type(m).__module__.startswith("brevitas") or super().is_leaf_module(m, qualname)
 
     graph = _Tracer().trace(model)
-    return sum(n.op == "call_function" and n.target in (operator.add, operator.iadd, torch.add) for n in graph.nodes)
+    return sum(
+        n.op == "call_function" and n.target in (operator.add, operator.iadd, torch.add) for n in graph.nodes
+    )
 
 
 def fold_bn(model: ResNet) -> ResNet:
@@ -276,10 +311,19 @@ def fold_bn(model: ResNet) -> ResNet:
         conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
         if conv is None or bn is None:
             return
-        k, b = fold_conv_bn(conv.weight.detach().numpy(), None if conv.bias is None else conv.bias.detach().numpy(),
-                            bn.weight.detach().numpy(), bn.bias.detach().numpy(), bn.running_mean.numpy(),
-                            bn.running_var.numpy(), bn.eps, out_axis=0)
-        new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+        k, b = fold_conv_bn(
+            conv.weight.detach().numpy(),
+            None if conv.bias is None else conv.bias.detach().numpy(),
+            bn.weight.detach().numpy(),
+            bn.bias.detach().numpy(),
+            bn.running_mean.numpy(),
+            bn.running_var.numpy(),
+            bn.eps,
+            out_axis=0,
+        )
+        new = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True
+        )
         with torch.no_grad():
             new.weight.copy_(torch.from_numpy(k))
             new.bias.copy_(torch.from_numpy(b))
@@ -306,16 +350,26 @@ class SkipTrim:
 
     method = "skipper"
 
-    def __init__(self, teacher: ResNet, alpha: int | None = None, beta: float = BETA,
-                 blocks_per_step: int | None = None, student: ResNet | None = None,
-                 log: str | Path | None = None):
+    def __init__(
+        self,
+        teacher: ResNet,
+        alpha: int | None = None,
+        beta: float = BETA,
+        blocks_per_step: int | None = None,
+        student: ResNet | None = None,
+        log: str | Path | None = None,
+    ):
         if not isinstance(teacher, ResNet):
-            raise TypeError(f"teacher must be a hls4ml_skiptrim.torch.ResNet (use resnet()), got {type(teacher).__name__}")
+            raise TypeError(
+                f"teacher must be a hls4ml_skiptrim.torch.ResNet (use resnet()), got {type(teacher).__name__}"
+            )
         self.beta = check_beta(beta)
         src = METHODS[self.method][0]
         if any(m != src for m in teacher.modes):
-            raise ValueError(f"{type(self).__name__}: the teacher must have '{src}' skips in every block, "
-                             f"got {teacher.modes}")
+            raise ValueError(
+                f"{type(self).__name__}: the teacher must have '{src}' skips in every block, "
+                f"got {teacher.modes}"
+            )
         self.schedule = SkipTrimSchedule(len(teacher.blocks), self.method, alpha, blocks_per_step)
         if student is None:
             student = copy.deepcopy(teacher)
@@ -324,8 +378,15 @@ class SkipTrim:
         self.teacher = teacher.eval().requires_grad_(False)
         self.student = student.requires_grad_(True)
         self.student.set_modes(self.schedule.modes())
-        self.log = JsonLog(log, meta={"method": self.method, **self.schedule.config(), "beta": self.beta,
-                                      "teacher": {k: teacher.config[k] for k in _ARCH_KEYS}})
+        self.log = JsonLog(
+            log,
+            meta={
+                "method": self.method,
+                **self.schedule.config(),
+                "beta": self.beta,
+                "teacher": {k: teacher.config[k] for k in _ARCH_KEYS},
+            },
+        )
 
     def begin_epoch(self, epoch: int) -> list[int]:
         """Algorithm 1 lines 14-17: modify the next block(s) when ``epoch mod α == 0``."""
@@ -341,7 +402,11 @@ class SkipTrim:
         return skiptrim_loss(s, t, y, self.beta), s
 
     def state_dict(self) -> dict:
-        return {"schedule": self.schedule.state_dict(), "beta": self.beta, "student": self.student.state_dict()}
+        return {
+            "schedule": self.schedule.state_dict(),
+            "beta": self.beta,
+            "student": self.student.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.schedule.load_state_dict(state["schedule"])
@@ -405,9 +470,22 @@ def evaluate(model: nn.Module, x, y, batch_size: int = 512) -> tuple[float, floa
     return loss / len(x), correct / len(x)
 
 
-def fit(target, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: int = 64,
-        scheduler: str = "aslr", seed: int = 0, progress: bool = True, checkpoint: str | Path | None = None,
-        resume: bool = False, log: str | Path | None = None) -> list[dict]:
+def fit(
+    target,
+    x,
+    y,
+    x_val,
+    y_val,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    scheduler: str = "aslr",
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    log: str | Path | None = None,
+) -> list[dict]:
     """Train a :class:`ResNet` (cross-entropy: teacher or no-distillation student) or a :class:`SkipTrim`
     (Algorithm 1 + Eq 4.4) for ``epochs`` epochs with Adam and ASLR (default) or a constant LR.
 
@@ -428,7 +506,11 @@ def fit(target, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: i
     from aslr.torch import ASLR, layer_param_groups
 
     opt = torch.optim.Adam(layer_param_groups(model), lr=lr)
-    sched = ASLR(opt, lr, mode="min", generator=torch.Generator().manual_seed(seed + 1)) if scheduler == "aslr" else None
+    sched = (
+        ASLR(opt, lr, mode="min", generator=torch.Generator().manual_seed(seed + 1))
+        if scheduler == "aslr"
+        else None
+    )
     jlog = st.log if st is not None else JsonLog(log, meta={"model": model.config})
     if st is not None and log is not None:
         jlog.path = Path(log)
@@ -449,7 +531,9 @@ def fit(target, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: i
         new = st.begin_epoch(epoch) if st is not None else []
         model.train()
         tot, n = 0.0, 0
-        bar = tqdm(list(_batches(x, y, batch_size, gen)), desc=f"epoch {epoch}", disable=not progress, leave=False)
+        bar = tqdm(
+            list(_batches(x, y, batch_size, gen)), desc=f"epoch {epoch}", disable=not progress, leave=False
+        )
         for xb, yb in bar:
             if st is not None:
                 loss, _ = st.loss(xb, yb)
@@ -465,19 +549,34 @@ def fit(target, x, y, x_val, y_val, epochs: int, lr: float = 1e-3, batch_size: i
         val_loss, val_acc = evaluate(model, x_val, y_val)
         if not math.isfinite(val_loss):
             raise FloatingPointError(f"epoch {epoch}: validation loss is {val_loss}")
-        rec = {"epoch": epoch, "loss": tot / n, "val_loss": val_loss, "val_accuracy": val_acc,
-               "lr": sched.c if sched is not None else lr, "modes": model.modes, "modified": new}
+        rec = {
+            "epoch": epoch,
+            "loss": tot / n,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": sched.c if sched is not None else lr,
+            "modes": model.modes,
+            "modified": new,
+        }
         if sched is not None:
             sched.observe(val_loss)
         records.append(jlog.record(**rec))
         if progress:
-            print(f"epoch {epoch}: loss {rec['loss']:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f}"
-                  + (f" modified {new}" if new else ""), flush=True)
+            print(
+                f"epoch {epoch}: loss {rec['loss']:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f}"
+                + (f" modified {new}" if new else ""),
+                flush=True,
+            )
         if checkpoint is not None:
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"epoch": epoch, "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                        "aslr": sched.state_dict() if sched is not None else None,
-                        **({"skiptrim": st.state_dict()} if st is not None else {"model": model.state_dict()})},
-                       checkpoint)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(),
+                    "aslr": sched.state_dict() if sched is not None else None,
+                    **({"skiptrim": st.state_dict()} if st is not None else {"model": model.state_dict()}),
+                },
+                checkpoint,
+            )
     return records
-

@@ -80,11 +80,15 @@ def test_callback_schedule_log_and_resume(digits, tmp_path):
     st2 = sk.Skipper(teacher, verbose=False)
     start = st2.load(ck)
     assert start == 2 and st2.schedule.modes() == ["none", "none", "long"]
-    np.testing.assert_allclose(st2.student.predict(xte[:16], verbose=0), st.student.predict(xte[:16], verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        st2.student.predict(xte[:16], verbose=0), st.student.predict(xte[:16], verbose=0), atol=1e-6
+    )
     sk.fit_student(st2, xtr, ytr, xte, yte, epochs=3, initial_epoch=start, batch_size=100, verbose=0)
-    assert st2.schedule.modes() == ["none"] * 3 and st2.schedule.history[-1] == {"epoch": 2, "blocks": [2],
-                                                                                 "mode": "none"}
+    assert st2.schedule.modes() == ["none"] * 3 and st2.schedule.history[-1] == {
+        "epoch": 2,
+        "blocks": [2],
+        "mode": "none",
+    }
     assert sk.count_adds(st2.export()) == 0
 
 
@@ -95,7 +99,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="beta must be in"):
         sk.Trimmer(t, beta=1.2)
     with pytest.raises(ValueError, match="architecture mismatch: width"):
-        sk.Skipper(t, student=sk.resnet(8, "long", gated=True, input_shape=(8, 8, 1), width=8, framework="keras"))
+        sk.Skipper(
+            t, student=sk.resnet(8, "long", gated=True, input_shape=(8, 8, 1), width=8, framework="keras")
+        )
     with pytest.raises(ValueError, match="'short' skips"):
         sk.NonResNet(t)
     with pytest.raises(TypeError, match="not built by"):
@@ -128,8 +134,9 @@ def test_trimmed_student_through_hls4ml_fused_shortskip(digits, tmp_path):
     assert sk.count_adds(student) == 6
     hls4ml_skiptrim.register()
     cfg = hls4ml.utils.config_from_keras_model(student, granularity="model", default_precision="fixed<32,16>")
-    hm = hls4ml.converters.convert_from_keras_model(student, hls_config=cfg, output_dir=str(tmp_path / "prj"),
-                                                    io_type="io_stream", backend="Vivado")
+    hm = hls4ml.converters.convert_from_keras_model(
+        student, hls_config=cfg, output_dir=str(tmp_path / "prj"), io_type="io_stream", backend="Vivado"
+    )
     fused = [layer for layer in hm.get_layers() if "ShortSkip" in layer.class_name]
     assert len(fused) >= 1  # the identity short skips run through the plugin's fused layer
     hm.compile()
@@ -172,8 +179,14 @@ QKERAS_SCRIPT = textwrap.dedent(
 def test_qkeras_student_subprocess(tmp_path):
     """QKeras (tf-keras) needs TF_USE_LEGACY_KERAS=1 before TensorFlow loads: run it in its own process."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", QKERAS_SCRIPT, str(tmp_path / "qprj")], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", QKERAS_SCRIPT, str(tmp_path / "qprj")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("QKERAS_MAXDIFF")][0]
     maxdiff, agree = map(float, line.split()[1:])

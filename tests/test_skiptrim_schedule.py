@@ -58,8 +58,14 @@ def test_nonresnet_three_at_a_time():
     assert s.begin_epoch(5) == [6, 7, 8]  # a jump catches up with the schedule
 
 
-@given(n=st.integers(1, 30), alpha=st.integers(1, 5), bps=st.integers(1, 4), stop=st.integers(0, 40),
-       total=st.integers(1, 60), method=st.sampled_from(["skipper", "trimmer", "nonresnet"]))
+@given(
+    n=st.integers(1, 30),
+    alpha=st.integers(1, 5),
+    bps=st.integers(1, 4),
+    stop=st.integers(0, 40),
+    total=st.integers(1, 60),
+    method=st.sampled_from(["skipper", "trimmer", "nonresnet"]),
+)
 def test_resume_continues_same_schedule(n, alpha, bps, stop, total, method):
     ref = SkipTrimSchedule(n, method, alpha, bps)
     ref_seq = [ref.begin_epoch(e) for e in range(total)]
@@ -155,8 +161,16 @@ def test_bn_fold_eq43(c, k, seed):
     got = np.einsum("oihw,ihw->o", fk.astype(np.float64), x) + fb
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="channels"):
-        fold_conv_bn(kern, bias, g[:1] if c > 1 else np.ones(2), b[:1] if c > 1 else np.ones(2),
-                     m[:1] if c > 1 else np.ones(2), v[:1] if c > 1 else np.ones(2), 1e-3, out_axis=0)
+        fold_conv_bn(
+            kern,
+            bias,
+            g[:1] if c > 1 else np.ones(2),
+            b[:1] if c > 1 else np.ones(2),
+            m[:1] if c > 1 else np.ones(2),
+            v[:1] if c > 1 else np.ones(2),
+            1e-3,
+            out_axis=0,
+        )
 
 
 def test_json_log(tmp_path):

@@ -67,7 +67,10 @@ def test_listing_semantics():
 
 def test_loss_equals_eq44_on_fixed_tensors():
     g = torch.Generator().manual_seed(3)
-    s, t = torch.randn(5, 10, generator=g, dtype=torch.float64), torch.randn(5, 10, generator=g, dtype=torch.float64)
+    s, t = (
+        torch.randn(5, 10, generator=g, dtype=torch.float64),
+        torch.randn(5, 10, generator=g, dtype=torch.float64),
+    )
     y = torch.tensor([0, 1, 9, 4, 4])
     for beta in (0.0, 0.35, 1.0):
         got = stt.skiptrim_loss(s, t, y, beta).item()
@@ -104,8 +107,11 @@ def test_skipper_fit_schedule_and_resume(digits, tmp_path):
 
 
 @settings(max_examples=12)
-@given(arrangement=st.sampled_from("abc"), modes=st.lists(st.sampled_from(["long", "short", "none"]),
-                                                       min_size=3, max_size=3), seed=st.integers(0, 1000))
+@given(
+    arrangement=st.sampled_from("abc"),
+    modes=st.lists(st.sampled_from(["long", "short", "none"]), min_size=3, max_size=3),
+    seed=st.integers(0, 1000),
+)
 def test_fold_bn_eq43_preserves_function(arrangement, modes, seed):
     torch.manual_seed(seed)
     m = stt.resnet(8, modes, input_shape=(2, 8, 8), width=8, arrangement=arrangement)
@@ -159,7 +165,9 @@ def test_nonresnet_three_blocks_per_step(digits):
     torch.manual_seed(1)
     short = stt.resnet(20, "short", input_shape=(1, 8, 8), width=8)
     nr = stt.NonResNet(short)
-    rec = stt.fit(nr, xtr[:200], ytr[:200], xte[:100], yte[:100], epochs=3, progress=False, scheduler="constant")
+    rec = stt.fit(
+        nr, xtr[:200], ytr[:200], xte[:100], yte[:100], epochs=3, progress=False, scheduler="constant"
+    )
     assert [r["modified"] for r in rec] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     assert stt.count_adds(nr.export()) == 0
 
@@ -177,10 +185,12 @@ def test_exported_student_hls4ml_csim(digits, tmp_path):
     stt.fit(sk, xtr, ytr, xte, yte, epochs=3, progress=False)
     exported = sk.export()
     assert stt.count_adds(exported) == 0
-    cfg = hls4ml.utils.config_from_pytorch_model(exported, input_shape=(1, 8, 8), granularity="model",
-                                                 default_precision="fixed<32,16>")
-    hm = hls4ml.converters.convert_from_pytorch_model(exported, hls_config=cfg, output_dir=str(tmp_path / "prj"),
-                                                      io_type="io_parallel", backend="Vivado")
+    cfg = hls4ml.utils.config_from_pytorch_model(
+        exported, input_shape=(1, 8, 8), granularity="model", default_precision="fixed<32,16>"
+    )
+    hm = hls4ml.converters.convert_from_pytorch_model(
+        exported, hls_config=cfg, output_dir=str(tmp_path / "prj"), io_type="io_parallel", backend="Vivado"
+    )
     hm.compile()
     x = np.ascontiguousarray(xte[:64].astype(np.float32))
     with torch.no_grad():

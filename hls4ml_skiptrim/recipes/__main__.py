@@ -25,7 +25,9 @@ import numpy as np
 
 
 def _args(argv):
-    ap = argparse.ArgumentParser(prog="python -m hls4ml_skiptrim.recipes", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m hls4ml_skiptrim.recipes", description=__doc__.splitlines()[0]
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("teacher", "skipper", "trimmer", "nonresnet"):
         p = sub.add_parser(name)
@@ -75,8 +77,15 @@ def _run_torch(a, out: Path, data):
     xtr, ytr, xv, yv, xte, yte, n_classes = data
     kw = dict(lr=a.lr, batch_size=a.batch, scheduler=a.scheduler, seed=a.seed, progress=not a.no_progress)
     if a.cmd == "teacher":
-        model = stt.resnet(a.depth, a.skips, a.quant, input_shape=xtr.shape[1:], num_classes=n_classes,
-                           arrangement=a.arrangement, width=a.width)
+        model = stt.resnet(
+            a.depth,
+            a.skips,
+            a.quant,
+            input_shape=xtr.shape[1:],
+            num_classes=n_classes,
+            arrangement=a.arrangement,
+            width=a.width,
+        )
         stt.fit(model, xtr, ytr, xv, yv, epochs=a.epochs or 10, log=out / "log.json", **kw)
     else:
         ck = torch.load(Path(a.teacher) / "model.pt", weights_only=False)
@@ -93,26 +102,47 @@ def _run_torch(a, out: Path, data):
 
 def _run_keras(a, out: Path, data):
     xtr, ytr, xv, yv, xte, yte, n_classes = data
-    if a.cmd == "teacher" and a.quant is not None or a.cmd != "teacher" and json.loads(
-        (Path(a.teacher) / "model.json").read_text()
-    )["quant"] is not None:
+    if (
+        a.cmd == "teacher"
+        and a.quant is not None
+        or a.cmd != "teacher"
+        and json.loads((Path(a.teacher) / "model.json").read_text())["quant"] is not None
+    ):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # QKeras: before TensorFlow is imported
     from hls4ml_skiptrim import keras as sk
 
     xtr, xv, xte = sk.to_nhwc(xtr), sk.to_nhwc(xv), sk.to_nhwc(xte)
-    kw = dict(lr=a.lr, batch_size=a.batch, scheduler=a.scheduler, seed=a.seed, verbose=0 if a.no_progress else 1)
+    kw = dict(
+        lr=a.lr, batch_size=a.batch, scheduler=a.scheduler, seed=a.seed, verbose=0 if a.no_progress else 1
+    )
     if a.cmd == "teacher":
-        model = sk.resnet(a.depth, a.skips, a.quant, input_shape=xtr.shape[1:], num_classes=n_classes,
-                          arrangement=a.arrangement, width=a.width)
+        model = sk.resnet(
+            a.depth,
+            a.skips,
+            a.quant,
+            input_shape=xtr.shape[1:],
+            num_classes=n_classes,
+            arrangement=a.arrangement,
+            width=a.width,
+        )
         hist = sk.fit_teacher(model, xtr, ytr, xv, yv, epochs=a.epochs or 10, **kw)
-        (out / "log.json").write_text(json.dumps({"meta": sk.config_of(model), "history": {
-            k: [float(v) for v in vals] for k, vals in hist.history.items()}}, indent=1))
+        (out / "log.json").write_text(
+            json.dumps(
+                {
+                    "meta": sk.config_of(model),
+                    "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
+                },
+                indent=1,
+            )
+        )
     else:
         cfg = json.loads((Path(a.teacher) / "model.json").read_text())
         teacher = sk.resnet(**{k: v for k, v in cfg.items() if k not in ("gated", "fold_bn")})
         teacher.load_weights(str(Path(a.teacher) / "model.weights.h5"))
         cls = {"skipper": sk.Skipper, "trimmer": sk.Trimmer, "nonresnet": sk.NonResNet}[a.cmd]
-        st = cls(teacher, alpha=a.alpha, beta=a.beta, log=out / "log.json", checkpoint=out / "checkpoint.json")
+        st = cls(
+            teacher, alpha=a.alpha, beta=a.beta, log=out / "log.json", checkpoint=out / "checkpoint.json"
+        )
         start = st.load(out / "checkpoint.json") if a.resume and (out / "checkpoint.json").is_file() else 0
         epochs = a.epochs or st.schedule.epochs_to_finish + a.tail
         sk.fit_student(st, xtr, ytr, xv, yv, epochs=epochs, initial_epoch=start, **kw)
@@ -130,7 +160,13 @@ def main(argv=None) -> int:
     data = _data(a)
     np.random.seed(a.seed)
     acc, modes = (_run_torch if a.framework == "torch" else _run_keras)(a, out, data)
-    result = {"command": a.cmd, "framework": a.framework, "data": a.data, "test_accuracy": acc, "skips": modes}
+    result = {
+        "command": a.cmd,
+        "framework": a.framework,
+        "data": a.data,
+        "test_accuracy": acc,
+        "skips": modes,
+    }
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result), flush=True)
     return 0

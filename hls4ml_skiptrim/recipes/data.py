@@ -31,7 +31,9 @@ def load_cifar(root, split: str = "train", num_classes: int = 10):
         files, key = [root / split], "fine_labels"
     for f in files:
         if not f.is_file():
-            raise FileNotFoundError(f"CIFAR-{num_classes} file {f} not found (python version of the data set)")
+            raise FileNotFoundError(
+                f"CIFAR-{num_classes} file {f} not found (python version of the data set)"
+            )
     parts = [_unpickle(f) for f in files]
     x = np.concatenate([p["data"] for p in parts]).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
     y = np.concatenate([np.asarray(p[key]) for p in parts]).astype(np.int64)
