@@ -1,0 +1,77 @@
+"""S2N2 front-end recipes: training loop with ASLR learns a toy task; buffer comparison reproduces the seed's
+Tables 2.3 and 2.8 from our model builders and the printed spike ratios; losses and spike ratios."""
+
+import numpy as np
+import pytest
+import torch
+
+from finn_s2n2.models import s2n2_cv, s2n2_rf1, spiking_mlp
+from finn_s2n2.recipes import buffer_comparison, count_loss, evaluate, fit, spike_ratios
+
+torch.set_num_threads(1)
+
+
+def _toy(n, rng):
+    # class 0 drives inputs 0..7, class 1 inputs 8..15 (Bernoulli 0.6), plus 5 % background spikes
+    y = rng.integers(0, 2, n)
+    p = np.full((n, 16), 0.05)
+    p[y == 0, :8] = 0.6
+    p[y == 1, 8:] = 0.6
+    return p.astype(np.float32), y.astype(np.int64)
+
+
+@pytest.mark.parametrize("loss", ["smooth_l1", "ce"])
+def test_fit_with_aslr_learns_a_toy_task(loss):
+    rng = np.random.default_rng(0)
+    xtr, ytr = _toy(96, rng)
+    xva, yva = _toy(64, rng)
+    enc_rng = np.random.default_rng(1)
+    enc = lambda p: (enc_rng.random((len(p), 8, 16)) < p[:, None, :]).astype(np.float32)
+    torch.manual_seed(0)
+    net = spiking_mlp([16, 12, 2])
+    res = fit(
+        net, xtr, ytr, xva, yva, enc, epochs=4, batch=16, lr=5e-3, loss=loss, progress=False, calibrate=0.1
+    )
+    assert len(res.history) == 4 and all("c" in h for h in res.history)
+    assert res.val_acc >= 0.9
+    _, acc, pred = evaluate(net, xva, yva, enc, loss=loss)
+    assert acc >= 0.85 and pred.shape == yva.shape
+
+
+def test_count_loss_targets():
+    counts = torch.tensor([[4.0, 0.0], [0.0, 4.0]])
+    y = torch.tensor([0, 1])
+    good = count_loss(counts, y, 8)  # rates 0.5 / 0.0 vs targets 0.5 / 0.05
+    bad = count_loss(counts, torch.tensor([1, 0]), 8)
+    assert float(good) < float(bad)
+    silent = count_loss(torch.zeros(2, 2), y, 8)
+    assert float(silent) > float(good)  # silencing every output is penalised (unlike CE with ties)
+    with pytest.raises(ValueError, match="loss"):
+        count_loss(counts, y, 8, "mse")
+
+
+def test_buffer_comparison_reproduces_tables_2_3_and_2_8():
+    rf1 = buffer_comparison(s2n2_rf1(), (1, 16, 16), [0.0039, 0.07, 0.08, 0.12], 128)
+    assert [r["tick_batching_bits"] for r in rf1] == [1917, 697304, 212337, 27526]
+    assert [r["streaming_bits"] for r in rf1] == [25, 400, 128, 11]
+    assert [round(r["improvement"]) for r in rf1] == [
+        77,
+        1743,
+        1659,
+        2502,
+    ]  # seed: x77, x1,744, x1,658, x2,502
+    cv = buffer_comparison(s2n2_cv(), (1, 28, 28), [0.007, 0.16, 0.33, 0.41], 500)
+    assert [r["tick_batching_bits"] for r in cv] == [52136, 4542720, 10062360, 1889280]
+    assert [r["streaming_bits"] for r in cv] == [49, 784, 1176, 10]
+    with pytest.raises(ValueError, match="spike ratios"):
+        buffer_comparison(s2n2_cv(), (1, 28, 28), [0.1], 500)
+
+
+def test_spike_ratios_first_layer_is_one_event_per_tick():
+    from finn_s2n2.datasets import synthetic_amc
+    from finn_s2n2.events.encoding import iq_to_spikes
+
+    iq, _, _ = synthetic_amc(1, snrs=[10], classes=["QPSK", "BPSK"], length=8)
+    mean_r, max_r = spike_ratios(s2n2_rf1(width=0.25), torch.from_numpy(iq_to_spikes(iq)))
+    assert mean_r[0] == pytest.approx(1 / 256) and max_r[0] == pytest.approx(1 / 256)
+    assert len(mean_r) == 4 and all(a <= b for a, b in zip(mean_r, max_r))
