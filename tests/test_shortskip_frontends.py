@@ -223,3 +223,39 @@ def test_qkeras_frontend_through_keras_v2_converter():
     # hls4ml's own deviation from QKeras (BN in fixed<16,6>, quantized_relu(8,3) steps of 2^-5) is the same
     # for the fused and the unfused model: fusion adds no error.
     assert res["err_f"] == res["err_u"]
+
+
+@pytest.mark.slow
+def test_brevitas_qonnx_block_stays_unfused(tmp_path):
+    """Brevitas -> QONNX -> hls4ml: the ONNX path inserts ApplyAlpha (scale) nodes between Conv, ReLU and Add,
+    so the pattern does not survive; the block must stay unfused with its reason recorded (never miscompiled)."""
+    torch = pytest.importorskip("torch")
+    qnn = pytest.importorskip("brevitas.nn")
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.util.cleanup import cleanup_model
+
+    class Block(torch.nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8)
+            self.conv = qnn.QuantConv2d(c, c, 3, padding=1, weight_bit_width=8, bias=True)
+            self.relu = qnn.QuantReLU(bit_width=8)
+
+        def forward(self, x):
+            x = self.inp(x)
+            return self.relu(self.conv(x)) + x
+
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "block.onnx"
+    export_qonnx(Block(4).eval(), torch.rand(1, 4, 6, 5) * 2 - 1, export_path=str(onnx_path))
+    mw = cleanup_model(ModelWrapper(str(onnx_path)))
+    mw = cleanup_model(mw.transform(ConvertToChannelsLastAndClean()))
+    cfg = hls4ml.utils.config.config_from_onnx_model(mw, granularity="name", backend="Vivado")
+    hm = hls4ml.converters.convert_from_onnx_model(
+        mw, hls_config=cfg, output_dir=str(tmp_path / "prj"), io_type="io_stream", backend="Vivado"
+    )
+    kinds = [layer.class_name for layer in hm.get_layers()]
+    assert "ShortSkipConv2D" not in kinds and "ApplyAlpha" in kinds and "Merge" in kinds
+    assert list(hm.shortskip_report.values()) == ["not a Conv2D->(BN)->ReLU->Add(conv input) block"]
