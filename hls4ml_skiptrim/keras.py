@@ -238,7 +238,7 @@ def resnet(
             return bn(b)(conv(c, cout, 3, stride)(act(a)(h)))
         return conv(c, cout, 3, stride)(act(a)(bn(b)(h)))
 
-    inp = L.Input(shape=input_shape, name="input")
+    inp = L.Input(shape=input_shape, name="x_in")  # "input" is reserved in hls4ml
     h = conv("stem_conv", width, 3, 1)(inp)
     if arrangement in ("a", "b", "c"):
         h = bn("stem_bn")(h)
