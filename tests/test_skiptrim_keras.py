@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hls4ml_skiptrim import keras as sk
 from hls4ml_skiptrim.skiptrim import distillation_loss
 
-sk = pytest.importorskip("hls4ml_skiptrim.keras")
 ROOT = Path(__file__).resolve().parent.parent
 KW = dict(input_shape=(8, 8, 1), width=4, framework="keras")
 
