@@ -174,8 +174,9 @@ def main(argv=None) -> dict:
         ("standard conv (hls4ml Conv2D, peer)", float_acc, acc_peer, tc_peer, tp_peer),
         ("BM conv (bm_ops BMConv2D)", bm_float_acc, acc_bm, tc_bm, tp_bm),
     ]
+    print(f"\nartifacts (trained models, hls4ml projects): {out_dir}")
     print(
-        f"\ndata: {data_name} 2x2-pooled to {in_shape}, train {len(xtr)}, test {len(xte)}; train+convert {t_train:.0f} s"
+        f"data: {data_name} 2x2-pooled to {in_shape}, train {len(xtr)}, test {len(xte)}; train+convert {t_train:.0f} s"
     )
     print(
         f"{'model':40s} {'float acc':>9s} {'C-sim acc':>9s} {'Δ pp':>6s} {'compile s':>9s} {'predict s':>9s}"
