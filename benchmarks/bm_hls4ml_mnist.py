@@ -107,7 +107,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--table-bits", type=int, default=10, help="log/exp table index bits of the BM layers")
+    ap.add_argument(
+        "--table-bits",
+        type=int,
+        default=10,
+        help="log/exp table index bits of the BM layers (10 = the BMFixedConfig default)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -29,8 +29,9 @@ here uses ``log2``/``2^z`` (leading-one detector + table, shift + table). This i
 ``exp(ln x + v) = 2^(log2 x + v·log2 e)``; the constant ``log2 e`` is folded into the stored weights ``V`` at
 conversion time. The approximation error is bounded by :meth:`BMFixedLayer.error_bound` (log and exp table
 errors and weight rounding, in log2 units, computed from the actual tables) — with the defaults
-(``T = Te = 8``, ``FL = 12``, ``FE = 16``) the log2 error is 0.0050 (log table 0.0029, exp table 0.0020, weight
-rounding 0.00012), i.e. each exp term has a relative error below 0.35 % (about 8.2 correct bits).
+(``T = Te = 10``, ``FL = 14``, ``FE = 16``; 1024-entry tables) the log2 error is 0.00126 (log table 0.00073,
+exp table 0.00050, weight rounding 0.00003), i.e. each exp term has a relative error below 0.088 % (about
+10.2 correct bits). With 256-entry tables (``T = Te = 8``, ``FL = 12``) it is 0.35 % (8.2 bits).
 """
 
 from __future__ import annotations
@@ -192,9 +193,9 @@ class BMFixedConfig:
     value that cannot hold the weights is a ``ValueError`` at conversion.
     """
 
-    log_table_bits: int = 8
-    log_frac_bits: int = 12
-    exp_table_bits: int = 8
+    log_table_bits: int = 10
+    log_frac_bits: int = 14
+    exp_table_bits: int = 10
     exp_frac_bits: int = 16
     accum_frac_bits: int = 16
     weight_bits: int | None = None

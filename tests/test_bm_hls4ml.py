@@ -172,7 +172,7 @@ def test_torch_conversion_time_errors(tmp_path):
     with pytest.raises(ValueError, match=r"'_0'.*filter\(s\) \[1\] have only -inf"):
         _torch_convert(net, tmp_path)
     net = _torch_net()
-    with pytest.raises(ValueError, match="log_frac_bits=4 is narrower than exp_table_bits=8"):
+    with pytest.raises(ValueError, match="log_frac_bits=4 is narrower than exp_table_bits=10"):
         _torch_convert(net, tmp_path, layer_cfg={"LogFracBits": 4})
     with pytest.raises(ValueError, match="weight_bits=3 too narrow"):
         _torch_convert(net, tmp_path, layer_cfg={"WeightBits": 3})

@@ -42,9 +42,9 @@ struct bm_conv2d_config {
     static const bool in_signed = true;
     static const int in_frac = 10;
     // approximation parameters
-    static const unsigned log_table_bits = 8;
-    static const unsigned log_frac_bits = 12;
-    static const unsigned exp_table_bits = 8;
+    static const unsigned log_table_bits = 10;
+    static const unsigned log_frac_bits = 14;
+    static const unsigned exp_table_bits = 10;
     static const unsigned exp_frac_bits = 16;
     static const unsigned accum_frac_bits = 16;
     static const unsigned accum_bits = 32;
@@ -52,7 +52,7 @@ struct bm_conv2d_config {
     static const unsigned reuse_factor = 1;
     typedef ap_int<16> weight_t;
     typedef ap_int<32> bias_t;
-    typedef ap_uint<13> log_table_t;
+    typedef ap_uint<15> log_table_t;
     typedef ap_uint<18> exp_table_t;
     typedef ap_fixed<32, 16> accum_t;
 };
