@@ -102,7 +102,13 @@ def part_rf1(args, out: Path) -> dict:
     kw = (
         dict(n_per_class_snr=2, epochs=1, width=0.25)
         if args.quick
-        else dict(n_per_class_snr=args.rf1_n, epochs=args.rf1_epochs, width=args.width, lr=args.rf1_lr, batch=args.rf1_batch)
+        else dict(
+            n_per_class_snr=args.rf1_n,
+            epochs=args.rf1_epochs,
+            width=args.width,
+            lr=args.rf1_lr,
+            batch=args.rf1_batch,
+        )
     )
     t0 = time.perf_counter()
     res = train_rf1(**kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
