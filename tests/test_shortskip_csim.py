@@ -113,7 +113,7 @@ def build_chain(spec):
     return model
 
 
-def chain_config(model, spec, backend):
+def chain_config(model, spec, backend, io_type):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=backend)
     cfg["LayerName"]["x"]["Precision"]["result"] = spec["input"]
     be = hls4ml.backends.get_backend(backend)
@@ -123,7 +123,12 @@ def chain_config(model, spec, backend):
             conv["Precision"].update(weight=b["weight"], bias=b["bias"], result=b["conv_result"])
             conv["Strategy"] = b["strategy"]
             kh, kw = b["kernel"]
-            valid = be.get_valid_reuse_factors(kh * kw * spec["c"], spec["c"])
+            n_in = kh * kw * spec["c"]
+            valid = be.get_valid_reuse_factors(n_in, spec["c"])
+            if io_type == "io_parallel" and b["strategy"] == "Resource":
+                # hls4ml's own conv_2d_resource_cl asserts RF <= kh*kw*C (nnet_conv2d_resource.h): the unfused
+                # model aborts there too, so such configurations are outside what hls4ml supports
+                valid = [rf for rf in valid if rf <= n_in]
             conv["ReuseFactor"] = valid[b["rf_pick"] % len(valid)]
             if b["bn"]:
                 cfg["LayerName"][f"{br}_bn{i}"]["Precision"].update(
@@ -138,7 +143,7 @@ def chain_config(model, spec, backend):
 
 def check_bit_exact(spec, io_type, backend):
     model = build_chain(spec)
-    cfg = chain_config(model, spec, backend)
+    cfg = chain_config(model, spec, backend, io_type)
     rng = np.random.default_rng(spec["seed"] + 1)
     x = rng.uniform(-4, 4, (8, spec["h"], spec["w"], spec["c"])).astype("float32")
     tmp = tempfile.mkdtemp(prefix="ssk_csim_")
