@@ -152,6 +152,8 @@ QKERAS_SCRIPT = textwrap.dedent(
     import os, sys
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import numpy as np
+    import tf_keras
+    tf_keras.utils.set_random_seed(0)
     from hls4ml_skiptrim import keras as sk
     from hwreshape.data import load_digits, split
     x, y = load_digits(); xtr, ytr, xte, yte = split(x, y, 500, seed=0)
@@ -190,5 +192,6 @@ def test_qkeras_student_subprocess(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("QKERAS_MAXDIFF")][0]
     maxdiff, agree = map(float, line.split()[1:])
-    # QKeras <8,3> activations/weights: the C-sim keeps the QKeras grid; BN runs in hls4ml's fixed<16,6>
-    assert agree >= 0.9 and maxdiff < 0.5, line
+    # QKeras <8,3>: logits live on a 2^-5 grid; BN runs in hls4ml's default fixed<16,6>, which can move an
+    # activation across a rounding boundary of the next quantizer: allow 4 output LSBs (measured: 0.042)
+    assert agree >= 0.9 and maxdiff <= 4 * 2.0**-5, line
