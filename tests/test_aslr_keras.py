@@ -6,17 +6,16 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # QKeras: before TensorFlow is imported
 
+import keras
 import numpy as np
 import pytest
+import qkeras  # noqa: F401  (declared dependency: a broken install must fail loudly, not skip)
+import tensorflow as tf
+import tf_keras
 
 from aslr.core import ASLRSearch
 from aslr.keras import ASLRCallback, detect_framework, is_sgd_family
 from hwreshape.data import load_digits
-
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-tf_keras = pytest.importorskip("tf_keras")
-qkeras = pytest.importorskip("qkeras")
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,14 @@
 """aslr.lightning.ASLRCallback in a real lightning.pytorch Trainer: per-step draws in the Eq 5.10 interval,
 Algorithm 2 on the logged val_loss, epochs without validation skipped, checkpoint resume identical, bad input."""
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
 from aslr.core import ASLRSearch
+from aslr.lightning import ASLRCallback
 from aslr.torch import layer_param_groups
 from hwreshape.data import load_digits
-
-pl = pytest.importorskip("lightning.pytorch")
-from aslr.lightning import ASLRCallback  # noqa: E402
 
 torch.set_num_threads(1)
 
