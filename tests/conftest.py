@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KMP_WARNINGS", "0")
+# One process holds Keras 3 (`import keras`) and, for QKeras, tf-keras as `tf.keras`: TensorFlow reads
+# TF_USE_LEGACY_KERAS once, at its first import, so it is set here for the whole run (order-independent).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
