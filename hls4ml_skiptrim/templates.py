@@ -21,13 +21,16 @@ from .layers import ShortSkipConv2D
 
 HEADER = "nnet_shortskip.h"
 
+# Member typedefs name the global precision typedefs with `::`: hls4ml names precisions after layers, so a
+# BatchNormalization layer called "bn" has a global `bn_bias_t`, and `typedef bn_bias_t bn_bias_t;` inside the
+# struct would be ill-formed ("changes meaning"); the qualified name is not an unqualified class-scope use.
 shortskip_config_template = """struct config{index}_ssk : nnet::shortskip_config {{
     typedef config{index} conv_config;
-    typedef {conv_out_t} conv_out_t;
-    typedef {bn_out_t} bn_out_t;
-    typedef {act_out_t} act_out_t;
-    typedef {scale_t} scale_t;
-    typedef {bn_bias_t} bn_bias_t;
+    typedef ::{conv_out_t} conv_out_t;
+    typedef ::{bn_out_t} bn_out_t;
+    typedef ::{act_out_t} act_out_t;
+    typedef ::{scale_t} scale_t;
+    typedef ::{bn_bias_t} bn_bias_t;
     static const bool use_bn = {use_bn};
     static const unsigned n_filt = {n_filt};
     static const unsigned n_scale_bias = {n_scale_bias};
