@@ -180,7 +180,7 @@ def test_fused_equals_unfused_csim(io_type, backend, spec):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("io_type,backend", IO_BACKENDS)
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(spec=block_chains())
 def test_fused_equals_unfused_csim_sweep(io_type, backend, spec):
     check_bit_exact(spec, io_type, backend)
