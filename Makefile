@@ -17,6 +17,7 @@ setup:
 	$(PIP) install -c constraints.txt -e ".[dev,peers]"
 	$(PIP) install -c constraints.txt --no-deps "finn-plus==1.6.1"
 	$(VENV)/bin/hwreshape env
+	$(VPY) -m bm_ops._kernel
 
 test:
 	$(VPY) -m pytest -p no:cacheprovider
