@@ -28,8 +28,10 @@ test-fast:
 demo:
 	$(VENV)/bin/hwreshape demo
 
+# Every benchmark in its short form; `make bench BENCH_ARGS=` runs the full versions (hours on 2 cores).
+BENCH_ARGS ?= --quick
 bench:
-	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(VPY) $$f; done
+	@set -e; for f in benchmarks/*.py; do echo "== $$f $(BENCH_ARGS)"; $(VPY) $$f $(BENCH_ARGS); done
 
 lint:
 	$(VENV)/bin/ruff check .

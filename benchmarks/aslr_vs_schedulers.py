@@ -268,7 +268,11 @@ def main(argv=None):
         help="JSON {model: {scheduler: settings}} from an earlier tuning run: skip the tuning",
     )
     ap.add_argument("--no-range-test", action="store_true", help="skip the informative lr range test")
-    ap.add_argument("--out", default="benchmarks/out", help="folder for the PNG and the JSON results")
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent / "out"),
+        help="folder for the PNG and the JSON results",
+    )
     args = ap.parse_args(argv)
     epochs = args.epochs or (2 if args.quick else 8)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))

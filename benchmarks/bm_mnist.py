@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--float-epochs", type=int, default=None)
     ap.add_argument("--epochs-per-step", type=int, default=None)
-    ap.add_argument("--out", default="bench_out/bm_mnist")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "bm_mnist"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--budget-min", type=float, default=38.0, help="start no new configuration after this")
-    ap.add_argument("--out", default="benchmarks/results/skiptrim_mnist.json")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "skiptrim_mnist.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.depths, args.seeds, args.n_train, args.n_val = [8], [0], 600, 300

@@ -1,9 +1,9 @@
 """The ``hwreshape`` console script: a thin front door that only calls the packages.
 
-    hwreshape env                 host versions, g++, ap_types, Vivado/Vitis; exit 1 if a host is broken
-    hwreshape demo [--out DIR] [--only NAME ...]
-                                  run every registered capability stage, print a summary table
-    hwreshape report MODEL ...    hardware-cost report (see ``hwreshape report --help``)
+hwreshape env                 host versions, g++, ap_types, Vivado/Vitis; exit 1 if a host is broken
+hwreshape demo [--out DIR] [--only NAME ...]
+                              run every registered capability stage, print a summary table
+hwreshape report MODEL ...    hardware-cost report (see ``hwreshape report --help``)
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("env", help="print host versions and check that every host imports")
     demo = sub.add_parser("demo", help="run the demo stages of every capability")
-    demo.add_argument("--out", default="demo_out", help="folder for plots and build outputs (default demo_out)")
+    demo.add_argument(
+        "--out", default="demo_out", help="folder for plots and build outputs (default demo_out)"
+    )
     demo.add_argument("--only", nargs="*", help="run only stages whose name contains one of these words")
     demo.add_argument("--full", action="store_true", help="larger settings where a stage offers them")
     demo.add_argument("--list", action="store_true", help="list the registered stages and exit")

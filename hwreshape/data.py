@@ -47,7 +47,9 @@ def load_mnist_10k(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarr
     """The MNIST 10k split as ``(images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) int64)``."""
     folder = mnist_dir(root)
     if folder is None:
-        raise FileNotFoundError("MNIST 10k split not found: pass root= or place shared/data/mnist beside the repo")
+        raise FileNotFoundError(
+            "MNIST 10k split not found: pass root= or place shared/data/mnist beside the repo"
+        )
     img = folder / "t10k-images-idx3-ubyte.gz"
     lab = folder / "t10k-labels-idx1-ubyte.gz"
     for p in (img, lab):

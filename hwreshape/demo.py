@@ -76,7 +76,9 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), func)
 
 
-def run(out_dir: str | Path = "demo_out", only: list[str] | None = None, quick: bool = True) -> list[StageOutcome]:
+def run(
+    out_dir: str | Path = "demo_out", only: list[str] | None = None, quick: bool = True
+) -> list[StageOutcome]:
     """Run every registered stage (or those whose name contains one of ``only``); never stops at a failure."""
     ctx = DemoContext(out_dir=Path(out_dir), quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,12 @@ from importlib import metadata
 
 #: (display name, distribution name, import statement, interpreter group)
 HOSTS: list[tuple[str, str, str, str]] = [
-    ("finn-plus", "finn-plus", "from hwreshape.compat import prepare_finn; prepare_finn(); import finn.builder.build_dataflow", "main"),
+    (
+        "finn-plus",
+        "finn-plus",
+        "from hwreshape.compat import prepare_finn; prepare_finn(); import finn.builder.build_dataflow",
+        "main",
+    ),
     ("qonnx", "qonnx", "import qonnx.core.modelwrapper", "main"),
     ("hls4ml", "hls4ml", "import hls4ml", "main"),
     ("brevitas", "brevitas", "import brevitas.nn", "main"),
@@ -62,15 +67,20 @@ def _import_group(pairs: list[tuple[str, str]], legacy: bool, timeout: float = 3
     else:
         env.pop("TF_USE_LEGACY_KERAS", None)
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(pairs)], capture_output=True,
-                              text=True, env=env, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, json.dumps(pairs)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {name: f"import timed out after {timeout:.0f} s" for name, _ in pairs}
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("ENVRESULT ")]
     if not line:
         msg = (proc.stderr.strip().splitlines() or ["interpreter crashed"])[-1][:300]
         return {name: f"import check crashed: {msg}" for name, _ in pairs}
-    return json.loads(line[-1][len("ENVRESULT "):])
+    return json.loads(line[-1][len("ENVRESULT ") :])
 
 
 def gxx_version() -> str | None:
@@ -111,13 +121,17 @@ def collect(hosts: list[tuple[str, str, str, str]] | None = None) -> list[HostSt
         else:
             out.append(HostStatus(name, versions[name], True))
     gxx = gxx_version()
-    out.append(HostStatus("g++", gxx, gxx is not None, "" if gxx else "g++ not on PATH (C-simulation needs it)"))
+    out.append(
+        HostStatus("g++", gxx, gxx is not None, "" if gxx else "g++ not on PATH (C-simulation needs it)")
+    )
     try:
         out.append(HostStatus("ap_types include", ap_types_include(), True))
     except FileNotFoundError as e:
         out.append(HostStatus("ap_types include", None, False, str(e)))
     for tool, path in vivado_tools().items():
-        out.append(HostStatus(tool, path, path is not None, "" if path else "absent (not needed)", required=False))
+        out.append(
+            HostStatus(tool, path, path is not None, "" if path else "absent (not needed)", required=False)
+        )
     return out
 
 

@@ -107,33 +107,76 @@ class Report:
 
         console = console or Console(width=170)
         t = Table(title=f"hardware cost: {self.model} ({self.source}, input {self.input_shape})")
-        for c in ("layer", "type", "params", "MACs", "ops", "mem acc.", "act bits", "weight bits", "skip bits"):
+        for c in (
+            "layer",
+            "type",
+            "params",
+            "MACs",
+            "ops",
+            "mem acc.",
+            "act bits",
+            "weight bits",
+            "skip bits",
+        ):
             t.add_column(c, justify="left" if c in ("layer", "type") else "right")
         rows = self.layers if len(self.layers) <= max_rows else self.layers[: max_rows - 1]
         for r in rows:
-            t.add_row(r.name, r.type, _h(r.params), _h(r.macs), _h(r.ops), _h(r.mem_accesses),
-                      _h(r.act_bits), _h(r.weight_bits), _h(r.skip_bits))
+            t.add_row(
+                r.name,
+                r.type,
+                _h(r.params),
+                _h(r.macs),
+                _h(r.ops),
+                _h(r.mem_accesses),
+                _h(r.act_bits),
+                _h(r.weight_bits),
+                _h(r.skip_bits),
+            )
         if len(rows) < len(self.layers):
             t.add_row(f"… {len(self.layers) - len(rows)} more layers", "", "", "", "", "", "", "", "")
         tot = self.totals()
-        t.add_row("TOTAL", "", _h(tot["params"]), _h(tot["macs"]), _h(tot["ops"]), _h(tot["mem_accesses"]),
-                  _h(tot["act_bits"]), _h(tot["weight_bits"]), _h(tot["skip_bits"]), style="bold")
+        t.add_row(
+            "TOTAL",
+            "",
+            _h(tot["params"]),
+            _h(tot["macs"]),
+            _h(tot["ops"]),
+            _h(tot["mem_accesses"]),
+            _h(tot["act_bits"]),
+            _h(tot["weight_bits"]),
+            _h(tot["skip_bits"]),
+            style="bold",
+        )
         console.print(t)
         if self.bm:
             bt = Table(title="BM layers (bm_ops.cost: standard / BM, estimates)")
             for c in ("layer", "filters", "channels", "kernel", "gate ratio", "latency ratio"):
                 bt.add_column(c)
             for b in self.bm:
-                bt.add_row(b["layer"], str(b["filters"]), str(b["channels"]), str(b["kernel_size"]),
-                           f"{b['gate_ratio']:.3f}", f"{b['latency_ratio']:.3f}")
+                bt.add_row(
+                    b["layer"],
+                    str(b["filters"]),
+                    str(b["channels"]),
+                    str(b["kernel_size"]),
+                    f"{b['gate_ratio']:.3f}",
+                    f"{b['latency_ratio']:.3f}",
+                )
             console.print(bt)
         if self.snn:
-            st = Table(title=f"SNN input buffers (finn_s2n2.buffers, spike ratio {self.snn[0]['spike_ratio']})")
+            st = Table(
+                title=f"SNN input buffers (finn_s2n2.buffers, spike ratio {self.snn[0]['spike_ratio']})"
+            )
             for c in ("layer", "inputs", "ticks", "tick-batching bits", "streaming bits", "improvement"):
                 st.add_column(c)
             for s in self.snn:
-                st.add_row(s["name"], str(s["num_inputs"]), str(s["num_ticks"]), _h(s["tick_batching_bits"]),
-                           _h(s["streaming_bits"]), f"{s['improvement']:.1f}x")
+                st.add_row(
+                    s["name"],
+                    str(s["num_inputs"]),
+                    str(s["num_ticks"]),
+                    _h(s["tick_batching_bits"]),
+                    _h(s["streaming_bits"]),
+                    f"{s['improvement']:.1f}x",
+                )
             console.print(st)
         for n in self.notes:
             console.print(f"[dim]note: {n}[/dim]")
@@ -170,8 +213,17 @@ def _is_row_module(m) -> bool:
 
     if _our_layer_kind(m) is not None:
         return True
-    if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm,
-                      nn.Embedding, nn.MultiheadAttention)):
+    if isinstance(
+        m,
+        (
+            nn.modules.conv._ConvNd,
+            nn.Linear,
+            nn.modules.batchnorm._BatchNorm,
+            nn.LayerNorm,
+            nn.Embedding,
+            nn.MultiheadAttention,
+        ),
+    ):
         return True
     return len(list(m.children())) == 0
 
@@ -223,6 +275,7 @@ def report_torch(model, example_input, name: str | None = None, spike_ratio: flo
     in_shapes: dict[str, tuple] = {}
     hooks = []
     for rname, mod in rows.items():
+
         def hook(m, args, out, rname=rname):
             t = out[0] if isinstance(out, (tuple, list)) else out
             if hasattr(t, "value") and not isinstance(t, torch.Tensor):  # Brevitas QuantTensor
@@ -235,6 +288,7 @@ def report_torch(model, example_input, name: str | None = None, spike_ratio: flo
                 a = getattr(a, "value", a)
                 if isinstance(a, torch.Tensor):
                     in_shapes[rname] = tuple(a.shape)
+
         try:
             hooks.append(mod.register_forward_hook(hook))
         except RuntimeError:  # TorchScript modules take no hooks
@@ -261,9 +315,12 @@ def report_torch(model, example_input, name: str | None = None, spike_ratio: flo
     for rname, mod in rows.items():
         kind = _our_layer_kind(mod)
         macs = sum(v for op, v in per_mod.get(rname, {}).items() if op in MAC_OPERATORS)
-        row = LayerCost(rname or "(model)", type(mod).__name__,
-                        params=sum(p.numel() for p in mod.parameters()),
-                        weight_bitwidth=_weight_bitwidth(mod))
+        row = LayerCost(
+            rname or "(model)",
+            type(mod).__name__,
+            params=sum(p.numel() for p in mod.parameters()),
+            weight_bitwidth=_weight_bitwidth(mod),
+        )
         act = outputs.get(rname)
         if act is not None:
             row.act_elems, row.act_bitwidth = act[0], act[1]
@@ -292,10 +349,19 @@ def _report_torchscript(model, inputs, name, batch, notes) -> Report:
         model(*inputs)
     macs = counter.get_total_flops() // 2 // max(batch, 1)
     notes.append("TorchScript: whole-model count by torch.utils.flop_counter (no per-layer breakdown)")
-    row = LayerCost("(torchscript)", type(model).__name__, params=sum(p.numel() for p in model.parameters()),
-                    macs=int(macs))
-    return Report(name or "torchscript", "torchscript (torch FlopCounterMode)", list(inputs[0].shape),
-                  [_finish(row)], notes=notes)
+    row = LayerCost(
+        "(torchscript)",
+        type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        macs=int(macs),
+    )
+    return Report(
+        name or "torchscript",
+        "torchscript (torch FlopCounterMode)",
+        list(inputs[0].shape),
+        [_finish(row)],
+        notes=notes,
+    )
 
 
 def _bm_row(rep: Report, rname: str, mod, act) -> int:
@@ -305,12 +371,19 @@ def _bm_row(rep: Report, rname: str, mod, act) -> int:
     k = tuple(int(s) for s in v.shape[2:]) or (1,)
     positions = (act[0] // filters) if act else 1
     ks = int(k[0]) if len(set(k)) == 1 else k
-    entry = {"layer": rname, "filters": filters, "channels": channels, "kernel_size": ks,
-             "add_max_pairs": positions * filters * channels * math.prod(k) * 4}
+    entry = {
+        "layer": rname,
+        "filters": filters,
+        "channels": channels,
+        "kernel_size": ks,
+        "add_max_pairs": positions * filters * channels * math.prod(k) * 4,
+    }
     if importlib.util.find_spec("bm_ops.cost") is not None:
         from bm_ops.cost import conv_ratios
 
-        entry["gate_ratio"], entry["latency_ratio"] = conv_ratios(filters, channels, ks if isinstance(ks, int) else k[0])
+        entry["gate_ratio"], entry["latency_ratio"] = conv_ratios(
+            filters, channels, ks if isinstance(ks, int) else k[0]
+        )
     rep.bm.append(entry)
     return positions * filters * channels * math.prod(k)
 
@@ -334,11 +407,23 @@ def _snn_row(rep: Report, rname: str, rows: dict, in_shapes: dict, spike_ratio: 
     if isinstance(m, nn.modules.conv._ConvNd):
         feat = shape[-3:] if len(shape) >= 4 else shape[1:]
         k = m.kernel_size
-        lb = layer_buffer(prev, kind="conv", num_ticks=ticks, input_shape=tuple(feat), spike_ratio=spike_ratio,
-                          kernel_size=k)
+        lb = layer_buffer(
+            prev,
+            kind="conv",
+            num_ticks=ticks,
+            input_shape=tuple(feat),
+            spike_ratio=spike_ratio,
+            kernel_size=k,
+        )
     else:
-        lb = layer_buffer(prev, kind="dense", num_ticks=ticks, input_shape=(int(shape[-1]),),
-                          spike_ratio=spike_ratio, out_features=m.out_features)
+        lb = layer_buffer(
+            prev,
+            kind="dense",
+            num_ticks=ticks,
+            input_shape=(int(shape[-1]),),
+            spike_ratio=spike_ratio,
+            out_features=m.out_features,
+        )
     d = asdict(lb) if hasattr(lb, "__dataclass_fields__") else dict(lb)
     rep.snn.append(d)
 
@@ -360,7 +445,8 @@ def _torch_skips(model, inputs, rep: Report, outputs) -> None:
     batch = int(inputs[0].shape[0]) if inputs[0].dim() > 0 else 1
     for node in gm.graph.nodes:
         is_add = (node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add)) or (
-            node.op == "call_method" and node.target in ("add", "add_"))
+            node.op == "call_method" and node.target in ("add", "add_")
+        )
         if not is_add:
             continue
         args = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
@@ -375,8 +461,9 @@ def _torch_skips(model, inputs, rep: Report, outputs) -> None:
         src = shortcut.target if shortcut.op == "call_module" else None
         if src in outputs:
             bits = outputs[src][1]
-        rep.skips.append({"add": node.name, "shortcut": shortcut.name, "shape": list(meta.shape)[1:],
-                          "bits": elems * bits})
+        rep.skips.append(
+            {"add": node.name, "shortcut": shortcut.name, "shape": list(meta.shape)[1:], "bits": elems * bits}
+        )
         _attach_skip(rep, str(src or shortcut.name), elems * bits)
 
 
@@ -404,7 +491,9 @@ def report_keras(model, name: str | None = None) -> Report:
             continue
         out = layer.output
         out_shape = tuple(out.shape[1:]) if not isinstance(out, list) else tuple(out[0].shape[1:])
-        row = LayerCost(layer.name, cls, params=int(layer.count_params()), act_elems=int(math.prod(out_shape)))
+        row = LayerCost(
+            layer.name, cls, params=int(layer.count_params()), act_elems=int(math.prod(out_shape))
+        )
         in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer.input, list) else None
         cfg = layer.get_config()
         if cls in ("Conv1D", "Conv2D", "Conv3D"):
@@ -415,7 +504,10 @@ def report_keras(model, name: str | None = None) -> Report:
         elif cls in ("SeparableConv1D", "SeparableConv2D"):
             dm = cfg.get("depth_multiplier", 1)
             spatial = math.prod(out_shape[:-1])
-            row.macs = spatial * in_shape[-1] * dm * math.prod(cfg["kernel_size"]) + spatial * in_shape[-1] * dm * out_shape[-1]
+            row.macs = (
+                spatial * in_shape[-1] * dm * math.prod(cfg["kernel_size"])
+                + spatial * in_shape[-1] * dm * out_shape[-1]
+            )
         elif cls == "Dense":
             row.macs = math.prod(in_shape) * out_shape[-1]
         elif cls == "BMConv2D":
@@ -432,7 +524,9 @@ def report_keras(model, name: str | None = None) -> Report:
             shortcut = min(producers, key=lambda p: order.get(p, -1))
             t = layer.input[producers.index(shortcut)]
             bits = int(math.prod(t.shape[1:])) * 32
-            rep.skips.append({"add": layer.name, "shortcut": shortcut, "shape": list(t.shape[1:]), "bits": bits})
+            rep.skips.append(
+                {"add": layer.name, "shortcut": shortcut, "shape": list(t.shape[1:]), "bits": bits}
+            )
             row.skip_bits = bits
         rep.layers.append(_finish(row))
     return rep
@@ -450,12 +544,17 @@ def report_onnx(path_or_model, name: str | None = None) -> Report:
     res = inference_cost(model_cost, cost_breakdown=True, discount_sparsity=False)
     node_cost = res.get("node_cost", {})
     ishape = model.get_tensor_shape(model.graph.input[0].name)
-    rep = Report(name or Path(str(path_or_model)).stem if not isinstance(path_or_model, ModelWrapper) else (name or "onnx"),
-                 "onnx (qonnx inference_cost)", list(ishape), [])
+    rep = Report(
+        name or Path(str(path_or_model)).stem
+        if not isinstance(path_or_model, ModelWrapper)
+        else (name or "onnx"),
+        "onnx (qonnx inference_cost)",
+        list(ishape),
+        [],
+    )
     from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
-    from qonnx.transformation.infer_shapes import InferShapes
-
     from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
 
     m = model.transform(InferShapes()).transform(InferDataTypes(allow_scaledint_dtypes=True))
     m = m.transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
@@ -468,7 +567,11 @@ def report_onnx(path_or_model, name: str | None = None) -> Report:
         if n.op_type in ("Quant", "BipolarQuant", "Trunc"):
             continue  # quantizers: their bit-width is attributed to the weights / activations they quantize
         c = node_cost.get(n.name, {})
-        params = sum(int(math.prod(m.get_tensor_shape(i))) for i in n.input if i in inits and n.op_type not in ("Quant", "Reshape"))
+        params = sum(
+            int(math.prod(m.get_tensor_shape(i)))
+            for i in n.input
+            if i in inits and n.op_type not in ("Quant", "Reshape")
+        )
         row = LayerCost(n.name, n.op_type, params=params, macs=int(c.get("total_macs", 0)))
         oshape = m.get_tensor_shape(n.output[0])
         if oshape:
@@ -486,7 +589,8 @@ def report_onnx(path_or_model, name: str | None = None) -> Report:
             wsrc = q.input[0]
             if wsrc in inits:
                 row.params = int(math.prod(m.get_tensor_shape(wsrc))) + sum(
-                    int(math.prod(m.get_tensor_shape(i))) for i in n.input[2:] if i in inits)
+                    int(math.prod(m.get_tensor_shape(i))) for i in n.input[2:] if i in inits
+                )
             wbits = [int(bw)] if bw is not None else wbits
         row.weight_bitwidth = wbits[0] if wbits else 32
         if n.op_type == "Add" and len([i for i in n.input if i not in inits]) == 2:
@@ -565,8 +669,13 @@ def bubble_chart(points: list[dict], path: str | Path, title: str = "accuracy vs
     for p in points:
         size = 2000 * p["params"] / pmax
         ax.scatter(p["ops"] / 1e9, p["accuracy"], s=size, alpha=0.45)
-        ax.annotate(f"{p['name']}\n{p['params'] / 1e6:.1f} M", (p["ops"] / 1e9, p["accuracy"]), ha="center",
-                    va="center", fontsize=8)
+        ax.annotate(
+            f"{p['name']}\n{p['params'] / 1e6:.1f} M",
+            (p["ops"] / 1e9, p["accuracy"]),
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel("operations per inference [G-ops] (2 x MACs)")
     ax.set_ylabel("accuracy [%]")
     ax.set_title(title + " (bubble area ∝ parameters)")
@@ -582,12 +691,16 @@ def bubble_chart(points: list[dict], path: str | Path, title: str = "accuracy vs
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="hwreshape report", description="hardware-cost report of one or more models")
+    ap = argparse.ArgumentParser(
+        prog="hwreshape report", description="hardware-cost report of one or more models"
+    )
     ap.add_argument("models", nargs="+", help="file.py:callable | model.pt | model.keras/.h5 | model.onnx")
     ap.add_argument("--input-shape", help="for TorchScript: comma-separated input shape, e.g. 1,3,224,224")
     ap.add_argument("--json", help="write the report(s) as JSON (top level: params, macs, layers, ...)")
     ap.add_argument("--csv", help="write the per-layer table(s) as CSV")
-    ap.add_argument("--spike-ratio", type=float, default=0.1, help="spike ratio for SNN buffer rows (default 0.1)")
+    ap.add_argument(
+        "--spike-ratio", type=float, default=0.1, help="spike ratio for SNN buffer rows (default 0.1)"
+    )
     ap.add_argument("--plot", help="write an accuracy-vs-operations bubble chart (needs --accuracy)")
     ap.add_argument("--accuracy", type=float, nargs="*", help="one accuracy [%%] per model, for --plot")
     args = ap.parse_args(argv)
@@ -602,15 +715,23 @@ def main(argv: list[str] | None = None) -> int:
     for r in reports:
         r.print()
     if args.json:
-        data = reports[0].to_dict() if len(reports) == 1 else {
-            "params": sum(r.params for r in reports), "macs": sum(r.macs for r in reports),
-            "models": [r.to_dict() for r in reports]}
+        data = (
+            reports[0].to_dict()
+            if len(reports) == 1
+            else {
+                "params": sum(r.params for r in reports),
+                "macs": sum(r.macs for r in reports),
+                "models": [r.to_dict() for r in reports],
+            }
+        )
         Path(args.json).write_text(json.dumps(data, indent=2, default=str))
     if args.csv:
         Path(args.csv).write_text("".join(r.to_csv() for r in reports))
     if args.plot:
-        pts = [{"name": r.model, "accuracy": a, "ops": r.total("ops"), "params": r.params}
-               for r, a in zip(reports, args.accuracy)]
+        pts = [
+            {"name": r.model, "accuracy": a, "ops": r.total("ops"), "params": r.params}
+            for r, a in zip(reports, args.accuracy)
+        ]
         print(f"wrote {bubble_chart(pts, args.plot)}")
     return 0
 
@@ -623,10 +744,16 @@ def demo_stage(ctx) -> dict:
 
     x = torch.rand(1, 3, 224, 224)
     res, pts = {}, []
-    for name, builder in (("AlexNet", zoo.alexnet), ("VGG16", lambda: zoo.vgg(16)), ("ResNet50", lambda: zoo.resnet(50))):
+    for name, builder in (
+        ("AlexNet", zoo.alexnet),
+        ("VGG16", lambda: zoo.vgg(16)),
+        ("ResNet50", lambda: zoo.resnet(50)),
+    ):
         r = report_torch(builder(), x, name)
         res[f"{name}_params_M"] = round(r.params / 1e6, 2)
         res[f"{name}_GMACs"] = round(r.macs / 1e9, 2)
-        pts.append({"name": name, "accuracy": zoo.TABLE_I[name][0], "ops": r.total("ops"), "params": r.params})
+        pts.append(
+            {"name": name, "accuracy": zoo.TABLE_I[name][0], "ops": r.total("ops"), "params": r.params}
+        )
     bubble_chart(pts, Path(ctx.out_dir) / "report_accuracy_vs_ops.png", "seed 003 Table I models")
     return res

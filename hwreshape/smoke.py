@@ -155,19 +155,29 @@ def qkeras_hls4ml_csim(
     ``max_abs_err`` (Keras vs C-sim), ``max_abs_out``, the hls4ml layer classes and the wall time.
     """
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="hwreshape_qkeras_")).resolve()
-    args = dict(shape=list(shape), precision=precision, backend=backend, io_type=io_type, n=n, seed=seed,
-                out=str(out_dir))
+    args = dict(
+        shape=list(shape),
+        precision=precision,
+        backend=backend,
+        io_type=io_type,
+        n=n,
+        seed=seed,
+        out=str(out_dir),
+    )
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _QKERAS_CHILD, json.dumps(args)],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout)[-3000:]
         raise RuntimeError(f"QKeras -> hls4ml C-simulation failed (exit {proc.returncode}):\n{tail}")
-    res = json.loads(lines[-1][len("RESULT "):])
+    res = json.loads(lines[-1][len("RESULT ") :])
     res["seconds"] = time.perf_counter() - t0
     return res
 
@@ -185,8 +195,12 @@ def stage_environment(ctx) -> dict:
 
 def stage_finn_estimate(ctx) -> dict:
     res = finn_estimate_build(Path(ctx.out_dir) / "finn_smoke")
-    return {"hw_layers": res["hw_layers"], "LUT_est": round(res["LUT"]), "BRAM18_est": res["BRAM_18K"],
-            "max_cycles": res["max_cycles"]}
+    return {
+        "hw_layers": res["hw_layers"],
+        "LUT_est": round(res["LUT"]),
+        "BRAM18_est": res["BRAM_18K"],
+        "max_cycles": res["max_cycles"],
+    }
 
 
 def stage_qkeras_hls4ml(ctx) -> dict:

@@ -18,14 +18,27 @@ def alexnet(num_classes: int = 1000, grouped: bool = True) -> nn.Module:
     g = 2 if grouped else 1
     c = (96, 256, 384, 384, 256) if grouped else (64, 192, 384, 256, 256)
     return nn.Sequential(
-        nn.Conv2d(3, c[0], 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[0], c[1], 5, padding=2, groups=g), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c[2], c[3], 3, padding=1, groups=g), nn.ReLU(inplace=True),
-        nn.Conv2d(c[3], c[4], 3, padding=1, groups=g), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-        nn.Dropout(), nn.Linear(c[4] * 36, 4096), nn.ReLU(inplace=True),
-        nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Conv2d(3, c[0], 11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[0], c[1], 5, padding=2, groups=g),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c[1], c[2], 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[2], c[3], 3, padding=1, groups=g),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c[3], c[4], 3, padding=1, groups=g),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2),
+        nn.AdaptiveAvgPool2d((6, 6)),
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Linear(c[4] * 36, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
         nn.Linear(4096, num_classes),
     )
 
@@ -42,9 +55,17 @@ def vgg(depth: int = 16, num_classes: int = 1000) -> nn.Module:
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
             cin = cout
         layers.append(nn.MaxPool2d(2, 2))
-    layers += [nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(512 * 49, 4096), nn.ReLU(inplace=True),
-               nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(),
-               nn.Linear(4096, num_classes)]
+    layers += [
+        nn.AdaptiveAvgPool2d((7, 7)),
+        nn.Flatten(),
+        nn.Linear(512 * 49, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(4096, num_classes),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -61,7 +82,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         idt = x if self.downsample is None else self.downsample(x)
@@ -79,8 +102,12 @@ class ResNet(nn.Module):
         super().__init__()
         if depth not in _RESNET:
             raise ValueError(f"resnet depth must be one of {sorted(_RESNET)}, got {depth}")
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-                                  nn.ReLU(), nn.MaxPool2d(3, 2, padding=1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, padding=1),
+        )
         blocks, cin = [], 64
         for i, (n, width) in enumerate(zip(_RESNET[depth], (64, 128, 256, 512))):
             for j in range(n):
@@ -114,9 +141,12 @@ def keras_application(name: str):
     import keras
 
     apps = {
-        "VGG16": keras.applications.VGG16, "VGG19": keras.applications.VGG19,
-        "ResNet50": keras.applications.ResNet50, "ResNet152": keras.applications.ResNet152,
-        "InceptionV3": keras.applications.InceptionV3, "Xception": keras.applications.Xception,
+        "VGG16": keras.applications.VGG16,
+        "VGG19": keras.applications.VGG19,
+        "ResNet50": keras.applications.ResNet50,
+        "ResNet152": keras.applications.ResNet152,
+        "InceptionV3": keras.applications.InceptionV3,
+        "Xception": keras.applications.Xception,
     }
     if name not in apps:
         raise ValueError(f"no keras.applications model for {name!r}; choose one of {sorted(apps)}")

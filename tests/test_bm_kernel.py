@@ -123,17 +123,19 @@ def test_all_zero_input_and_all_neg_inf_weights():
 def test_no_grad_path_and_threads_agree():
     rng = np.random.default_rng(1)
     x, vp, vn, b = _case(rng, 5, 4, 9, 3, 3, 8, 8, 0.3, torch.float32, False)
-    with torch.no_grad():
-        y_inf = bm_conv2d_fast(x, vp, vn, b, 1, 1)
-    y_tr = bm_conv2d_fast(x, vp.requires_grad_(), vn, b, 1, 1)
-    assert torch.equal(y_inf, y_tr.detach())
     old = torch.get_num_threads()
     try:
+        # other test modules may have pinned torch to one thread: force the OpenMP path with two
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            y_inf = bm_conv2d_fast(x, vp, vn, b, 1, 1)
+        y_tr = bm_conv2d_fast(x, vp.requires_grad_(), vn, b, 1, 1)
         torch.set_num_threads(1)
         with torch.no_grad():
             y1 = bm_conv2d_fast(x, vp, vn, b, 1, 1)
     finally:
         torch.set_num_threads(old)
+    assert torch.equal(y_inf, y_tr.detach())
     assert torch.equal(y1, y_inf)
 
 

@@ -41,8 +41,22 @@ def test_console_script_and_packages_installed():
 def test_env_reports_every_host_and_exits_zero():
     proc = subprocess.run([str(HWRESHAPE), "env"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for host in ("finn-plus", "qonnx", "hls4ml", "brevitas", "torch", "tensorflow", "keras", "tf-keras",
-                 "qkeras", "nir", "g++", "ap_types", "vivado", "vitis_hls"):
+    for host in (
+        "finn-plus",
+        "qonnx",
+        "hls4ml",
+        "brevitas",
+        "torch",
+        "tensorflow",
+        "keras",
+        "tf-keras",
+        "qkeras",
+        "nir",
+        "g++",
+        "ap_types",
+        "vivado",
+        "vitis_hls",
+    ):
         assert host in proc.stdout, f"{host} missing from `hwreshape env`"
 
 
@@ -61,8 +75,12 @@ def test_env_names_a_broken_host(tmp_path):
 def test_env_names_a_missing_host():
     from hwreshape.env import collect
 
-    statuses = collect([("not-a-host", "hwreshape-no-such-distribution", "import json", "main"),
-                        ("nir", "nir", "import nir", "main")])
+    statuses = collect(
+        [
+            ("not-a-host", "hwreshape-no-such-distribution", "import json", "main"),
+            ("nir", "nir", "import nir", "main"),
+        ]
+    )
     by_name = {s.name: s for s in statuses}
     assert not by_name["not-a-host"].ok and "not installed" in by_name["not-a-host"].detail
     assert by_name["nir"].ok
@@ -73,7 +91,11 @@ def test_finn_estimate_build_writes_reports(tmp_path):
 
     res = finn_estimate_build(tmp_path)
     report = Path(res["report_dir"])
-    for name in ("estimate_layer_resources.json", "estimate_layer_cycles.json", "estimate_network_performance.json"):
+    for name in (
+        "estimate_layer_resources.json",
+        "estimate_layer_cycles.json",
+        "estimate_network_performance.json",
+    ):
         assert (report / name).is_file(), name
     assert res["hw_layers"] >= 3
     assert "MVAU_hls" in res["op_types"]

@@ -15,13 +15,12 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import hls4ml
+import keras
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-keras = pytest.importorskip("keras")
-hls4ml = pytest.importorskip("hls4ml")
 
 IO_BACKENDS = [
     ("io_parallel", "Vivado"),

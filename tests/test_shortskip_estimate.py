@@ -9,9 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
 
-keras = pytest.importorskip("keras")
-hls4ml = pytest.importorskip("hls4ml")
-
 from hls4ml_skiptrim.demo import resnet_variant, table_4_5_estimates, to_hls  # noqa: E402
 from hls4ml_skiptrim.estimate import bram18_for, compare, stream_memory  # noqa: E402
 

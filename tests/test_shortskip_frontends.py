@@ -14,11 +14,10 @@ import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import hls4ml
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-hls4ml = pytest.importorskip("hls4ml")
 
 import hls4ml_skiptrim  # noqa: E402
 
@@ -114,7 +113,8 @@ def test_pytorch_frontend_channels_last_internal(tmp_path):
     """torch.fx path.  ``channels_last_conversion='internal'`` (inputs given channels-last): with 'full',
     hls4ml 1.3 feeds the untransposed input into the first skip Add (ENVIRONMENT.md pitfall) -- that block is
     then correctly left unfused (its skip operand is not the conv input)."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     c, h, w = 4, 6, 5
     net = _torch_net(c)
     x = np.random.default_rng(0).uniform(-2, 2, (8, c, h, w)).astype("float32")
@@ -200,7 +200,6 @@ print('RESULT ' + json.dumps({'kinds': kinds, 'fused_bn': fused_bn, 'report': di
 @pytest.mark.slow
 def test_qkeras_frontend_through_keras_v2_converter():
     """QKeras needs TF_USE_LEGACY_KERAS=1 before TensorFlow loads: runs in a fresh interpreter."""
-    pytest.importorskip("qkeras")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(QKERAS_SCRIPT), "io_stream"],
@@ -229,8 +228,8 @@ def test_qkeras_frontend_through_keras_v2_converter():
 def test_brevitas_qonnx_block_stays_unfused(tmp_path):
     """Brevitas -> QONNX -> hls4ml: the ONNX path inserts ApplyAlpha (scale) nodes between Conv, ReLU and Add,
     so the pattern does not survive; the block must stay unfused with its reason recorded (never miscompiled)."""
-    torch = pytest.importorskip("torch")
-    qnn = pytest.importorskip("brevitas.nn")
+    import brevitas.nn as qnn
+    import torch
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean

@@ -13,10 +13,9 @@ import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import hls4ml
+import keras
 import pytest
-
-keras = pytest.importorskip("keras")
-hls4ml = pytest.importorskip("hls4ml")
 
 from hls4ml_skiptrim.layers import add_can_overflow, precision_range  # noqa: E402
 
