@@ -1,0 +1,29 @@
+"""`hwreshape demo` end to end: every registered stage runs on embedded defaults, the summary table is printed,
+plots land in the output folder, and the whole demo stays under 10 minutes on 2 cores."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hwreshape.demo import STAGES
+
+HWRESHAPE = Path(sys.executable).parent / "hwreshape"
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage(tmp_path):
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [str(HWRESHAPE), "demo", "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200
+    )
+    seconds = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    for name, _ in STAGES:
+        assert f"[demo] {name}: ok" in out, f"stage {name!r} did not succeed:\n{out[-6000:]}"
+    assert "hwreshape demo" in proc.stdout  # the summary table's title
+    assert len(list(tmp_path.rglob("*.png"))) >= 5
+    assert seconds < 600, f"demo took {seconds:.0f} s"
