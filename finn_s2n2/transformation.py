@@ -29,8 +29,10 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+from qonnx.transformation.general import RemoveUnusedTensors
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.remove import RemoveUnusedNodes
 from qonnx.util.basic import get_by_name
 
 from finn_s2n2.custom_op.lif_attrs import LIF_NODEATTRS
@@ -488,6 +490,8 @@ def convert_to_lif(model, push_delays: bool = True):
     register_finn()
     model = model.transform(InferShapes()).transform(InferDataTypes())
     model = model.transform(InferLIFLayers())
+    # the weight Quant nodes consumed into LIF_MVAU weights are left dangling by the rewrite: drop them
+    model = model.transform(RemoveUnusedNodes()).transform(RemoveUnusedTensors())
     model = model.transform(RemoveInverseTransposes())
     model = model.transform(AbsorbTransposeFlattenIntoLIFMVAU())
     if push_delays:

@@ -20,6 +20,9 @@ def _finn_python_exec(model, spikes):
 
     conv = convert_to_lif(model)
     assert not [n.op_type for n in conv.graph.node if n.op_type in ("Conv", "MatMul", "LIF", "MaxPool")]
+    # no dangling nodes (e.g. the weight Quant nodes consumed into LIF_MVAU weights)
+    outputs = {o.name for o in conv.graph.output}
+    assert all(conv.find_consumers(n.output[0]) or n.output[0] in outputs for n in conv.graph.node)
     name = conv.graph.input[0].name
     return execute_s2n2(conv, {name: spikes_to_frames(spikes)})[conv.graph.output[0].name]
 
