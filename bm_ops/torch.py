@@ -186,6 +186,20 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} contains NaN or inf; cannot convert to log-domain weights")
 
 
+def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str):
+    """The seed's conversion into ``bm``: ``v_pos``/``v_neg`` from ``w`` (``to_log_weights``), the bias copied,
+    the train/eval mode of ``src`` kept."""
+    vp, vn = to_log_weights(w)
+    with torch.no_grad():
+        bm.v_pos.copy_(vp)
+        bm.v_neg.copy_(vn)
+        if src.bias is not None:
+            _check_finite(src.bias.detach(), bias_what)
+            bm.bias.copy_(src.bias.detach())
+    bm.train(src.training)
+    return bm
+
+
 def from_conv(conv: nn.Conv2d, backend: str = "auto") -> BMConv2d:
     """Seed conversion of a trained ``nn.Conv2d`` (or subclass, e.g. Brevitas ``QuantConv2d``) into a ``BMConv2d``.
 
@@ -222,15 +236,7 @@ def from_conv(conv: nn.Conv2d, backend: str = "auto") -> BMConv2d:
         device=w.device,
         dtype=w.dtype,
     )
-    vp, vn = to_log_weights(w)
-    with torch.no_grad():
-        bm.v_pos.copy_(vp)
-        bm.v_neg.copy_(vn)
-        if conv.bias is not None:
-            _check_finite(conv.bias.detach(), "from_conv: conv.bias")
-            bm.bias.copy_(conv.bias.detach())
-    bm.train(conv.training)
-    return bm
+    return _load_converted(bm, conv, w, "from_conv: conv.bias")
 
 
 def from_linear(linear: nn.Linear, backend: str = "auto") -> BMLinear:
@@ -247,15 +253,7 @@ def from_linear(linear: nn.Linear, backend: str = "auto") -> BMLinear:
         device=w.device,
         dtype=w.dtype,
     )
-    vp, vn = to_log_weights(w)
-    with torch.no_grad():
-        bm.v_pos.copy_(vp)
-        bm.v_neg.copy_(vn)
-        if linear.bias is not None:
-            _check_finite(linear.bias.detach(), "from_linear: linear.bias")
-            bm.bias.copy_(linear.bias.detach())
-    bm.train(linear.training)
-    return bm
+    return _load_converted(bm, linear, w, "from_linear: linear.bias")
 
 
 def convertible_layers(model: nn.Module, include_linear: bool = True) -> list[str]:
