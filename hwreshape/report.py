@@ -544,10 +544,9 @@ def report_onnx(path_or_model, name: str | None = None) -> Report:
     res = inference_cost(model_cost, cost_breakdown=True, discount_sparsity=False)
     node_cost = res.get("node_cost", {})
     ishape = model.get_tensor_shape(model.graph.input[0].name)
+    default_name = "onnx" if isinstance(path_or_model, ModelWrapper) else Path(str(path_or_model)).stem
     rep = Report(
-        name or Path(str(path_or_model)).stem
-        if not isinstance(path_or_model, ModelWrapper)
-        else (name or "onnx"),
+        name or default_name,
         "onnx (qonnx inference_cost)",
         list(ishape),
         [],
