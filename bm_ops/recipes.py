@@ -34,6 +34,7 @@ __all__ = [
     "execution_order",
     "param_groups",
     "as_loader",
+    "recalibrate_bn",
 ]
 
 
@@ -149,6 +150,42 @@ def train_epochs(
     return records
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader, max_batches: int | None = 50) -> int:
+    """Re-estimate the running mean/variance of every BatchNorm layer on ``loader`` (no parameter changes).
+
+    A converted BM layer computes a different function from the convolution it replaces (a maximum of products
+    instead of their sum), so the statistics the following BatchNorm layers collected on the float network no
+    longer describe their inputs. Resetting them and averaging over ``max_batches`` training batches (cumulative
+    average, ``momentum=None``, train-mode forward passes without gradients) gives fine-tuning a calibrated start.
+    This step is ours, not the seed's (the seed goes straight to fine-tuning, during which BatchNorm re-adapts
+    with its running-average momentum). Returns the number of BatchNorm layers recalibrated.
+    """
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"recalibrate_bn: max_batches must be >= 1 or None, got {max_batches}")
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    was = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i, (x, _) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            model(x)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was)
+    return len(bns)
+
+
 def execution_order(model: nn.Module, example: torch.Tensor, include_linear: bool = True) -> list[str]:
     """Names of ``nn.Conv2d`` (and ``nn.Linear``) submodules in the order a forward pass first calls them."""
     kinds = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
@@ -189,6 +226,9 @@ def convert_and_finetune(
     log_path: str | Path | None = None,
     progress: bool = True,
     backend: str = "auto",
+    bn_recalibration: bool = True,
+    final_epochs: int = 0,
+    final_lr: float | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Seed step 2–3: convert layer by layer from the input side, fine-tuning after each conversion.
 
@@ -200,14 +240,25 @@ def convert_and_finetune(
         epochs_per_step: fine-tuning epochs after each conversion (the seed's step 3).
         scheduler: ``"auto"`` (ASLR when ``aslr`` imports, else constant), ``"aslr"`` or ``"none"``.
         log_path: ``.csv`` or ``.json`` file for the per-step log (both written when the suffix is neither).
+        bn_recalibration: re-estimate BatchNorm statistics right after each conversion (:func:`recalibrate_bn`,
+            our addition to the seed's method; no effect on models without BatchNorm).
+        final_epochs: after the last conversion, fine-tune the whole (fully converted) network this many more
+            epochs (the seed's step 3 continued: "additional training of the network"), at ``final_lr``
+            (default ``lr``).
 
     Returns ``(model, log)``: one record per step with ``step``, ``layer``, ``acc_converted`` (right after the
-    conversion, before fine-tuning), ``acc_finetuned``, ``val_loss``, ``seconds``; step 0 is the float model.
+    conversion, before anything else), ``acc_recalibrated`` (after the BatchNorm recalibration; equal to
+    ``acc_converted`` when it is off), ``acc_finetuned``, ``val_loss``, ``seconds``; step 0 is the float model,
+    and with ``final_epochs > 0`` a last record with ``layer="(final)"`` holds the closing fine-tuning.
     """
     if scheduler not in ("auto", "aslr", "none"):
         raise ValueError(f"scheduler must be 'auto', 'aslr' or 'none', got {scheduler!r}")
     if epochs_per_step < 0:
         raise ValueError(f"epochs_per_step must be >= 0, got {epochs_per_step}")
+    if final_epochs < 0:
+        raise ValueError(f"final_epochs must be >= 0, got {final_epochs}")
+    if final_lr is not None and not (final_lr > 0 and np.isfinite(final_lr)):
+        raise ValueError(f"final_lr must be a finite number > 0, got {final_lr!r}")
     train = as_loader(train, batch_size, shuffle=True, seed=seed)
     val = as_loader(val, 256)
     example = next(iter(val))[0][:2]
@@ -227,6 +278,7 @@ def convert_and_finetune(
             "step": 0,
             "layer": "",
             "acc_converted": acc0,
+            "acc_recalibrated": acc0,
             "acc_finetuned": acc0,
             "val_loss": loss0,
             "seconds": 0.0,
@@ -236,12 +288,19 @@ def convert_and_finetune(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(names) * epochs_per_step * len(train), desc="bm convert+finetune", leave=False)
+        bar = tqdm(
+            total=(len(names) * epochs_per_step + final_epochs) * len(train),
+            desc="bm convert+finetune",
+            leave=False,
+        )
     try:
         for k, name in enumerate(names, start=1):
             t0 = time.perf_counter()
             convert_layers(model, [name], backend=backend)
             acc_c, _ = evaluate(model, val)
+            acc_r = acc_c
+            if bn_recalibration and recalibrate_bn(model, train):
+                acc_r, _ = evaluate(model, val)
             recs = train_epochs(
                 model,
                 train,
@@ -260,6 +319,7 @@ def convert_and_finetune(
                     "step": k,
                     "layer": name,
                     "acc_converted": acc_c,
+                    "acc_recalibrated": acc_r,
                     "acc_finetuned": acc_f,
                     "val_loss": loss_f,
                     "seconds": time.perf_counter() - t0,
@@ -267,6 +327,32 @@ def convert_and_finetune(
             )
             if bar is not None:
                 bar.set_postfix(layer=name, acc=f"{acc_f:.4f}")
+        if final_epochs:
+            t0 = time.perf_counter()
+            acc_c, _ = evaluate(model, val)
+            recs = train_epochs(
+                model,
+                train,
+                val,
+                final_epochs,
+                lr=final_lr or lr,
+                weight_decay=weight_decay,
+                scheduler=scheduler,
+                seed=seed + len(names) + 1,
+                progress=bar,
+                desc="finetune (final)",
+            )
+            log.append(
+                {
+                    "step": len(names) + 1,
+                    "layer": "(final)",
+                    "acc_converted": acc_c,
+                    "acc_recalibrated": acc_c,
+                    "acc_finetuned": recs[-1]["val_acc"],
+                    "val_loss": recs[-1]["val_loss"],
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     finally:
         if bar is not None:
             bar.close()

@@ -8,7 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from bm_ops.recipes import convert_and_finetune, evaluate, execution_order, param_groups, train_epochs
+from bm_ops.recipes import (
+    as_loader,
+    convert_and_finetune,
+    evaluate,
+    execution_order,
+    param_groups,
+    recalibrate_bn,
+    train_epochs,
+)
 from bm_ops.torch import BMConv2d
 from hwreshape.data import load_digits, split
 
@@ -123,3 +131,52 @@ def test_recipe_bad_input(digits):
         convert_and_finetune(Net(), (train[0], train[1][:10]), val, progress=False)
     with pytest.raises(ValueError, match="scheduler"):
         convert_and_finetune(Net(), train, val, scheduler="cosine", progress=False)
+    with pytest.raises(ValueError, match="final_epochs"):
+        convert_and_finetune(Net(), train, val, final_epochs=-1, progress=False)
+    with pytest.raises(ValueError, match="final_lr"):
+        convert_and_finetune(Net(), train, val, final_epochs=1, final_lr=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="max_batches"):
+        recalibrate_bn(nn.Sequential(nn.BatchNorm2d(1)), as_loader(train, 32), max_batches=0)
+
+
+def test_recalibrate_bn_gives_the_data_statistics(digits):
+    """After recalibration a BatchNorm's running stats are the per-batch statistics averaged over the batches."""
+    train, _ = digits
+    torch.manual_seed(0)
+    conv = BMConv2d(1, 3, 3, padding=1)
+    model = nn.Sequential(conv, nn.BatchNorm2d(3), nn.ReLU())
+    bn = model[1]
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(7.0)
+    bn.momentum = 0.3
+    loader = as_loader((train[0][:96], train[1][:96]), 32)
+    model.eval()
+    assert recalibrate_bn(model, loader, max_batches=2) == 1
+    assert not model.training and bn.momentum == 0.3  # mode and momentum restored
+    with torch.no_grad():
+        feats = [conv(x) for x, _ in list(loader)[:2]]
+    mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    torch.testing.assert_close(bn.running_mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-5, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 2
+    assert recalibrate_bn(nn.Sequential(nn.Conv2d(1, 1, 1)), loader) == 0  # nothing to do without BatchNorm
+
+
+def test_recipe_recalibration_and_final_epochs_are_logged(digits):
+    train, val = digits
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10)
+    )
+    train_epochs(model, as_loader(train, 32, shuffle=True), as_loader(val, 256), 2, lr=3e-3, scheduler="none")
+    model, log = convert_and_finetune(
+        model, train, val, epochs_per_step=1, final_epochs=1, final_lr=5e-4, scheduler="none", progress=False
+    )
+    assert [r["layer"] for r in log] == ["", "0", "(final)"]
+    assert [r["step"] for r in log] == [0, 1, 2]
+    # the BatchNorm statistics of the float network do not fit the BM layer; recalibrating them helps
+    assert log[1]["acc_recalibrated"] > log[1]["acc_converted"], log
+    acc, _ = evaluate(model, as_loader(val, 256))
+    assert acc == pytest.approx(log[-1]["acc_finetuned"])
+    assert log[2]["acc_converted"] == pytest.approx(log[1]["acc_finetuned"])
