@@ -139,6 +139,29 @@ def _classes(framework: str) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.skiptrim.end_epoch(epoch, logs or {}, self._new)
 
+    class BestEpoch(K.callbacks.Callback):
+        """Keep the weights of the best epoch (``monitor``, e.g. ``val_accuracy``) among epochs >= ``start_epoch``
+        and restore them when ``fit`` ends (model selection on the validation set)."""
+
+        def __init__(self, monitor: str = "val_accuracy", mode: str = "max", start_epoch: int = 0):
+            super().__init__()
+            if mode not in ("min", "max"):
+                raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+            self.monitor, self.mode, self.start_epoch = monitor, mode, int(start_epoch)
+            self.best, self.best_epoch, self._weights = None, None, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            v = (logs or {}).get(self.monitor)
+            if epoch < self.start_epoch or v is None:
+                return
+            v = float(v)
+            if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
+                self.best, self.best_epoch, self._weights = v, int(epoch), self.model.get_weights()
+
+        def on_train_end(self, logs=None):
+            if self._weights is not None:
+                self.model.set_weights(self._weights)
+
     def packed_accuracy(num_classes: int):
         def accuracy(y_true, y_pred):
             lab = tf.argmax(y_true[:, :num_classes], axis=-1)
@@ -152,6 +175,7 @@ def _classes(framework: str) -> dict:
         "SkipTrimLoss": SkipTrimLoss,
         "SkipTrimCallback": SkipTrimCallback,
         "packed_accuracy": packed_accuracy,
+        "BestEpoch": BestEpoch,
     }
     return _CLASSES[framework]
 
@@ -590,10 +614,17 @@ def fit_teacher(
     scheduler: str = "aslr",
     seed: int | None = None,
     verbose: int = 1,
+    select_from: int | None = None,
 ):
-    """Train a model with cross-entropy on logits (the teacher, or a no-distillation student)."""
+    """Train a model with cross-entropy on logits (the teacher, or a no-distillation student).
+
+    ``select_from``: None (keep the last epoch's weights) or an epoch index: the weights of the epoch with the
+    best ``val_accuracy`` among epochs >= ``select_from`` are restored at the end (:func:`best_epoch`).
+    """
     compile_teacher(model, lr)
     cbs = [c for c in [lr_callback(lr, scheduler, seed)] if c is not None]
+    if select_from is not None:
+        cbs.append(best_epoch(model, select_from))
     return model.fit(
         x,
         y,
@@ -618,11 +649,20 @@ def fit_student(
     seed: int | None = None,
     initial_epoch: int = 0,
     verbose: int = 1,
+    select_from: int | None = None,
 ):
-    """Run Algorithm 1 with Eq 4.4 for ``epochs`` epochs (resumes at ``initial_epoch``)."""
+    """Run Algorithm 1 with Eq 4.4 for ``epochs`` epochs (resumes at ``initial_epoch``).
+
+    ``select_from``: as in :func:`fit_teacher`; ``"finished"`` = the first epoch at which every block has its
+    target mode (``st.schedule.epochs_to_finish − 1``), so only fully modified students are selected.
+    """
     K = _K(config_of(st.student)["framework"])
     st.student.compile(optimizer=K.optimizers.Adam(lr), loss=st.loss, metrics=[st.accuracy])
     cbs = [st.callback] + [c for c in [lr_callback(lr, scheduler, seed)] if c is not None]
+    if select_from == "finished":
+        select_from = st.schedule.epochs_to_finish - 1
+    if select_from is not None:
+        cbs.append(best_epoch(st.student, select_from))
     return st.student.fit(
         x,
         st.targets(x, y),
@@ -633,6 +673,11 @@ def fit_student(
         callbacks=cbs,
         verbose=verbose,
     )
+
+
+def best_epoch(model, start_epoch: int = 0, monitor: str = "val_accuracy", mode: str = "max"):
+    """Callback restoring, at the end of ``fit``, the weights of the best-``monitor`` epoch >= ``start_epoch``."""
+    return _classes(config_of(model)["framework"])["BestEpoch"](monitor, mode, start_epoch)
 
 
 def accuracy(model, x, y, batch_size: int = 256) -> float:

@@ -92,6 +92,40 @@ def test_callback_schedule_log_and_resume(digits, tmp_path):
     assert sk.count_adds(st2.export()) == 0
 
 
+def test_best_epoch_restores_selected_weights(digits):
+    """Model selection: the weights of the best val_accuracy epoch >= start_epoch come back after fit."""
+    xtr, ytr, xte, yte = digits
+    teacher = sk.resnet(8, "long", **KW)
+    sk.fit_teacher(teacher, xtr, ytr, xte, yte, epochs=1, batch_size=100, verbose=0, scheduler="constant")
+    st = sk.Skipper(teacher, verbose=False)
+    cb = sk.best_epoch(st.student, start_epoch=st.schedule.epochs_to_finish - 1)
+    K = sk._K("keras")
+    st.student.compile(optimizer=K.optimizers.Adam(1e-3), loss=st.loss, metrics=[st.accuracy])
+    snaps = []
+
+    class Snap(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snaps.append((logs["val_accuracy"], [w.copy() for w in self.model.get_weights()]))
+
+    st.student.fit(
+        xtr,
+        st.targets(xtr, ytr),
+        validation_data=(xte, st.targets(xte, yte)),
+        epochs=5,
+        batch_size=100,
+        callbacks=[st.callback, Snap(), cb],
+        verbose=0,
+    )
+    eligible = list(range(st.schedule.epochs_to_finish - 1, 5))
+    best = max(eligible, key=lambda e: (snaps[e][0], -e))
+    assert cb.best_epoch == best
+    for got, want in zip(st.student.get_weights(), snaps[best][1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert sk.count_adds(st.export()) == 0
+    with pytest.raises(ValueError, match="mode"):
+        sk.best_epoch(teacher, mode="up")
+
+
 def test_bad_input():
     t = sk.resnet(8, "long", **KW)
     with pytest.raises(ValueError, match="alpha must be >= 1"):
