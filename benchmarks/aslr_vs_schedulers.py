@@ -20,9 +20,9 @@ Protocol (identical for every contender; changed from the first 8-epoch version,
   per model: a torch-lr-finder range test over "a few epochs" (5 epochs of batches) gives the reasonable
   range; the log states that 0.05 lies inside it and 0.5 / 0.005 above / below it.
 * **Diverged runs** (non-finite validation loss; no scheduler can continue) score the accuracy of a network
-  that learned nothing, i.e. always predicting the training set's most frequent class (the same value a dead
-  network with finite outputs usually reaches), for every contender alike; the number of diverged runs is
-  logged and stored in the JSON.
+  that learned nothing, i.e. always predicting the training set's most frequent class (a dead network with
+  finite outputs lands at a similar chance level, 9-11 % here), for every contender alike; the number of
+  diverged runs is logged and stored in the JSON.
 
 Reported: final test accuracy, mean ± std over seeds; ASLR's per-step overhead (``ASLR.step``) relative to
 ``optimizer.step`` and to a whole training step; a PNG of the learning-rate trajectories (cf. Fig 5.3/5.6).
