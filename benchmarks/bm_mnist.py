@@ -4,9 +4,12 @@ Seed 000_5bd4b4fcc7d8a338 (BM ResNet on MNIST: 99.3 % float → 99.1 % BM on ful
 CPU-sized ResNet-like network (7 convolutions: stem, two residual stages with 1×1 projection shortcuts, global
 average pooling, linear head) is trained on 8k images of the MNIST 10k test split and tested on the other 2k
 (seeded split, ``hwreshape.data``). Every convolution is converted (the seed converts convolutional layers; the
-linear head stays standard), from the input side, with ``epochs_per_step`` fine-tuning epochs after each.
+linear head stays standard), from the input side, with ``epochs_per_step`` fine-tuning epochs after each, the
+BatchNorm statistics re-estimated right after each conversion, and ``final_epochs`` epochs of whole-network
+fine-tuning at the end (``bm_ops.recipes.convert_and_finetune``). The float network and every fine-tuning epoch
+see the same training images with random ±2 px shifts (``--no-augment``: plain images; both then overfit).
 
-    .venv/bin/python benchmarks/bm_mnist.py            # full: 8k/2k, 8 float epochs, 3 fine-tuning epochs per conversion (~7 min CPU)
+    .venv/bin/python benchmarks/bm_mnist.py            # full: 8k/2k, 15 float epochs, 3 ep/step + 20 final (< 30 min)
     .venv/bin/python benchmarks/bm_mnist.py --quick    # 2k/1k, smaller budget
 """
 
@@ -23,9 +26,36 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bm_ops.recipes import as_loader, convert_and_finetune, evaluate, train_epochs  # noqa: E402
+from bm_ops.recipes import (  # noqa: E402
+    as_loader,
+    convert_and_finetune,
+    evaluate,
+    recalibrate_bn,
+    train_epochs,
+)
 from bm_ops.torch import convert_layers  # noqa: E402
 from hwreshape.data import load_mnist_or_digits, split  # noqa: E402
+
+
+class Shifted(torch.utils.data.Dataset):
+    """Training images randomly translated by up to ``pad`` pixels (zero padding + random crop), seeded.
+
+    The only augmentation, used identically for the float network and for every fine-tuning epoch of the BM
+    recipe: without it both overfit the 8k images (BM: 99.2 % train vs 95.1 % test accuracy in our pilot).
+    """
+
+    def __init__(self, x, y, pad: int = 2, seed: int = 0):
+        self.x = nn.functional.pad(torch.as_tensor(x), (pad,) * 4)
+        self.y = torch.as_tensor(y).long()
+        self.pad, self.side = pad, x.shape[-1]
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        a, b = torch.randint(0, 2 * self.pad + 1, (2,), generator=self.g).tolist()
+        return self.x[i, :, a : a + self.side, b : b + self.side], self.y[i]
 
 
 class Block(nn.Module):
@@ -65,6 +95,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--float-epochs", type=int, default=None)
     ap.add_argument("--epochs-per-step", type=int, default=None)
+    ap.add_argument(
+        "--final-epochs", type=int, default=None, help="whole-network fine-tuning after the last step"
+    )
+    ap.add_argument("--no-augment", action="store_true", help="train without the random ±2 px shifts")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "bm_mnist"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -75,9 +109,18 @@ def main(argv=None) -> dict:
     n_train = min(n_train, int(len(x) * 0.8))
     xtr, ytr, xte, yte = split(x, y, n_train, seed=args.seed)
     xte, yte = xte[:n_test], yte[:n_test]
-    fe = args.float_epochs or (4 if args.quick else 8)
+    fe = args.float_epochs or (4 if args.quick else 15)
     eps = args.epochs_per_step or (1 if args.quick else 3)
-    train = as_loader((xtr, ytr), 64, shuffle=True, seed=args.seed)
+    fin = args.final_epochs if args.final_epochs is not None else (1 if args.quick else 20)
+    if args.no_augment:
+        train = as_loader((xtr, ytr), 64, shuffle=True, seed=args.seed)
+    else:
+        train = torch.utils.data.DataLoader(
+            Shifted(xtr, ytr, seed=args.seed),
+            batch_size=64,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
     test = as_loader((xte, yte), 256)
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -94,6 +137,8 @@ def main(argv=None) -> dict:
 
     direct = convert_layers(copy.deepcopy(model), include_linear=False)
     acc_direct, _ = evaluate(direct, test)
+    recalibrate_bn(direct, train)
+    acc_direct_bn, _ = evaluate(direct, test)
 
     t1 = time.perf_counter()
     out = Path(args.out)
@@ -102,6 +147,7 @@ def main(argv=None) -> dict:
         train,
         test,
         epochs_per_step=eps,
+        final_epochs=fin,
         lr=2e-3,
         seed=args.seed,
         log_path=out / "log.csv",
@@ -109,26 +155,38 @@ def main(argv=None) -> dict:
     )
     t_recipe = time.perf_counter() - t1
     acc_bm, _ = evaluate(bm, test)
-    n_conv = sum(1 for r in log if r["step"] > 0)
+    n_conv = sum(1 for r in log if r["step"] > 0 and r["layer"] != "(final)")
     print(
-        f"data: {name}, train {len(xtr)}, test {len(xte)}; SmallResNet ({n_conv} convs); threads {args.threads}"
+        f"data: {name}, train {len(xtr)}, test {len(xte)}; SmallResNet ({n_conv} convs); threads {args.threads}; "
+        f"augmentation {'none' if args.no_augment else 'random ±2 px shifts'}"
     )
-    print(f"{'step':>4} {'layer':<18} {'acc after convert':>18} {'acc after finetune':>19} {'s':>6}")
+    print(
+        f"{'step':>4} {'layer':<18} {'acc after convert':>18} {'+ BN recalibration':>19} "
+        f"{'acc after finetune':>19} {'s':>6}"
+    )
     for r in log:
         print(
-            f"{r['step']:>4} {r['layer'] or '(float)':<18} {r['acc_converted']:>18.4f} {r['acc_finetuned']:>19.4f} {r['seconds']:>6.1f}"
+            f"{r['step']:>4} {r['layer'] or '(float)':<18} {r['acc_converted']:>18.4f} "
+            f"{r['acc_recalibrated']:>19.4f} {r['acc_finetuned']:>19.4f} {r['seconds']:>6.1f}"
         )
     print()
     print(f"{'model':<36} {'test acc':>9}")
     print(f"{'float (' + str(fe) + ' epochs)':<36} {acc_float:>9.4f}")
     print(f"{'all convs converted, no fine-tuning':<36} {acc_direct:>9.4f}")
-    print(f"{'layer-wise recipe (' + str(eps) + ' ep/step)':<36} {acc_bm:>9.4f}")
+    print(f"{'  + BatchNorm recalibration only':<36} {acc_direct_bn:>9.4f}")
+    print(f"{f'layer-wise recipe ({eps} ep/step + {fin} final)':<36} {acc_bm:>9.4f}")
     gap = 100 * (acc_float - acc_bm)
     print(
         f"float - BM: {gap:+.2f} pp (target <= 0.5 pp); time float {t_float:.0f} s, recipe {t_recipe:.0f} s, "
         f"total {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU; log {out / 'log.csv'}"
     )
-    return {"acc_float": acc_float, "acc_direct": acc_direct, "acc_bm": acc_bm, "gap_pp": gap}
+    return {
+        "acc_float": acc_float,
+        "acc_direct": acc_direct,
+        "acc_direct_bn": acc_direct_bn,
+        "acc_bm": acc_bm,
+        "gap_pp": gap,
+    }
 
 
 if __name__ == "__main__":
