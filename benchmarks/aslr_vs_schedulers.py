@@ -176,6 +176,7 @@ def train_run(model_name, kind, lr, seed, data, epochs, bs=64, aslr_monitor="val
     g = torch.Generator().manual_seed(seed)
     lr_trace, c_trace = [], []
     diverged = False
+    best_vacc, best_state = -1.0, None
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(steps):
@@ -191,12 +192,17 @@ def train_run(model_name, kind, lr, seed, data, epochs, bs=64, aslr_monitor="val
         if not math.isfinite(vloss):
             diverged = True
             break
+        if (
+            vacc > best_vacc
+        ):  # checkpoint selection: the epoch with the best validation accuracy (first if tied)
+            best_vacc, best_state = vacc, {k: v.clone() for k, v in model.state_dict().items()}
         drv.after_epoch({"val_loss": vloss, "val_err": 1.0 - vacc})
         c_trace.append(drv.s.c if kind == "ASLR" else float(np.mean(drv.lrs())))
     if diverged:  # NaN/inf weights: scored as a network that learned nothing, the same for every contender
         chance = chance_accuracy(data)
         return {
             "test_acc": chance,
+            "test_acc_best_val": chance,
             "val_acc": 0.0,
             "lr_trace": lr_trace,
             "c_trace": c_trace,
@@ -204,7 +210,16 @@ def train_run(model_name, kind, lr, seed, data, epochs, bs=64, aslr_monitor="val
         }
     _, vacc = evaluate(model, val)
     _, tacc = evaluate(model, test)
-    return {"test_acc": tacc, "val_acc": vacc, "lr_trace": lr_trace, "c_trace": c_trace, "diverged": False}
+    model.load_state_dict(best_state)
+    _, tacc_best = evaluate(model, test)
+    return {
+        "test_acc": tacc,
+        "test_acc_best_val": tacc_best,
+        "val_acc": vacc,
+        "lr_trace": lr_trace,
+        "c_trace": c_trace,
+        "diverged": False,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- tuning
@@ -342,8 +357,9 @@ def main(argv=None):
     range_tests = {}
     kinds = ["ASLR", "MultiStep", "Plateau", "Cosine"]
     lr_factors = [("base", 1.0), ("10x high", 10.0), ("10x low", 0.1)]
-    results = {}
+    results, results_best = {}, {}
     diverged = {}
+    peer_hps = {}
     traces = {}
     for model_name in [m.strip() for m in args.models.split(",")]:
         if model_name not in MODELS:
@@ -385,6 +401,7 @@ def main(argv=None):
         else:
             hps = tune(model_name, args.lr, epochs, args.jobs, log)
         log(f"  {model_name}: tuned peer settings at lr {args.lr}: {hps}")
+        peer_hps[model_name] = hps
         labels = {args.lr * f: label for label, f in lr_factors}
         tasks = [
             (model_name, kind, args.lr * f, seed, epochs, hps.get(kind, {}))
@@ -395,6 +412,7 @@ def main(argv=None):
         for (_, kind, lr, seed, _, _), r in run_tasks(tasks, args.jobs, log):
             label = labels[lr]
             results.setdefault((model_name, label, kind), []).append(r["test_acc"])
+            results_best.setdefault((model_name, label, kind), []).append(r["test_acc_best_val"])
             diverged.setdefault((model_name, label, kind), []).append(bool(r["diverged"]))
             if seed == 0:
                 traces[(model_name, label, kind)] = r
@@ -410,37 +428,43 @@ def main(argv=None):
     ov = overhead(data)
 
     # ------------------------------------------------------------------------------------------- table
-    print()
-    print(
-        f"ASLR vs schedulers — {data[0]}, {epochs} epochs, {len(seeds)} seed(s), SGD momentum 0.9, per-layer groups"
-    )
-    header = (
-        f"| {'model':18s} | {'start lr':14s} | "
-        + " | ".join(f"{k:>13s}" for k in kinds)
-        + " | ASLR - best peer | ASLR - Plateau |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     summary = {}
-    for model_name in [m.strip() for m in args.models.split(",")]:
-        for label, f in lr_factors:
-            cells, means = [], {}
-            for kind in kinds:
-                accs = np.asarray(results[(model_name, label, kind)]) * 100
-                means[kind] = accs.mean()
-                cells.append(f"{accs.mean():6.2f} ± {accs.std():4.2f}")
-            best_peer = max(means[k] for k in kinds if k != "ASLR")
-            d_best, d_plat = means["ASLR"] - best_peer, means["ASLR"] - means["Plateau"]
-            summary[f"{model_name} / {label}"] = {
-                "means": means,
-                "aslr_minus_best_peer_pp": d_best,
-                "aslr_minus_plateau_pp": d_plat,
-            }
-            print(
-                f"| {model_name:18s} | {label + ' ' + format(args.lr * f, 'g'):14s} | "
-                + " | ".join(cells)
-                + f" | {d_best:+16.2f} | {d_plat:+13.2f} |"
-            )
+    selections = [
+        ("final epoch", "final", results),
+        ("checkpoint with the best validation accuracy", "best_val", results_best),
+    ]
+    for sel_title, sel_key, res in selections:
+        print()
+        print(
+            f"ASLR vs schedulers — {data[0]}, {epochs} epochs, {len(seeds)} seed(s), SGD momentum 0.9, "
+            f"per-layer groups; test accuracy of the {sel_title}"
+        )
+        header = (
+            f"| {'model':18s} | {'start lr':14s} | "
+            + " | ".join(f"{k:>13s}" for k in kinds)
+            + " | ASLR - best peer | ASLR - Plateau |"
+        )
+        print(header)
+        print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+        for model_name in [m.strip() for m in args.models.split(",")]:
+            for label, f in lr_factors:
+                cells, means = [], {}
+                for kind in kinds:
+                    accs = np.asarray(res[(model_name, label, kind)]) * 100
+                    means[kind] = accs.mean()
+                    cells.append(f"{accs.mean():6.2f} ± {accs.std():4.2f}")
+                best_peer = max(means[k] for k in kinds if k != "ASLR")
+                d_best, d_plat = means["ASLR"] - best_peer, means["ASLR"] - means["Plateau"]
+                summary.setdefault(sel_key, {})[f"{model_name} / {label}"] = {
+                    "means": means,
+                    "aslr_minus_best_peer_pp": d_best,
+                    "aslr_minus_plateau_pp": d_plat,
+                }
+                print(
+                    f"| {model_name:18s} | {label + ' ' + format(args.lr * f, 'g'):14s} | "
+                    + " | ".join(cells)
+                    + f" | {d_best:+16.2f} | {d_plat:+13.2f} |"
+                )
     print()
     print(
         f"ASLR per-step overhead (float CNN, batch 64, {ov['groups']} param groups): ASLR.step "
@@ -501,6 +525,8 @@ def main(argv=None):
                 "summary": summary,
                 "overhead": ov,
                 "accs": {" / ".join(k): v for k, v in results.items()},
+                "accs_best_val": {" / ".join(k): v for k, v in results_best.items()},
+                "peer_hp": peer_hps,
             },
             indent=1,
         )
