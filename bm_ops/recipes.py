@@ -108,8 +108,13 @@ def train_epochs(
     seed: int = 0,
     progress=None,
     desc: str = "train",
+    restore_best: bool = False,
 ) -> list[dict]:
-    """Adam training for ``epochs`` epochs (ASLR per step/epoch when available); returns per-epoch records."""
+    """Adam training for ``epochs`` epochs (ASLR per step/epoch when available); returns per-epoch records.
+
+    ``restore_best``: end with the weights (and BatchNorm statistics) of the epoch with the best validation
+    accuracy, the first one if tied (checkpoint selection); its record gets ``"selected": True``.
+    """
     if scheduler not in ("auto", "aslr", "none"):
         raise ValueError(f"scheduler must be 'auto', 'aslr' or 'none', got {scheduler!r}")
     if epochs < 0:
@@ -119,6 +124,7 @@ def train_epochs(
     loss_fn = nn.CrossEntropyLoss()
     torch.manual_seed(seed)
     records = []
+    best_acc, best_state, best_ep = -1.0, None, -1
     for ep in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -134,6 +140,9 @@ def train_epochs(
             if progress is not None:
                 progress.update(1)
         acc, vloss = evaluate(model, val)
+        if restore_best and acc > best_acc:
+            best_acc, best_ep = acc, ep
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if sched is not None:
             sched.observe(vloss)
         lr_now = opt.param_groups[0]["lr"]
@@ -147,6 +156,9 @@ def train_epochs(
                 "seconds": time.perf_counter() - t0,
             }
         )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        records[best_ep]["selected"] = True
     return records
 
 
@@ -229,6 +241,7 @@ def convert_and_finetune(
     bn_recalibration: bool = True,
     final_epochs: int = 0,
     final_lr: float | None = None,
+    restore_best: bool = False,
 ) -> tuple[nn.Module, list[dict]]:
     """Seed step 2–3: convert layer by layer from the input side, fine-tuning after each conversion.
 
@@ -245,6 +258,8 @@ def convert_and_finetune(
         final_epochs: after the last conversion, fine-tune the whole (fully converted) network this many more
             epochs (the seed's step 3 continued: "additional training of the network"), at ``final_lr``
             (default ``lr``).
+        restore_best: the closing fine-tuning ends with the weights of its epoch with the best accuracy on
+            ``val`` (checkpoint selection; then ``val`` must not be the data you report on).
 
     Returns ``(model, log)``: one record per step with ``step``, ``layer``, ``acc_converted`` (right after the
     conversion, before anything else), ``acc_recalibrated`` (after the BatchNorm recalibration; equal to
@@ -341,15 +356,17 @@ def convert_and_finetune(
                 seed=seed + len(names) + 1,
                 progress=bar,
                 desc="finetune (final)",
+                restore_best=restore_best,
             )
+            last = next((r for r in recs if r.get("selected")), recs[-1])
             log.append(
                 {
                     "step": len(names) + 1,
                     "layer": "(final)",
                     "acc_converted": acc_c,
                     "acc_recalibrated": acc_c,
-                    "acc_finetuned": recs[-1]["val_acc"],
-                    "val_loss": recs[-1]["val_loss"],
+                    "acc_finetuned": last["val_acc"],
+                    "val_loss": last["val_loss"],
                     "seconds": time.perf_counter() - t0,
                 }
             )

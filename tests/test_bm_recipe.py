@@ -171,7 +171,15 @@ def test_recipe_recalibration_and_final_epochs_are_logged(digits):
     )
     train_epochs(model, as_loader(train, 32, shuffle=True), as_loader(val, 256), 2, lr=3e-3, scheduler="none")
     model, log = convert_and_finetune(
-        model, train, val, epochs_per_step=1, final_epochs=1, final_lr=5e-4, scheduler="none", progress=False
+        model,
+        train,
+        val,
+        epochs_per_step=1,
+        final_epochs=3,
+        final_lr=5e-4,
+        scheduler="none",
+        progress=False,
+        restore_best=True,
     )
     assert [r["layer"] for r in log] == ["", "0", "(final)"]
     assert [r["step"] for r in log] == [0, 1, 2]
@@ -180,3 +188,27 @@ def test_recipe_recalibration_and_final_epochs_are_logged(digits):
     acc, _ = evaluate(model, as_loader(val, 256))
     assert acc == pytest.approx(log[-1]["acc_finetuned"])
     assert log[2]["acc_converted"] == pytest.approx(log[1]["acc_finetuned"])
+
+
+def test_train_epochs_restore_best_keeps_the_best_validation_epoch(digits):
+    train, val = digits
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10)
+    )
+    tl, vl = as_loader(train, 32, shuffle=True), as_loader(val, 256)
+    # Adam at 0.1 overshoots: the last epochs are worse than the best one (seeded)
+    recs = train_epochs(model, tl, vl, 6, lr=0.1, scheduler="none", restore_best=True)
+    accs = [r["val_acc"] for r in recs]
+    best = accs.index(max(accs))
+    assert best < len(accs) - 1 and accs[-1] < accs[best], accs
+    assert [i for i, r in enumerate(recs) if r.get("selected")] == [best]
+    assert evaluate(model, vl)[0] == pytest.approx(accs[best])
+    plain = train_epochs(
+        nn.Linear(64, 10),
+        as_loader((train[0].flatten(1), train[1]), 32),
+        as_loader((val[0].flatten(1), val[1]), 256),
+        1,
+        scheduler="none",
+    )
+    assert "selected" not in plain[0]
