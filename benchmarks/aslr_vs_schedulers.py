@@ -24,7 +24,9 @@ Protocol (identical for every contender; changed from the first 8-epoch version,
   finite outputs lands at a similar chance level, 9-11 % here), for every contender alike; the number of
   diverged runs is logged and stored in the JSON.
 
-Reported: final test accuracy, mean ± std over seeds; ASLR's per-step overhead (``ASLR.step``) relative to
+Reported: test accuracy, mean ± std over seeds, twice — of the final epoch, and of the checkpoint with the best
+validation accuracy (first if tied; the same rule for every scheduler: ASLR's search oscillates by design,
+section 5.4); ASLR's per-step overhead (``ASLR.step``) relative to
 ``optimizer.step`` and to a whole training step; a PNG of the learning-rate trajectories (cf. Fig 5.3/5.6).
 
     .venv/bin/python benchmarks/aslr_vs_schedulers.py            # full: 30 epochs, 3 seeds, tuning
