@@ -68,8 +68,10 @@ def load(n_train: int, n_val: int, seed: int = 0):
     return name, to_nhwc(xtr), ytr, to_nhwc(xv), yv, to_nhwc(xte), yte
 
 
-def train_teacher(depth, quant, seed, data, args, init=None):
-    """The teacher: long skips, CE, Adam + ASLR; ``init`` (a float teacher) → quantization-aware fine-tuning."""
+def train_net(depth, skips, quant, seed, data, args, init=None, name="teacher"):
+    """A network trained with the teacher's recipe: CE, Adam + ASLR, ``--teacher-epochs`` from random weights,
+    or — with ``init`` (the float network of the same depth, skips and seed) — ``--qat-epochs`` of
+    quantization-aware fine-tuning.  ``skips="long"`` is the teacher, ``skips="none"`` the plain network."""
     import tensorflow as tf
     import tf_keras
 
@@ -79,13 +81,13 @@ def train_teacher(depth, quant, seed, data, args, init=None):
     tf_keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     kw = dict(quant=quant, input_shape=xtr.shape[1:], num_classes=10, framework="tf_keras")
-    teacher = sk.resnet(depth, "long", name="teacher", **kw)
+    net = sk.resnet(depth, skips, name=name, **kw)
     epochs = args.teacher_epochs
     if init is not None:
-        sk.transfer_weights(init, teacher)
+        sk.transfer_weights(init, net)
         epochs = args.qat_epochs
     hist = sk.fit_teacher(
-        teacher,
+        net,
         xtr,
         ytr,
         xv,
@@ -97,10 +99,12 @@ def train_teacher(depth, quant, seed, data, args, init=None):
         verbose=0,
         select_from=0 if args.select == "best-val" else None,
     )
-    return teacher, hist, epochs
+    return net, hist, epochs
 
 
-def run_one(depth, quant, seed, data, args, float_teacher=None) -> tuple[dict, object]:
+def run_one(
+    depth, quant, seed, data, args, float_teacher=None, float_plain=None
+) -> tuple[dict, object, object]:
     import tensorflow as tf
     import tf_keras
 
@@ -116,8 +120,8 @@ def run_one(depth, quant, seed, data, args, float_teacher=None) -> tuple[dict, o
 
     init = None
     if quant is not None and args.quant_teacher == "from-float":
-        init = float_teacher or train_teacher(depth, None, seed, data, args)[0]
-    teacher, hist, ep_teacher = train_teacher(depth, quant, seed, data, args, init=init)
+        init = float_teacher or train_net(depth, "long", None, seed, data, args)[0]
+    teacher, hist, ep_teacher = train_net(depth, "long", quant, seed, data, args, init=init)
     tf_keras.utils.set_random_seed(seed)
     row["teacher"] = sk.accuracy(teacher, xte, yte)
     # students start where the teacher's training ended ("continue"), or at the teacher's start LR ("restart")
@@ -152,6 +156,15 @@ def run_one(depth, quant, seed, data, args, float_teacher=None) -> tuple[dict, o
     )
     row["no_distill"] = sk.accuracy(nodistill, xte, yte)
 
+    # the plain network (no skips) trained from random weights with the teacher's recipe and epochs, and
+    # quantized like the teacher (QAT from the float plain network): seed 001's "from scratch" baseline and
+    # the public reference's ``noskip`` run
+    plain_init = None
+    if quant is not None and args.quant_teacher == "from-float":
+        plain_init = float_plain or train_net(depth, "none", None, seed, data, args, name="plain")[0]
+    plain = train_net(depth, "none", quant, seed, data, args, init=plain_init, name="plain")[0]
+    row["plain"] = sk.accuracy(plain, xte, yte)
+
     tr_alpha = 3 if n_blocks <= 3 else args.trim_alpha_deep
     trimmer = sk.Trimmer(teacher, alpha=tr_alpha, verbose=False)
     ep_trim = trimmer.schedule.epochs_to_finish + args.tail
@@ -171,39 +184,65 @@ def run_one(depth, quant, seed, data, args, float_teacher=None) -> tuple[dict, o
         lr_student=lr_s,
         seconds=time.time() - t0,
     )
-    return row, teacher
+    return row, teacher, plain
 
 
-COLS = ("teacher", "cut", "no_distill", "skipper", "trimmer")
+COLS = ("teacher", "cut", "plain", "no_distill", "skipper", "trimmer")
 
 
 def table(rows: list[dict], grid: list[tuple]) -> str:
     lines = [
-        "| model | precision | seeds | teacher % | cut (no training) % | no-distill % | Skipper % | Trimmer % "
-        "| Skipper − teacher [pp] | Trimmer − teacher [pp] | Skipper − no-distill [pp] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | seeds | teacher % | cut (no training) % | plain (from scratch) % | no-distill % "
+        "| Skipper % | Trimmer % | Skipper − teacher [pp] | Trimmer − teacher [pp] | Skipper − plain [pp] "
+        "| Skipper − no-distill [pp] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for depth, quant in grid:
         sel = [r for r in rows if r["depth"] == depth and r["quant"] == (quant or "float")]
         if not sel:
-            lines.append(f"| ResNet-{depth} | {quant or 'float'} | 0 | not run (budget) |||||||||")
+            lines.append(f"| ResNet-{depth} | {quant or 'float'} | 0 | not run (budget) |||||||||||")
             continue
         a = {c: 100 * np.array([r[c] for r in sel]) for c in COLS}
 
         def ms(v):
             return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
-        d_sk, d_tr, d_nd = (
+        deltas = (
             a["skipper"] - a["teacher"],
             a["trimmer"] - a["teacher"],
+            a["skipper"] - a["plain"],
             a["skipper"] - a["no_distill"],
         )
         lines.append(
             f"| ResNet-{depth} | {quant or 'float'} | {len(sel)} | "
             + " | ".join(ms(a[c]) for c in COLS)
-            + f" | {d_sk.mean():+.2f} | {d_tr.mean():+.2f} | {d_nd.mean():+.2f} |"
+            + " | "
+            + " | ".join(f"{d.mean():+.2f}" for d in deltas)
+            + " |"
         )
     return "\n".join(lines)
+
+
+def run_group(depth: int, seed: int, quants: list, args, t_start: float) -> list[dict]:
+    """Every precision of one (depth, seed), float first (the <8,3> networks start from the float ones).
+
+    Runs in its own process with one TF thread; ``--jobs`` such groups run side by side."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    data = load(args.n_train, args.n_val)
+    rows, float_teacher, float_plain = [], None, None
+    for quant in quants:
+        if time.time() - t_start > 60 * args.budget_min:
+            print(f"budget: skipping ResNet-{depth} {quant or 'float'} seed {seed}", flush=True)
+            continue
+        row, teacher, plain = run_one(depth, quant, seed, data, args, float_teacher, float_plain)
+        if quant is None:
+            float_teacher, float_plain = teacher, plain
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -222,7 +261,10 @@ def main(argv=None) -> int:
         help="QKeras teacher: quantization-aware training of the float teacher (from-float) or from scratch",
     )
     ap.add_argument(
-        "--qat-epochs", type=int, default=3, help="QKeras teacher epochs when --quant-teacher from-float"
+        "--qat-epochs",
+        type=int,
+        default=10,
+        help="QAT epochs of the QKeras teacher (and plain network) when --quant-teacher from-float",
     )
     ap.add_argument("--tail", type=int, default=1, help="student epochs after the last modification")
     ap.add_argument("--trim-alpha-deep", type=int, default=1, help="Trimmer α for models with > 3 blocks")
@@ -241,40 +283,50 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--budget-min", type=float, default=40.0, help="start no new configuration after this")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (one (depth, seed) group each, 1 TF thread per process)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "skiptrim_mnist.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.depths, args.seeds, args.n_train, args.n_val = [8], [0], 600, 300
         args.teacher_epochs, args.qat_epochs, args.tail, args.budget_min = 2, 1, 1, 10.0
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
     quants = [None if q == "float" else q for q in args.quants]
     data = load(args.n_train, args.n_val)
     print(
         f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])} "
-        f"image {data[1].shape[1:]}",
+        f"image {data[1].shape[1:]}; {args.jobs} worker process(es), 1 thread each",
         flush=True,
     )
     grid = [(d, q) for d in args.depths for q in quants]
-    # priority order: every seed of the smallest depth first, then deeper models seed by seed
-    order = [(d, q, s) for d in args.depths for s in args.seeds for q in quants]
+    # longest groups first (deepest model), so that the workers finish close together
+    groups = [(d, s) for d in sorted(args.depths, reverse=True) for s in args.seeds]
     rows: list[dict] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    float_teachers: dict = {}  # (depth, seed) -> float teacher, the start of the <8,3> teacher's QAT
-    for depth, quant, seed in order:
-        if time.time() - t_start > 60 * args.budget_min:
-            print(f"budget: skipping ResNet-{depth} {quant or 'float'} seed {seed}", flush=True)
-            continue
-        row, teacher = run_one(depth, quant, seed, data, args, float_teachers.get((depth, seed)))
-        if quant is None:
-            float_teachers[(depth, seed)] = teacher
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+
+    def save(new_rows):
+        rows.extend(new_rows)
+        rows.sort(key=lambda r: (r["depth"], r["seed"], r["quant"] != "float"))
         out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+
+    if args.jobs == 1:
+        for depth, seed in groups:
+            save(run_group(depth, seed, quants, args, t_start))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(run_group, d, s, quants, args, t_start) for d, s in groups]
+            for f in as_completed(futs):
+                save(f.result())
     print(f"\nSkipTrim on {data[0]} ({time.time() - t_start:.0f} s, test accuracy, mean ± std over seeds)")
     print(table(rows, grid))
     return 0
