@@ -236,3 +236,21 @@ def test_plateau_heavy_sequences_match_oracle(mantissa, exponent, costs):
     assert [a.observe(x) for x in costs] == [
         float(c) for c in _oracle(costs, Fraction(f"{mantissa}e{exponent}"))
     ]
+
+
+def test_descent_from_ten_times_too_high_takes_more_epochs_than_a_run():
+    # The structural limit behind the benchmark's "10x too high" cell: from c = 0.5, even with the validation
+    # cost getting worse after *every* epoch (no reset), Algorithm 2 scans a widening band (first step up,
+    # steps of 0.1 above 0.1) and first reaches a rate <= 0.3 / 0.2 / 0.1 / 0.05 after 11 / 22 / 37 / 172
+    # observations. Any improvement on the way resets the scan. Checked against the exact oracle as well.
+    costs = [0.5] + [0.5 + 1e-3 * k for k in range(1, 200)]
+    a = ASLRSearch(0.5)
+    ours = [a.observe(x) for x in costs]
+    exact = [float(c) for c in _oracle(costs, Fraction("0.5"))]
+    assert ours == exact
+
+    def first(th):
+        return next(i + 1 for i, c in enumerate(ours) if c <= th)
+
+    assert [first(th) for th in (0.3, 0.2, 0.1, 0.05)] == [11, 22, 37, 172]
+    assert (min(ours[:30]), max(ours[:30])) == (0.2, 0.9)  # a 30-epoch run stays in [0.2, 0.9]
