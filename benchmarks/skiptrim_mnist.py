@@ -1,9 +1,9 @@
 """SkipTrim on MNIST (CPU): teachers vs students, float and QKeras <8,3> — a small Table 4.1 / 4.6.
 
-Run: ``.venv/bin/python benchmarks/skiptrim_mnist.py [--quick]``.
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/skiptrim_mnist.py [--quick] [--jobs N]``.
 
 For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), precision (float, QKeras
-<8,3>) and seed it trains, in one tf-keras process (QKeras needs tf-keras):
+<8,3>) and seed it trains, with tf-keras (QKeras needs tf-keras):
 
 * **teacher**: long skips, cross-entropy, Adam + ASLR for ``--teacher-epochs`` (default 30: the validation
   accuracy of the ResNet-8 pilot plateaued after ~25 epochs, training accuracy 100 %).  The <8,3> teacher is
@@ -11,8 +11,13 @@ For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), p
   in QKeras (the seed quantizes its float models by QAT, Section 4.3.3); ``--quant-teacher scratch`` trains
   it from scratch instead;
 * **cut**: the teacher with every skip removed, no training (the shock Skipper avoids);
-* **no-distill**: every skip removed at once, initialised from the teacher, cross-entropy only, with exactly
-  Skipper's epochs, learning-rate schedule, seed and model-selection window;
+* **plain (from scratch)**: the skip-free network trained from random weights with the teacher's recipe
+  and epochs (and, for <8,3>, the same ``--qat-epochs`` of QAT from the float plain network): the
+  "train NonResNet20 from scratch" baseline of seed 001 and the ``noskip`` run of the public reference —
+  skips removed, no teacher, no distillation;
+* **no-distill**: a stricter ablation of our own — every skip removed at once, initialised from the
+  teacher, cross-entropy only, with exactly Skipper's epochs, learning-rate schedule, seed and
+  model-selection window (so it differs from Skipper only by the gradual schedule and the Eq 4.4 term);
 * **Skipper**: Algorithm 1, α = 1, Eq 4.4 (β = 0.35, MSE on logits), then the clean exported (BN-folded for
   float) model is what gets evaluated;
 * **Trimmer**: Algorithm 1, α = 3 (ResNet-8) / α = 1 (deeper, to fit the CPU budget — a deviation from the
@@ -27,9 +32,9 @@ Skipper) among the epochs in which every block already has its final mode.  The 
 the reported numbers.  Peers measured side by side: the teacher (Δ in percentage points) and the
 no-distillation student.  Data: the MNIST 10k split from ``../shared`` (sklearn digits otherwise), images
 average-pooled 28×28 → 14×14 to fit the CPU budget (a deviation), split into train / validation (ASLR
-monitors val_loss, selection val accuracy) / test (reported).  The whole grid is ordered ResNet-8 (all
-seeds) first, then deeper models seed by seed (float before <8,3>), and stops starting new configurations
-after ``--budget-min`` minutes; skipped cells are reported as such.
+monitors val_loss, selection val accuracy) / test (reported).  Each (depth, seed) group (float, then <8,3>)
+runs in its own worker process with one TF thread, ``--jobs`` (default 2) groups side by side, deepest models
+first; no new configuration starts after ``--budget-min`` minutes and skipped cells are reported as such.
 """
 
 from __future__ import annotations
