@@ -23,7 +23,9 @@ For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), p
 * **Trimmer**: Algorithm 1, α = 3 (ResNet-8) / α = 1 (deeper, to fit the CPU budget — a deviation from the
   seed's α = 3), Eq 4.4.
 
-Protocol, identical for every contender: students get ``--tail`` extra epochs after their last modification
+Protocol, identical for every contender: students get ``--tail`` (default 10) extra epochs after their last
+modification — with 1, Skipper's finished ResNet-20 student trained 1 epoch against no-distill's 10, and the seed
+trains its students as long as its teachers —
 and start from the teacher at the teacher's start learning rate (``--student-lr restart``; ASLR's centre did
 not decay during the pilot teachers, so ``continue`` is the same number there).  Model selection
 (``--select best-val``, default): every network keeps the weights of its epoch with the best *validation*
@@ -271,7 +273,13 @@ def main(argv=None) -> int:
         default=10,
         help="QAT epochs of the QKeras teacher (and plain network) when --quant-teacher from-float",
     )
-    ap.add_argument("--tail", type=int, default=1, help="student epochs after the last modification")
+    ap.add_argument(
+        "--tail",
+        type=int,
+        default=10,
+        help="student epochs after the last modification (10: the finished student trains at least as long "
+        "as no-distill's whole run under --tail 1, so the gradual schedule is not cut short)",
+    )
     ap.add_argument("--trim-alpha-deep", type=int, default=1, help="Trimmer α for models with > 3 blocks")
     ap.add_argument("--lr", type=float, default=2e-3, help="Adam + ASLR start centre of the teacher")
     ap.add_argument(
