@@ -53,7 +53,13 @@ def _args(argv):
             p.add_argument("--teacher", required=True, help="--out folder of a `teacher` run")
             p.add_argument("--alpha", type=int, default=None)
             p.add_argument("--beta", type=float, default=0.35)
-            p.add_argument("--tail", type=int, default=2, help="epochs after the last modification")
+            p.add_argument(
+                "--tail",
+                type=int,
+                default=10,
+                help="epochs after the last modification (benchmarks/skiptrim_mnist.py: 1 cut the gradual "
+                "schedule short, 10 let Skipper beat no-distillation on ResNet-20)",
+            )
             p.add_argument("--resume", action="store_true")
     return ap.parse_args(argv)
 
@@ -66,6 +72,24 @@ def _data(a):
         raise ValueError(f"--val-fraction must be in (0, 1), got {a.val_fraction}")
     n_val = max(1, int(a.val_fraction * len(xtr)))
     return xtr[n_val:], ytr[n_val:], xtr[:n_val], ytr[:n_val], xte, yte, n_classes
+
+
+_TEACHER_FILE = {"torch": "model.pt", "keras": "model.json"}
+
+
+def _teacher_file(a) -> Path:
+    """The teacher run's model file for ``--framework``, or a ValueError naming ``--teacher`` and the fix."""
+    folder = Path(a.teacher)
+    want = folder / _TEACHER_FILE[a.framework]
+    if want.is_file():
+        return want
+    other = next((fw for fw, f in _TEACHER_FILE.items() if (folder / f).is_file()), None)
+    hint = (
+        f"it holds a {other} teacher: pass --framework {other}"
+        if other
+        else "expected the --out folder of a `teacher` run"
+    )
+    raise ValueError(f"--teacher {a.teacher}: no {want.name} for --framework {a.framework} ({hint})")
 
 
 def _run_torch(a, out: Path, data):
@@ -88,7 +112,7 @@ def _run_torch(a, out: Path, data):
         )
         stt.fit(model, xtr, ytr, xv, yv, epochs=a.epochs or 10, log=out / "log.json", **kw)
     else:
-        ck = torch.load(Path(a.teacher) / "model.pt", weights_only=False)
+        ck = torch.load(_teacher_file(a), weights_only=False)
         teacher = stt.ResNet(ck["config"])
         teacher.load_state_dict(ck["state"])
         cls = {"skipper": stt.Skipper, "trimmer": stt.Trimmer, "nonresnet": stt.NonResNet}[a.cmd]
@@ -106,7 +130,7 @@ def _run_keras(a, out: Path, data):
         a.cmd == "teacher"
         and a.quant is not None
         or a.cmd != "teacher"
-        and json.loads((Path(a.teacher) / "model.json").read_text())["quant"] is not None
+        and json.loads(_teacher_file(a).read_text())["quant"] is not None
     ):
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # QKeras: before TensorFlow is imported
     from hls4ml_skiptrim import keras as sk
@@ -155,6 +179,8 @@ def _run_keras(a, out: Path, data):
 
 def main(argv=None) -> int:
     a = _args(argv)
+    if a.cmd != "teacher":
+        _teacher_file(a)  # fail before any data is loaded or --out is created
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     data = _data(a)
