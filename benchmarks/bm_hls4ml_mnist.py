@@ -1,7 +1,7 @@
 """BM network → hls4ml C-simulation on MNIST, side by side with the same network of standard convs (peer).
 
 Seed 000_5bd4b4fcc7d8a338 (BM convolutions in hardware; MNIST accuracy after fine-tuning). Acceptance of issue 5:
-a BM network trained by the model-side recipe (``bm_ops.recipes.convert_and_finetune``) converts through hls4ml
+a BM network trained by the model-side recipe (``bm_ops.training.recipes.convert_and_finetune``) converts through hls4ml
 (``BMConv2D`` plugin layer, ``compile()``/``predict()``) and classifies the MNIST test split within 0.5 pp of its
 float BM accuracy. The peer is hls4ml's own ``Conv2D`` on the float network before BM conversion.
 
@@ -29,7 +29,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bm_ops.recipes import as_loader, convert_and_finetune, evaluate, train_epochs  # noqa: E402
+from bm_ops.training.recipes import as_loader, convert_and_finetune, evaluate, train_epochs  # noqa: E402
 from hwreshape.data import load_mnist_or_digits, split  # noqa: E402
 
 

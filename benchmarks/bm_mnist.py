@@ -6,7 +6,7 @@ average pooling, linear head) is trained on 7k images of the MNIST 10k test spli
 (seeded split, ``hwreshape.data``). Every convolution is converted (the seed converts convolutional layers; the
 linear head stays standard), from the input side, with ``epochs_per_step`` fine-tuning epochs after each, the
 BatchNorm statistics re-estimated right after each conversion, and ``final_epochs`` epochs of whole-network
-fine-tuning at the end (``bm_ops.recipes.convert_and_finetune``). The float network and every fine-tuning epoch
+fine-tuning at the end (``bm_ops.training.recipes.convert_and_finetune``). The float network and every fine-tuning epoch
 see the same training images with random ±2 px shifts (``--no-augment``: plain images; both then overfit).
 Splits: 7k train / 1k validation (ASLR's metric; the float network and the closing fine-tuning end with their
 best-validation epoch, the same rule for both) / 2k test (reported only).
@@ -28,14 +28,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bm_ops.recipes import (  # noqa: E402
+from bm_ops.torch import convert_layers  # noqa: E402
+from bm_ops.training.recipes import (  # noqa: E402
     as_loader,
     convert_and_finetune,
     evaluate,
     recalibrate_bn,
     train_epochs,
 )
-from bm_ops.torch import convert_layers  # noqa: E402
 from hwreshape.data import load_mnist_or_digits, split  # noqa: E402
 
 

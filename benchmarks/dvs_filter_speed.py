@@ -3,7 +3,7 @@
 All three filters run on the same synthetic stream (moving bars + Poisson BA noise, 1.5 Hz per pixel by
 default, on a DAVIS346-sized sensor, µs timestamps) in one process:
 
-* ours: ``finn_s2n2.events.denoise.order_n_filter`` (numba; validation + filter + recovery + output array),
+* ours: ``finn_s2n2.dvs.denoise.order_n_filter`` (numba; validation + filter + recovery + output array),
   and ``baseline_filter`` for reference;
 * tonic 1.7 ``tonic.functional.denoise_numpy`` (pure python loop, 4-neighbourhood);
 * dv-processing ``dv.noise.BackgroundActivityNoiseFilter`` (C++; ``accept`` + ``generateEvents``).  Its
@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from finn_s2n2.events import denoise  # noqa: E402
-from finn_s2n2.events.scenes import make_scene  # noqa: E402
+from finn_s2n2.dvs import denoise  # noqa: E402
+from finn_s2n2.dvs.scenes import make_scene  # noqa: E402
 
 W, H = 346, 260
 

@@ -1,6 +1,6 @@
 """Benchmark: fused short-skip layer vs vanilla hls4ml (the peer), side by side in one run.
 
-1. Estimated BRAM18 (``hls4ml_skiptrim.estimate.stream_memory``, io_stream) of the Fig. 4.4 variants of a
+1. Estimated BRAM18 (``hls4ml_skiptrim.hls4ml.estimate.stream_memory``, io_stream) of the Fig. 4.4 variants of a
    ResNet-8 (3 blocks) and, without ``--quick``, a ResNet-20 (9 blocks) on 32x32x3 inputs with 16 filters:
    long skips (original), no skips (Skipper), short skips vanilla hls4ml (Trimmer), short skips fused
    (Trimmer + this layer) -- next to seed Table 4.5.
@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 
 
 def bram_table(n_blocks, size, filters):
-    from hls4ml_skiptrim.demo import table_4_5_estimates
-    from hls4ml_skiptrim.estimate import SEED_TABLE_4_5
+    from hls4ml_skiptrim.hls4ml.estimate import SEED_TABLE_4_5
+    from hwreshape.examples.shortskip import table_4_5_estimates
 
     est = table_4_5_estimates(input_shape=(size, size, 3), filters=filters, n_blocks=n_blocks)
     ref = est["long skip (4.4.a)"].bram18
@@ -48,7 +48,7 @@ def bram_table(n_blocks, size, filters):
 
 
 def csim(n_blocks, size, filters, n_samples, io_type):
-    from hls4ml_skiptrim.demo import resnet_variant, to_hls
+    from hwreshape.examples.shortskip import resnet_variant, to_hls
 
     # no GAP/Dense head here: hls4ml's global-average-pooling sum overflows a fixed<24,10> accumulator on
     # 16x16 maps, which would hide the comparison of the residual part (identical in both models anyway)

@@ -2,15 +2,15 @@
 
 Parts (all by default; select with --parts):
 
-* ``peer``   — time of one training step (forward + backward) of S2N2_rf1 built with ``finn_s2n2.nn`` vs the same
+* ``peer``   — time of one training step (forward + backward) of S2N2_rf1 built with ``finn_s2n2.snn.nn`` vs the same
   network built with snnTorch (``nn.Conv2d``/``nn.Linear`` + ``snntorch.Leaky(beta=0.875, threshold=1,
   reset_mechanism="zero")``, stepped tick by tick as snnTorch tutorials do), same batch, same thread count.
-* ``rf1``    — train S2N2_rf1 on synthetic AMC (``finn_s2n2.datasets.synthetic_amc``; *not* RadioML), report
+* ``rf1``    — train S2N2_rf1 on synthetic AMC (``finn_s2n2.training.datasets.synthetic_amc``; *not* RadioML), report
   validation accuracy overall and at SNR ≥ 10 dB, accuracy-vs-SNR plot, per-layer spike ratios.
 * ``cv``     — train S2N2_cv on rate-coded MNIST-10k (``shared/data/mnist``), report validation accuracy and
   spike ratios.
 * ``report`` — read the saved JSON results and print the Table 2.3 / 2.8-style buffer comparison for our
-  trained nets through ``finn_s2n2.buffers`` (the FINN back-end's Eq 2.5 implementation).
+  trained nets through ``finn_s2n2.finn.buffers`` (the FINN back-end's Eq 2.5 implementation).
 
 Run: ``.venv/bin/python benchmarks/s2n2_train.py [--quick] [--parts peer,rf1,cv,report] [--out DIR]``.
 """
@@ -61,9 +61,9 @@ def _snntorch_rf1(width: float, ticks: int):
 
 
 def part_peer(args) -> dict:
-    from finn_s2n2.datasets import synthetic_amc
-    from finn_s2n2.events.encoding import iq_to_spikes
-    from finn_s2n2.models import s2n2_rf1
+    from finn_s2n2.snn.encoding import iq_to_spikes
+    from finn_s2n2.snn.models import s2n2_rf1
+    from finn_s2n2.training.datasets import synthetic_amc
 
     ticks = 32 if args.quick else 128
     batch = 8 if args.quick else 16
@@ -96,8 +96,8 @@ def part_peer(args) -> dict:
 
 
 def part_rf1(args, out: Path) -> dict:
-    from finn_s2n2.events.encoding import iq_to_spikes
-    from finn_s2n2.recipes import spike_ratios, train_rf1
+    from finn_s2n2.snn.encoding import iq_to_spikes
+    from finn_s2n2.training.recipes import spike_ratios, train_rf1
 
     kw = (
         dict(n_per_class_snr=2, epochs=1, width=0.25)
@@ -163,8 +163,8 @@ def part_rf1(args, out: Path) -> dict:
 
 
 def part_cv(args, out: Path) -> dict:
-    from finn_s2n2.events.encoding import rate_code
-    from finn_s2n2.recipes import spike_ratios, train_cv
+    from finn_s2n2.snn.encoding import rate_code
+    from finn_s2n2.training.recipes import spike_ratios, train_cv
 
     kw = (
         dict(n_train=300, epochs=1, width=0.25, ticks=8)
@@ -202,8 +202,8 @@ def part_cv(args, out: Path) -> dict:
 
 
 def part_report(results: dict) -> None:
-    from finn_s2n2.models import s2n2_cv, s2n2_rf1
-    from finn_s2n2.recipes import buffer_comparison
+    from finn_s2n2.snn.models import s2n2_cv, s2n2_rf1
+    from finn_s2n2.training.recipes import buffer_comparison
 
     for key, builder, shape, seed_ticks in (
         ("rf1", s2n2_rf1, (1, 16, 16), 128),

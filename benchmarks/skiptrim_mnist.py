@@ -65,7 +65,7 @@ def pool2(x: np.ndarray) -> np.ndarray:
 
 
 def load(n_train: int, n_val: int, seed: int = 0):
-    from hls4ml_skiptrim.keras import to_nhwc
+    from hls4ml_skiptrim.training.keras import to_nhwc
 
     x, y, name = load_mnist_or_digits()
     if name == "mnist10k":
@@ -82,7 +82,7 @@ def train_net(depth, skips, quant, seed, data, args, init=None, name="teacher"):
     import tensorflow as tf
     import tf_keras
 
-    from hls4ml_skiptrim import keras as sk
+    from hls4ml_skiptrim.training import keras as sk
 
     _, xtr, ytr, xv, yv, _, _ = data
     tf_keras.utils.set_random_seed(seed)
@@ -115,7 +115,7 @@ def run_one(
     import tensorflow as tf
     import tf_keras
 
-    from hls4ml_skiptrim import keras as sk
+    from hls4ml_skiptrim.training import keras as sk
 
     _, xtr, ytr, xv, yv, xte, yte = data
     tf_keras.utils.set_random_seed(seed)

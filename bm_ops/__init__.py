@@ -2,11 +2,11 @@
 
 Seed ``000_5bd4b4fcc7d8a338`` (Limonova et al., BM ResNet). Light on import: only NumPy is imported here;
 ``bm_ops.torch`` (PyTorch layers, fast kernel), ``bm_ops.keras`` (Keras 3 layer), ``bm_ops.cost`` (gate/latency
-model) and ``bm_ops.recipes`` (layer-wise conversion + fine-tuning) are imported on demand.
+model) and ``bm_ops.training.recipes`` (layer-wise conversion + fine-tuning) are imported on demand.
 
 The QONNX ops ``BMConv``/``BMMatMul`` are listed here too and load (with qonnx) on first access: qonnx 1.0
 resolves a node's ``bm_ops`` domain by importing this package and reading ``__all__``, so a saved BM graph
-executes with ``qonnx.core.onnx_exec.execute_onnx`` in a fresh process without importing ``bm_ops.custom_op``.
+executes with ``qonnx.core.onnx_exec.execute_onnx`` in a fresh process without importing ``bm_ops.qonnx.custom_op``.
 """
 
 from bm_ops.functional import bm_conv2d, bm_linear, to_log_weights
@@ -18,7 +18,7 @@ _QONNX_OPS = ("BMConv", "BMMatMul")
 
 def __getattr__(name: str):
     if name in _QONNX_OPS:
-        from bm_ops import custom_op
+        from bm_ops.qonnx import custom_op
 
         return getattr(custom_op, name)
     raise AttributeError(f"module 'bm_ops' has no attribute {name!r}")

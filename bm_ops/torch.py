@@ -13,7 +13,7 @@ Notes (deviations / practicalities, also in the README):
   so a BM layer trained from scratch starts where a converted one would.
 * ``-inf`` entries get zero gradient and stay ``-inf`` under SGD/Adam, **but** weight decay on them gives
   ``-inf * wd`` → the update turns them into ``+inf``/NaN: exclude ``v_pos``/``v_neg`` from weight decay
-  (``bm_ops.recipes.param_groups`` does).
+  (``bm_ops.training.recipes.param_groups`` does).
 * ``dilation != 1``, ``groups != 1`` and non-zero padding modes are not part of the seed and are rejected.
 """
 

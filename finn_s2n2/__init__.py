@@ -5,12 +5,12 @@ Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 2.  Importing this packa
 ops ``LIF_MVAU`` / ``LIF_MVAU_hls`` in FINN's ``finn.custom_op.fpgadataflow[.hls]`` domains as soon as
 finn-plus is imported (a post-import hook keeps ``import finn_s2n2`` cheap: no finn-plus, no TensorFlow).
 
-Modules: :mod:`~finn_s2n2.numerics` (membrane fixed point), :mod:`~finn_s2n2.custom_op` (LIF, LIF_MVAU,
-LIF_MVAU_hls), :mod:`~finn_s2n2.transformation` (InferLIFLayers, PushDelaysToOutput),
-:mod:`~finn_s2n2.build` (build steps, ``S2N2_ESTIMATE_STEPS``), :mod:`~finn_s2n2.buffers` (Eq 2.5/2.6).
+Modules: :mod:`~finn_s2n2.numerics` (membrane fixed point), :mod:`~finn_s2n2.finn.custom_op` (LIF, LIF_MVAU,
+LIF_MVAU_hls), :mod:`~finn_s2n2.finn.transformation` (InferLIFLayers, PushDelaysToOutput),
+:mod:`~finn_s2n2.finn.build` (build steps, ``S2N2_ESTIMATE_STEPS``), :mod:`~finn_s2n2.finn.buffers` (Eq 2.5/2.6).
 """
 
-from finn_s2n2.custom_op.registration import register
+from finn_s2n2.finn.custom_op.registration import register
 
 __all__ = ["LIF", "make_lif_mvau_model", "register"]
 
@@ -20,11 +20,11 @@ register()
 def __getattr__(name):
     # lazy: qonnx discovers the LIF op of the domain "finn_s2n2" through this package's __all__
     if name == "LIF":
-        from finn_s2n2.custom_op.lif import LIF
+        from finn_s2n2.finn.custom_op.lif import LIF
 
         return LIF
     if name == "make_lif_mvau_model":
-        from finn_s2n2.custom_op.model_builder import make_lif_mvau_model
+        from finn_s2n2.finn.custom_op.model_builder import make_lif_mvau_model
 
         return make_lif_mvau_model
     raise AttributeError(f"module 'finn_s2n2' has no attribute {name!r}")

@@ -5,7 +5,7 @@ Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 2, Eq 2.2 (spike-address
 realised as ``m - (m >> 3)``, i.e. one shift and one subtraction).
 
 Everything here is the *specification* that the python execution of the ``LIF`` / ``LIF_MVAU`` ops, the HLS
-C++ (``finn_s2n2/hls/lif_mvau.hpp``), the estimators and the tests share.  The SNN front-end's quantized
+C++ (``finn_s2n2/finn/hls/lif_mvau.hpp``), the estimators and the tests share.  The SNN front-end's quantized
 torch LIF imports these functions too, so the per-tick functions (``decay``, ``overflow``,
 ``membrane_update``, ``fire``, ``reset``, ``lif_step``) are written generically: they accept NumPy integer
 arrays, Python ints, or integer ``torch`` tensors (only ``>>``, ``-``, ``+``, ``*``, comparisons, ``%`` and

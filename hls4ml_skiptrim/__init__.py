@@ -1,7 +1,7 @@
 """hls4ml_skiptrim: SkipTrim for hls4ml -- the fused Conv+BN+ReLU+ShortSkip layer and its stream-memory estimator.
 
 ``import hls4ml`` registers the fused layer automatically (entry point ``hls4ml.backends`` ->
-:func:`hls4ml_skiptrim.plugin.register`); :func:`register` does the same explicitly and is idempotent.
+:func:`hls4ml_skiptrim.hls4ml.plugin.register`); :func:`register` does the same explicitly and is idempotent.
 This module stays light: hls4ml is imported only inside :func:`register`.
 """
 
@@ -12,7 +12,7 @@ def register() -> bool:
     """Register the fused short-skip layer with hls4ml (Vivado and Vitis backends); idempotent."""
     import hls4ml  # noqa: F401  (the entry point may already have registered everything)
 
-    from .plugin import register as _register
+    from hls4ml_skiptrim.hls4ml.plugin import register as _register
 
     return _register()
 

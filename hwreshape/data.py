@@ -12,9 +12,22 @@ All loaders return float32 images in [0, 1] with shape (N, 1, H, W) and int64 la
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
+
+
+def shared_dir() -> Path | None:
+    """The ``shared/`` folder beside the repository (MNIST 10k split etc.), or None when absent."""
+    env = os.environ.get("HWRESHAPE_SHARED")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parent.parent
+    candidates += [here.parent / "shared", Path.cwd().parent / "shared"]
+    for c in candidates:
+        if (c / "data").is_dir():
+            return c
+    return None
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -35,8 +48,6 @@ def mnist_dir(root: str | Path | None = None) -> Path | None:
     """The folder holding ``t10k-images-idx3-ubyte.gz``: ``root`` if given, else ``shared/data/mnist``."""
     if root is not None:
         return Path(root)
-    from hwreshape.demo import shared_dir
-
     shared = shared_dir()
     if shared is not None and (shared / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
         return shared / "data" / "mnist"

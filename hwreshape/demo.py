@@ -9,39 +9,28 @@ Stages are listed in :data:`STAGES` as ``(name, "module:function")``; each capab
 from __future__ import annotations
 
 import importlib
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hwreshape.data import shared_dir
 
 #: (stage name, "module:function").  Order = execution order.
 STAGES: list[tuple[str, str]] = [
     ("environment", "hwreshape.smoke:stage_environment"),
     ("finn-plus estimate build", "hwreshape.smoke:stage_finn_estimate"),
     ("qkeras -> hls4ml c-sim", "hwreshape.smoke:stage_qkeras_hls4ml"),
-    ("aslr scheduler", "aslr.demo:stage"),
-    ("bm ops (model side)", "bm_ops.demo:stage"),
-    ("bm ops (qonnx + hls4ml)", "bm_ops.demo_hls:stage"),
-    ("s2n2 lif-mvau in finn", "finn_s2n2.demo:stage"),
-    ("s2n2 snn front-end", "finn_s2n2.demo_frontend:stage"),
-    ("dvs o(n) filter", "finn_s2n2.events.demo:stage"),
-    ("hls4ml short-skip fusion", "hls4ml_skiptrim.demo:stage"),
-    ("skiptrim recipes", "hls4ml_skiptrim.demo_recipes:stage"),
+    ("aslr scheduler", "hwreshape.examples.aslr:stage"),
+    ("bm ops (model side)", "hwreshape.examples.bm_model:stage"),
+    ("bm ops (qonnx + hls4ml)", "hwreshape.examples.bm_hls4ml:stage"),
+    ("s2n2 lif-mvau in finn", "hwreshape.examples.s2n2_finn:stage"),
+    ("s2n2 snn front-end", "hwreshape.examples.s2n2_frontend:stage"),
+    ("dvs o(n) filter", "hwreshape.examples.dvs_filter:stage"),
+    ("hls4ml short-skip fusion", "hwreshape.examples.shortskip:stage"),
+    ("skiptrim recipes", "hwreshape.examples.skiptrim_recipes:stage"),
     ("hardware-cost report", "hwreshape.report:demo_stage"),
 ]
-
-
-def shared_dir() -> Path | None:
-    """The ``shared/`` folder beside the repository (MNIST 10k split etc.), or None when absent."""
-    env = os.environ.get("HWRESHAPE_SHARED")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parent.parent
-    candidates += [here.parent / "shared", Path.cwd().parent / "shared"]
-    for c in candidates:
-        if (c / "data").is_dir():
-            return c
-    return None
 
 
 @dataclass

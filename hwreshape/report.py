@@ -21,7 +21,7 @@ Columns (per layer and total):
   streaming implementation holds while the main branch computes — modelled as the full feature map
   (H·W·C·bits), which is what hls4ml's io_stream allocates (stream depth H·W); an *estimate*;
 * BM rows (``bm_ops.cost.conv_ratios``): gate and latency ratios standard/BM; SNN rows
-  (``finn_s2n2.buffers``): input-buffer bits streaming vs tick-batching at a given spike ratio.
+  (``finn_s2n2.finn.buffers``): input-buffer bits streaming vs tick-batching at a given spike ratio.
 
 All numbers are counts or documented models, not synthesis results.
 """
@@ -164,7 +164,7 @@ class Report:
             console.print(bt)
         if self.snn:
             st = Table(
-                title=f"SNN input buffers (finn_s2n2.buffers, spike ratio {self.snn[0]['spike_ratio']})"
+                title=f"SNN input buffers (finn_s2n2.finn.buffers, spike ratio {self.snn[0]['spike_ratio']})"
             )
             for c in ("layer", "inputs", "ticks", "tick-batching bits", "streaming bits", "improvement"):
                 st.add_column(c)
@@ -401,7 +401,7 @@ def _snn_row(rep: Report, rname: str, rows: dict, in_shapes: dict, spike_ratio: 
             break
     else:
         return
-    from finn_s2n2.buffers import layer_buffer
+    from finn_s2n2.finn.buffers import layer_buffer
 
     ticks = int(shape[1]) if len(shape) >= 3 else 1
     if isinstance(m, nn.modules.conv._ConvNd):
@@ -739,7 +739,7 @@ def demo_stage(ctx) -> dict:
     """Seed 003 Table I check on locally built AlexNet/VGG-16/ResNet-50 plus the Fig 28 bubble chart."""
     import torch
 
-    from hwreshape import zoo
+    from hwreshape.examples import zoo
 
     x = torch.rand(1, 3, 224, 224)
     res, pts = {}, []

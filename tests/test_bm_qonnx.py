@@ -10,9 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp, is_custom_op
 
-from bm_ops.custom_op import DOMAIN, BMConv, BMMatMul
-from bm_ops.export import execute_qonnx, to_qonnx
 from bm_ops.functional import bm_conv2d
+from bm_ops.qonnx.custom_op import DOMAIN, BMConv, BMMatMul
+from bm_ops.qonnx.export import execute_qonnx, to_qonnx
 from bm_ops.torch import BMConv2d, BMLinear
 
 

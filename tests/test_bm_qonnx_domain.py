@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bm_ops.export import to_qonnx
+from bm_ops.qonnx.export import to_qonnx
 from bm_ops.torch import BMConv2d
 
 RUN = r"""
@@ -17,7 +17,7 @@ from qonnx.core.onnx_exec import execute_onnx
 m = ModelWrapper(sys.argv[1])
 x = np.load(sys.argv[2])
 out = execute_onnx(m, {m.graph.input[0].name: x})[m.graph.output[0].name]
-assert "bm_ops.custom_op" in sys.modules  # loaded by qonnx through the bm_ops package's __all__
+assert "bm_ops.qonnx.custom_op" in sys.modules  # loaded by qonnx through the bm_ops package's __all__
 np.save(sys.argv[3], out)
 """
 

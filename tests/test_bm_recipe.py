@@ -1,4 +1,4 @@
-"""bm_ops.recipes: layer-wise conversion from the input side with fine-tuning (seed, Training of BM Network)."""
+"""bm_ops.training.recipes: layer-wise conversion from the input side with fine-tuning (seed, Training of BM Network)."""
 
 import csv
 import json
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bm_ops.recipes import (
+from bm_ops.torch import BMConv2d
+from bm_ops.training.recipes import (
     as_loader,
     convert_and_finetune,
     evaluate,
@@ -17,7 +18,6 @@ from bm_ops.recipes import (
     recalibrate_bn,
     train_epochs,
 )
-from bm_ops.torch import BMConv2d
 from hwreshape.data import load_digits, split
 
 
@@ -52,7 +52,7 @@ def test_convert_and_finetune_on_digits(digits, tmp_path):
     torch.manual_seed(0)
     train, val = digits
     model = Net()
-    from bm_ops.recipes import as_loader
+    from bm_ops.training.recipes import as_loader
 
     tl, vl = as_loader(train, 32, shuffle=True), as_loader(val, 256)
     recs = train_epochs(model, tl, vl, 4, lr=3e-3, scheduler="none")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finn_s2n2.events import denoise as d
+from finn_s2n2.dvs import denoise as d
 
 
 def make(xs, ys, ts, ps=None):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finn_s2n2.events import denoise as d
-from finn_s2n2.events import hls, memory
+from finn_s2n2.dvs import denoise as d
+from finn_s2n2.dvs import hls, memory
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finn_s2n2.events import memory as m
+from finn_s2n2.dvs import memory as m
 
 
 def test_pack_unpack_layout():

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from finn_s2n2.events import evaluate as ev
-from finn_s2n2.events import noise_model as nm
+from finn_s2n2.dvs import evaluate as ev
+from finn_s2n2.dvs import noise_model as nm
 
 
 def test_poisson_eq_3_7():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from finn_s2n2.events import denoise as d
-from finn_s2n2.events import evaluate as ev
-from finn_s2n2.events import scenes
+from finn_s2n2.dvs import denoise as d
+from finn_s2n2.dvs import evaluate as ev
+from finn_s2n2.dvs import scenes
 
 
 def test_poisson_noise_statistics():

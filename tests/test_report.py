@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwreshape import zoo
+from hwreshape.examples import zoo
 from hwreshape.report import bubble_chart, report_keras, report_onnx, report_torch
 
 HWRESHAPE = Path(sys.executable).parent / "hwreshape"

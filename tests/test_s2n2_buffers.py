@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from finn_s2n2 import buffers
+from finn_s2n2.finn import buffers
 
 # (table, layer, #ticks, kind, input_shape (C,H,W) or (N,), kernel or out_features, spike ratio,
 #  tick-batching bits, S2N2 bits, improvement as printed, how the seed rounded the improvement)

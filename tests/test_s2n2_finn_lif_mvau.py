@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import finn_s2n2
 from finn_s2n2 import numerics
-from finn_s2n2.hls import run_harness
+from finn_s2n2.finn.hls import run_harness
 
 
 def reference_loop(x, w, *, k, thr, acc_bits, overflow, reset, counts, delay):
@@ -435,7 +435,7 @@ def test_ipgen_top_function_is_valid_cpp(tmp_path):
 
     from qonnx.custom_op.registry import getCustomOp
 
-    from finn_s2n2 import hls
+    from finn_s2n2.finn import hls
 
     model = finn_s2n2.make_lif_mvau_model(
         np.ones((8, 4)), decay_shift=3, threshold=2, num_ticks=4, pe=2, simd=4, specialize=True

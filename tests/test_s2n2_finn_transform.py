@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from qonnx.core.onnx_exec import execute_onnx
 
 import finn_s2n2
-from finn_s2n2 import buffers, numerics
-from finn_s2n2.build import execute_s2n2, make_s2n2_network
-from finn_s2n2.custom_op.lif_attrs import apply_delay
-from finn_s2n2.transformation import convert_to_lif
+from finn_s2n2 import numerics
+from finn_s2n2.finn import buffers
+from finn_s2n2.finn.build import execute_s2n2, make_s2n2_network
+from finn_s2n2.finn.custom_op.lif_attrs import apply_delay
+from finn_s2n2.finn.transformation import convert_to_lif
 
 
 def _ops(model):
@@ -178,7 +179,7 @@ def test_bad_graphs_fail_at_transformation_time():
 
 def test_rf1_model_buffer_report_reproduces_table_2_3():
     """The converted S2N2_rf1 graph, with the seed's spike ratios, gives Table 2.3."""
-    m = convert_to_lif(finn_s2n2.build.s2n2_rf1_model())
+    m = convert_to_lif(finn_s2n2.finn.build.s2n2_rf1_model())
     rows = buffers.model_buffer_report(m, [0.0039, 0.07, 0.08, 0.12])
     assert [r.input_size for r in rows] == [256, 4096, 1152, 128]
     assert [r.tick_batching_bits for r in rows] == [1917, 697304, 212337, 27526]
@@ -198,7 +199,7 @@ def _check_report(report_dir, n_lif):
 
 
 def test_estimate_build_s2n2_rf1(tmp_path):
-    from finn_s2n2.build import build_estimates, s2n2_rf1_model
+    from finn_s2n2.finn.build import build_estimates, s2n2_rf1_model
 
     s2n2 = _check_report(build_estimates(s2n2_rf1_model(), tmp_path / "rf1"), 4)
     # conv1: 16x16 output positions x 16 neurons x INT16 membrane = 4096 x 16 bits -> 4 x BRAM18 (4k x 4)
@@ -207,7 +208,7 @@ def test_estimate_build_s2n2_rf1(tmp_path):
 
 
 def test_estimate_build_s2n2_cv(tmp_path):
-    from finn_s2n2.build import build_estimates, s2n2_cv_model
+    from finn_s2n2.finn.build import build_estimates, s2n2_cv_model
 
     _check_report(build_estimates(s2n2_cv_model(), tmp_path / "cv"), 4)
 
@@ -222,7 +223,7 @@ def test_dataflow_partition_cppsim_equals_python(tmp_path):
     from finn.transformation.fpgadataflow.prepare_cppsim import PrepareCppSim
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
 
-    from finn_s2n2.build import step_convert_to_lif, step_s2n2_tidy
+    from finn_s2n2.finn.build import step_convert_to_lif, step_s2n2_tidy
 
     ticks = 4
     m = make_s2n2_network(
@@ -263,7 +264,7 @@ def test_dataflow_partition_cppsim_equals_python(tmp_path):
 def test_lif_folding_meets_target_cycles_per_tick():
     from qonnx.custom_op.registry import getCustomOp
 
-    from finn_s2n2.build import lif_folding, s2n2_rf1_model
+    from finn_s2n2.finn.build import lif_folding, s2n2_rf1_model
 
     m = lif_folding(convert_to_lif(s2n2_rf1_model()), 4096)
     for node in m.get_nodes_by_op_type("LIF_MVAU"):

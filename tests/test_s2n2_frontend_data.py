@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finn_s2n2.datasets import CLASSES, SNRS, load_radioml2016, synthetic_amc
-from finn_s2n2.events.encoding import iq_to_spikes, latency_code, rate_code
+from finn_s2n2.snn.encoding import iq_to_spikes, latency_code, rate_code
+from finn_s2n2.training.datasets import CLASSES, SNRS, load_radioml2016, synthetic_amc
 
 
 def test_synthetic_amc_layout_and_reproducible():

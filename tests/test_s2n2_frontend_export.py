@@ -7,16 +7,16 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from finn_s2n2.export import execute_qonnx, spikes_to_frames, to_qonnx
-from finn_s2n2.models import spiking_convnet, spiking_mlp
-from finn_s2n2.nn import LIF, SpikingNet, TimeDistributed
+from finn_s2n2.snn.export import execute_qonnx, spikes_to_frames, to_qonnx
+from finn_s2n2.snn.models import spiking_convnet, spiking_mlp
+from finn_s2n2.snn.nn import LIF, SpikingNet, TimeDistributed
 
 torch.set_num_threads(1)
 
 
 def _finn_python_exec(model, spikes):
-    from finn_s2n2.build import execute_s2n2
-    from finn_s2n2.transformation import convert_to_lif
+    from finn_s2n2.finn.build import execute_s2n2
+    from finn_s2n2.finn.transformation import convert_to_lif
 
     conv = convert_to_lif(model)
     assert not [n.op_type for n in conv.graph.node if n.op_type in ("Conv", "MatMul", "LIF", "MaxPool")]
@@ -138,10 +138,10 @@ def test_trained_rf1_to_finn_estimate_build_and_cppsim(tmp_path):
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
     from qonnx.custom_op.registry import getCustomOp
 
-    from finn_s2n2.build import build_estimates, execute_s2n2, step_convert_to_lif, step_s2n2_tidy
-    from finn_s2n2.datasets import synthetic_amc
-    from finn_s2n2.events.encoding import iq_to_spikes
-    from finn_s2n2.recipes import train_rf1
+    from finn_s2n2.finn.build import build_estimates, execute_s2n2, step_convert_to_lif, step_s2n2_tidy
+    from finn_s2n2.snn.encoding import iq_to_spikes
+    from finn_s2n2.training.datasets import synthetic_amc
+    from finn_s2n2.training.recipes import train_rf1
 
     ticks = 16
     data = synthetic_amc(3, snrs=[10, 18], classes=["BPSK", "QPSK", "AM-DSB"], length=ticks, seed=0)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from finn_s2n2.models import spiking_convnet, spiking_mlp
-from finn_s2n2.nir import SumPool2d, from_nir, nearest_shift, to_nir
-from finn_s2n2.nn import LIF, TimeDistributed
+from finn_s2n2.snn.models import spiking_convnet, spiking_mlp
+from finn_s2n2.snn.nir import SumPool2d, from_nir, nearest_shift, to_nir
+from finn_s2n2.snn.nn import LIF, TimeDistributed
 
 torch.set_num_threads(1)
 DT = 1e-4

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finn_s2n2 import numerics
-from finn_s2n2.models import layer_input_shapes, s2n2_cv, s2n2_rf1, s2n2_rf2, spiking_convnet, spiking_mlp
-from finn_s2n2.nn import LIF, SpikingNet, TimeDistributed
+from finn_s2n2.snn.models import layer_input_shapes, s2n2_cv, s2n2_rf1, s2n2_rf2, spiking_convnet, spiking_mlp
+from finn_s2n2.snn.nn import LIF, SpikingNet, TimeDistributed
 
 torch.set_num_threads(1)
 

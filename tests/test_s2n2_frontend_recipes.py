@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from finn_s2n2.models import s2n2_cv, s2n2_rf1, spiking_mlp
-from finn_s2n2.recipes import buffer_comparison, count_loss, evaluate, fit, spike_ratios
+from finn_s2n2.snn.models import s2n2_cv, s2n2_rf1, spiking_mlp
+from finn_s2n2.training.recipes import buffer_comparison, count_loss, evaluate, fit, spike_ratios
 
 torch.set_num_threads(1)
 
@@ -68,8 +68,8 @@ def test_buffer_comparison_reproduces_tables_2_3_and_2_8():
 
 
 def test_spike_ratios_first_layer_is_one_event_per_tick():
-    from finn_s2n2.datasets import synthetic_amc
-    from finn_s2n2.events.encoding import iq_to_spikes
+    from finn_s2n2.snn.encoding import iq_to_spikes
+    from finn_s2n2.training.datasets import synthetic_amc
 
     iq, _, _ = synthetic_amc(1, snrs=[10], classes=["QPSK", "BPSK"], length=8)
     mean_r, max_r = spike_ratios(s2n2_rf1(width=0.25), torch.from_numpy(iq_to_spikes(iq)))

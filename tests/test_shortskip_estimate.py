@@ -9,8 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
 
-from hls4ml_skiptrim.demo import resnet_variant, table_4_5_estimates, to_hls  # noqa: E402
-from hls4ml_skiptrim.estimate import bram18_for, compare, stream_memory  # noqa: E402
+from hls4ml_skiptrim.hls4ml.estimate import bram18_for, compare, stream_memory  # noqa: E402
+from hwreshape.examples.shortskip import resnet_variant, table_4_5_estimates, to_hls  # noqa: E402
 
 
 def test_bram18_mapping_rule():

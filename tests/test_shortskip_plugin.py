@@ -17,7 +17,7 @@ import hls4ml
 import keras
 import pytest
 
-from hls4ml_skiptrim.layers import add_can_overflow, precision_range  # noqa: E402
+from hls4ml_skiptrim.hls4ml.layers import add_can_overflow, precision_range  # noqa: E402
 
 L = keras.layers
 
@@ -36,12 +36,12 @@ def test_entry_point_registers_on_plain_import_hls4ml():
         """
         import sys
         import hls4ml
-        assert 'hls4ml_skiptrim.plugin' in sys.modules, 'entry point did not load the plugin'
+        assert 'hls4ml_skiptrim.hls4ml.plugin' in sys.modules, 'entry point did not load the plugin'
         from hls4ml.model.layers import layer_map
         from hls4ml.model.flow import get_flow
         from hls4ml.model.optimizer import get_optimizer
         from hls4ml.backends import get_backend
-        from hls4ml_skiptrim.plugin import is_registered
+        from hls4ml_skiptrim.hls4ml.plugin import is_registered
         assert is_registered()
         assert 'ShortSkipConv2D' in layer_map
         assert 'vivado:fuse_short_skip' in get_flow('vivado:optimize').optimizers
@@ -65,7 +65,7 @@ def test_import_is_light_and_register_idempotent():
         first = hls4ml_skiptrim.register()   # hls4ml's entry point already registered during 'import hls4ml'
         second = hls4ml_skiptrim.register()
         assert first is False and second is False, (first, second)
-        from hls4ml_skiptrim.plugin import register
+        from hls4ml_skiptrim.hls4ml.plugin import register
         assert register(register_backend=None, register_writer=None) is False
         print('OK')
         """

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hls4ml_skiptrim import keras as sk
-from hls4ml_skiptrim.skiptrim import distillation_loss
+from hls4ml_skiptrim.training import keras as sk
+from hls4ml_skiptrim.training.schedule import distillation_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 KW = dict(input_shape=(8, 8, 1), width=4, framework="keras")
@@ -188,7 +188,7 @@ QKERAS_SCRIPT = textwrap.dedent(
     import numpy as np
     import tf_keras
     tf_keras.utils.set_random_seed(0)
-    from hls4ml_skiptrim import keras as sk
+    from hls4ml_skiptrim.training import keras as sk
     from hwreshape.data import load_digits, split
     x, y = load_digits(); xtr, ytr, xte, yte = split(x, y, 500, seed=0)
     xtr, xte = sk.to_nhwc(xtr), sk.to_nhwc(xte[:200]); yte = yte[:200]

@@ -1,4 +1,4 @@
-"""The recipe CLI ``python -m hls4ml_skiptrim.recipes {teacher,skipper,trimmer,nonresnet}`` end to end on
+"""The recipe CLI ``python -m hls4ml_skiptrim.training.recipes {teacher,skipper,trimmer,nonresnet}`` end to end on
 sklearn digits: teacher → students (Algorithm 1 order in log.json, final block modes of Listings 4.1/4.2 and
 seed 001), resume continuing the identical schedule, the Keras door, and bad input naming the argument."""
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from hls4ml_skiptrim import torch as stt
-from hls4ml_skiptrim.recipes.__main__ import main
+from hls4ml_skiptrim.training import torch as stt
+from hls4ml_skiptrim.training.recipes.__main__ import main
 
 DIGITS = ["--data", "digits", "--n-train", "400", "--no-progress", "--seed", "0"]
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hls4ml_skiptrim.bnfold import bn_affine, fold_conv_bn
-from hls4ml_skiptrim.skiptrim import (
+from hls4ml_skiptrim.training.bnfold import bn_affine, fold_conv_bn
+from hls4ml_skiptrim.training.schedule import (
     BETA,
     JsonLog,
     SkipTrimSchedule,

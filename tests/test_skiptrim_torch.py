@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hls4ml_skiptrim import torch as stt
-from hls4ml_skiptrim.skiptrim import distillation_loss
+from hls4ml_skiptrim.training import torch as stt
+from hls4ml_skiptrim.training.schedule import distillation_loss
 from hwreshape.data import load_digits, split
 
 torch.set_num_threads(1)

@@ -1,0 +1,2 @@
+"""QONNX side of the BM operations: the ``BMConv``/``BMMatMul`` custom ops (domain ``bm_ops``) and the
+exporter from PyTorch models."""

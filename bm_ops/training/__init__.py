@@ -1,0 +1,1 @@
+"""Training BM networks: layer-wise conversion from the input side plus fine-tuning (Limonova et al.)."""

@@ -1,0 +1,110 @@
+"""Registration of the S2N2 ops with qonnx and FINN (idempotent, cheap at import time).
+
+* ``LIF`` goes into the qonnx registry under the domain ``finn_s2n2`` immediately (qonnx only).
+* ``LIF_MVAU`` / ``LIF_MVAU_hls`` are registered into FINN's own domains ``finn.custom_op.fpgadataflow``
+  and ``finn.custom_op.fpgadataflow.hls`` (qonnx registry *and* FINN's ``custom_op`` dictionaries that
+  ``SpecializeLayers`` consults), so FINN's transformations treat them as native HW ops
+  (ENVIRONMENT.md: FINN only recognises those exact domains).  Importing finn-plus costs seconds, so when
+  it is not imported yet a post-import hook performs this step the moment ``finn.custom_op.fpgadataflow``
+  finishes importing (also when qonnx imports it to look up a node).  :func:`register_finn` forces it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import threading
+
+_LOCK = threading.RLock()
+_QONNX_DONE = False
+_FINN_DONE = False
+_HOOK = None
+_TRIGGER = "finn.custom_op.fpgadataflow"
+
+
+def register_qonnx() -> None:
+    """Put ``LIF`` into the qonnx registry (domain ``finn_s2n2``)."""
+    global _QONNX_DONE
+    with _LOCK:
+        if _QONNX_DONE:
+            return
+        from qonnx.custom_op.registry import add_op_to_domain
+
+        from finn_s2n2.finn.custom_op.lif import LIF, LIF_DOMAIN
+
+        add_op_to_domain(LIF_DOMAIN, LIF)
+        _QONNX_DONE = True
+
+
+def register_finn() -> None:
+    """Register ``LIF_MVAU`` and ``LIF_MVAU_hls`` with FINN (imports finn-plus; idempotent)."""
+    global _FINN_DONE
+    with _LOCK:
+        if _FINN_DONE:
+            return
+        from hwreshape.compat import prepare_finn
+
+        prepare_finn()
+        import finn.custom_op.fpgadataflow as fd
+        import finn.custom_op.fpgadataflow.hls as fd_hls
+        from qonnx.custom_op.registry import add_op_to_domain
+
+        from finn_s2n2.finn.custom_op.lif_mvau import LIF_MVAU
+        from finn_s2n2.finn.custom_op.lif_mvau_hls import LIF_MVAU_hls
+
+        fd.custom_op["LIF_MVAU"] = LIF_MVAU
+        fd_hls.custom_op["LIF_MVAU_hls"] = LIF_MVAU_hls
+        add_op_to_domain("finn.custom_op.fpgadataflow", LIF_MVAU)
+        add_op_to_domain("finn.custom_op.fpgadataflow.hls", LIF_MVAU_hls)
+        _FINN_DONE = True
+
+
+class _PostImportHook(importlib.abc.MetaPathFinder):
+    """Runs :func:`register_finn` right after ``finn.custom_op.fpgadataflow`` has been executed."""
+
+    def __init__(self):
+        self._busy = False
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _TRIGGER or self._busy:
+            return None
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy = False
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        orig_exec = loader.exec_module
+
+        def exec_module(module, _orig=orig_exec):
+            _orig(module)
+            _remove_hook()
+            register_finn()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _remove_hook() -> None:
+    global _HOOK
+    with _LOCK:
+        if _HOOK is not None and _HOOK in sys.meta_path:
+            sys.meta_path.remove(_HOOK)
+        _HOOK = None
+
+
+def register() -> None:
+    """Register every S2N2 op (idempotent).  FINN ops now if finn-plus is loaded, else on its import."""
+    global _HOOK
+    register_qonnx()
+    with _LOCK:
+        if _FINN_DONE:
+            return
+        if _TRIGGER in sys.modules:
+            register_finn()
+        elif _HOOK is None:
+            _HOOK = _PostImportHook()
+            sys.meta_path.insert(0, _HOOK)
