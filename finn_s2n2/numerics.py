@@ -21,16 +21,29 @@ the membrane range.  A fixed-point membrane with ``F`` fractional bits is obtain
 threshold by ``2**F`` before export (``w_int = round(w / scale)``, ``threshold_int = floor(T / scale)``);
 the arithmetic below is then exact.
 
-One tick (for every neuron independently)::
+One tick (for every neuron independently); the state of a neuron is its stored membrane ``m`` and, for
+``reset == "subtract"``, the 1-bit output ``out_{t-1}`` of the previous tick::
 
     I_t      = sum_{i in S_t} w_i                         # Eq 2.2, exact (wide accumulator, no overflow)
     m_dec    = m_{t-1} - (m_{t-1} >> k)                   # decay d = 1 - 2**-k, arithmetic shift (floor)
-    m_t      = overflow(m_dec + I_t)                      # saturate (default) or wrap to acc_bits, ONCE
+    sub_t    = out_{t-1} * threshold  if reset == "subtract" else 0
+    m_t      = overflow(m_dec + I_t - sub_t)              # saturate (default) or wrap to acc_bits, ONCE
     out_t    = 1 if m_t > threshold else 0                # Eq 2.4 (strict '>')
-    m_stored = 0                    if out_t and reset == "zero"       # Eq 2.3: (1 - out_t) * ...
-             = overflow(m_t - thr)  if out_t and reset == "subtract"   # (extension, snnTorch-style)
-             = m_t                  otherwise
-    at the last tick of a sample (t == numTicks - 1): m_stored = 0    # "last tick" control, §2.2.3
+    m_stored = 0    if out_t and reset == "zero"          # Eq 2.3: (1 - out_t) * ...
+             = m_t  otherwise                             # ("subtract": the threshold comes off NEXT tick)
+    at the last tick of a sample (t == numTicks - 1): m_stored = 0, out = 0   # "last tick" control, §2.2.3
+
+Reset modes (``RESET_MODES``):
+
+* ``"zero"`` — Eq 2.3: ``m_t = (1 - out_{t-1}) * d * m_{t-1} + I_t``.  This is also exactly snnTorch's
+  ``Leaky(reset_mechanism="zero")`` (default ``reset_delay=True``): it zeroes the stored membrane where the
+  previous tick fired, then computes ``beta * mem + input``.
+* ``"subtract"`` — snnTorch's ``Leaky(reset_mechanism="subtract")`` (its default):
+  ``m_t = d * m_{t-1} + I_t - out_{t-1} * threshold``, i.e. the threshold is subtracted AFTER the decay, in
+  the tick after the spike (snnTorch computes ``reset = (mem > threshold)`` from the stored membrane at the
+  start of a tick).  Checked spike for spike against ``snntorch.Leaky`` in
+  ``tests/test_s2n2_frontend_snntorch.py``.  (Until this revision the project subtracted the threshold
+  before the decay, at the spike tick; that variant is gone.)
 
 Decisions (documented deviations / precisions of the seed):
 
@@ -73,12 +86,14 @@ __all__ = [
     "membrane_update",
     "overflow",
     "reset",
+    "reset_subtrahend",
     "spike_current",
 ]
 
 #: Overflow policies of the membrane (applied once per tick to ``decay(m) + I``).
 OVERFLOW_MODES = ("saturate", "wrap")
-#: Reset mechanisms after a spike: Eq 2.3 resets to zero; "subtract" removes the threshold (extension).
+#: Reset mechanisms after a spike: ``"zero"`` is Eq 2.3 (= snnTorch ``reset_mechanism="zero"``);
+#: ``"subtract"`` is snnTorch's reset by subtraction (threshold removed after the decay, one tick later).
 RESET_MODES = ("zero", "subtract")
 
 
@@ -187,9 +202,14 @@ def spike_current(spikes, weights):
     return out.astype(np.int64)
 
 
-def membrane_update(m_stored, current, decay_shift: int, acc_bits: int, overflow_mode: str = "saturate"):
-    """Eq 2.3 without the reset term: ``m_t = overflow(decay(m_{t-1}) + I_t)``."""
-    return overflow(decay(m_stored, decay_shift) + current, acc_bits, overflow_mode)
+def membrane_update(
+    m_stored, current, decay_shift: int, acc_bits: int, overflow_mode: str = "saturate", subtrahend=0
+):
+    """Eq 2.3 without the zero-reset term: ``m_t = overflow(decay(m_{t-1}) + I_t - subtrahend)``.
+
+    ``subtrahend`` is :func:`reset_subtrahend` of the previous tick (``out_{t-1} * threshold`` for
+    ``reset="subtract"``, 0 otherwise); the overflow policy is applied once to the whole sum."""
+    return overflow(decay(m_stored, decay_shift) + current - subtrahend, acc_bits, overflow_mode)
 
 
 def fire(m, threshold: int):
@@ -200,13 +220,24 @@ def fire(m, threshold: int):
 def reset(m, out, threshold: int, acc_bits: int, reset_mode: str = "zero", overflow_mode: str = "saturate"):
     """The reset selector of Fig 2.7: the membrane value stored back after the comparator.
 
-    ``reset_mode="zero"`` is Eq 2.3 (``(1 - out_t) * m_t``); ``"subtract"`` stores ``m_t - threshold``
-    (brought back into range with the overflow policy) where the neuron fired.
+    ``reset_mode="zero"`` is Eq 2.3 (``(1 - out_t) * m_t``).  ``"subtract"`` stores ``m_t`` unchanged: the
+    threshold is subtracted after the decay in the next tick (:func:`reset_subtrahend`,
+    :func:`membrane_update`), as snnTorch's ``Leaky`` does.  ``threshold``, ``acc_bits`` and
+    ``overflow_mode`` are accepted for a uniform signature (the stored value never needs an overflow).
     """
     if reset_mode == "zero":
         return m * (1 - out)
     if reset_mode == "subtract":
-        return m + out * (overflow(m - threshold, acc_bits, overflow_mode) - m)
+        return m
+    raise ValueError(f"reset mode must be one of {RESET_MODES}, got {reset_mode!r}")
+
+
+def reset_subtrahend(out, threshold: int, reset_mode: str = "zero"):
+    """What the next tick subtracts after its decay: ``out_t * threshold`` for ``"subtract"``, else 0."""
+    if reset_mode == "subtract":
+        return out * threshold
+    if reset_mode == "zero":
+        return out * 0
     raise ValueError(f"reset mode must be one of {RESET_MODES}, got {reset_mode!r}")
 
 
@@ -219,9 +250,14 @@ def lif_step(
     acc_bits: int,
     overflow_mode: str = "saturate",
     reset_mode: str = "zero",
+    prev_out=0,
 ):
-    """One tick of the LIF neuron: returns ``(out_t, m_stored_next)`` (no last-tick reset here)."""
-    m = membrane_update(m_stored, current, decay_shift, acc_bits, overflow_mode)
+    """One tick of the LIF neuron: returns ``(out_t, m_stored_next)`` (no last-tick reset here).
+
+    The neuron state is ``(m_stored, prev_out)``: pass the ``out_t`` returned by one tick as ``prev_out`` of
+    the next (it matters for ``reset_mode="subtract"`` only; 0 at the start of a sample)."""
+    sub = reset_subtrahend(_as_int(prev_out), threshold, reset_mode)
+    m = membrane_update(m_stored, current, decay_shift, acc_bits, overflow_mode, sub)
     out = fire(m, threshold)
     return out, reset(m, out, threshold, acc_bits, reset_mode, overflow_mode)
 
@@ -258,10 +294,13 @@ def lif_sequence(
     m = np.zeros(cur.shape[1:], dtype=np.int64)
     tmp = np.empty_like(m)
     spikes = np.empty(cur.shape, dtype=bool)
+    subtract = reset_mode == "subtract"
     for t in range(cur.shape[0]):
         np.right_shift(m, decay_shift, out=tmp)
         np.subtract(m, tmp, out=m)  # decay
         np.add(m, cur[t], out=m)  # + I_t
+        if subtract and t > 0:
+            np.subtract(m, spikes[t - 1] * np.int64(threshold), out=m)  # - out_{t-1} * thr (after decay)
         if overflow_mode == "saturate":
             np.minimum(m, hi, out=m)  # ufuncs: np.clip's python wrapper costs more than the arithmetic
             np.maximum(m, lo, out=m)
@@ -270,11 +309,8 @@ def lif_sequence(
             np.remainder(m, 1 << acc_bits, out=m)
             np.add(m, lo, out=m)
         np.greater(m, threshold, out=spikes[t])  # Eq 2.4
-        if reset_mode == "zero":
+        if not subtract:
             np.putmask(m, spikes[t], 0)  # Eq 2.3 reset selector
-        else:
-            sub = overflow(m - threshold, acc_bits, overflow_mode)
-            np.copyto(m, sub, where=spikes[t])
     if output_mode == "counts":
         return spikes.sum(axis=0, dtype=np.int64)
     return np.moveaxis(spikes.astype(np.int64), 0, tick_axis)
