@@ -14,7 +14,8 @@ torch.set_num_threads(1)
 
 
 def _numpy_lif_float(cur, d, thr, reset="zero"):
-    """Independent loop over Eq 2.3–2.4: m_t = (1 - out_{t-1}) d m_{t-1} + I_t; out_t = [m_t > T]."""
+    """Independent loop over Eq 2.3–2.4: m_t = (1 - out_{t-1}) d m_{t-1} + I_t; out_t = [m_t > T]
+    (reset "subtract", snnTorch Leaky: m_t = d m_{t-1} + I_t - out_{t-1} T)."""
     n, t = cur.shape[:2]
     m = np.zeros(cur.shape[:1] + cur.shape[2:])
     prev = np.zeros_like(m)
@@ -23,7 +24,7 @@ def _numpy_lif_float(cur, d, thr, reset="zero"):
         if reset == "zero":
             m = (1 - prev) * d * m + cur[:, k]
         else:
-            m = d * (m - prev * thr) + cur[:, k]
+            m = d * m + cur[:, k] - prev * thr
         prev = (m > thr).astype(np.float64)
         out[:, k] = prev
     return out

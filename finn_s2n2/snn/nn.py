@@ -5,7 +5,16 @@ Tensors carry time on axis 1: spikes and currents are ``(N, T, ...)`` (N samples
 * :class:`LIF` — the one-variable LIF neuron of Eq 2.3–2.4 with a surrogate gradient::
 
       m_t   = (1 − out_{t−1}) · d · m_{t−1} + I_t,     d = 1 − 2^−decay_shift   (Eq 2.3, reset="zero")
+      m_t   = d · m_{t−1} + I_t − out_{t−1} · threshold                         (reset="subtract")
       out_t = 1 if m_t > threshold else 0                                         (Eq 2.4)
+
+  Both resets are exactly snnTorch's ``Leaky`` (``reset_mechanism="zero"`` / ``"subtract"``, default
+  ``reset_delay=True``): the reset of a spike at tick t acts in tick t + 1, after the decay.
+  Fixed per-layer delays (§2.2.2): ``axonal_delay`` + ``synaptic_delay`` ticks.  ``delay_mode="window"``
+  (default) shifts the layer's output spikes later inside the sample's T ticks (zeros in, tail dropped) —
+  what the FINN ``LIF``/``LIF_MVAU`` node executes with per-node delays; ``delay_mode="latency"`` is the
+  chapter's reading (delays pushed to the output only add latency, the count window moves with them): the
+  forward pass ignores the delays, which are still exported (QONNX attributes, ``nir.Delay``).
 
   Float mode computes this in float32.  **Quantized mode** (``quantized=True``) runs the membrane in the
   integer fixed-point arithmetic of the FINN ``LIF_MVAU`` op by calling :mod:`finn_s2n2.numerics` (decay by
@@ -34,7 +43,28 @@ from torch import nn
 
 from finn_s2n2 import numerics
 
-__all__ = ["LIF", "SpikingNet", "TimeDistributed", "surrogate_fn", "weight_layer_scale"]
+__all__ = [
+    "DELAY_MODES",
+    "LIF",
+    "SpikingNet",
+    "TimeDistributed",
+    "shift_ticks",
+    "surrogate_fn",
+    "weight_layer_scale",
+]
+
+#: How a torch LIF's fixed delays act in its forward pass (see the module docstring).
+DELAY_MODES = ("window", "latency")
+
+
+def shift_ticks(spikes: torch.Tensor, delay: int) -> torch.Tensor:
+    """Shift ``(N, T, ...)`` spikes ``delay`` ticks later inside each sample (zeros in, tail dropped) — the
+    per-node delay that FINN's ``LIF``/``LIF_MVAU`` python execution applies (``apply_delay``)."""
+    if delay <= 0:
+        return spikes
+    t = spikes.shape[1]
+    pad = torch.zeros_like(spikes[:, : min(delay, t)])
+    return torch.cat([pad, spikes[:, : max(t - delay, 0)]], dim=1)
 
 
 # --------------------------------------------------------------------------------------------- surrogates
@@ -81,12 +111,14 @@ class LIF(nn.Module):
     ----------
     decay_shift: k of d = 1 − 2^−k (the seed trains with k = 3, d = 0.875).
     threshold: T of Eq 2.4 in the units of the input current (float).
-    reset: ``"zero"`` (Eq 2.3) or ``"subtract"`` (extension).
+    reset: ``"zero"`` (Eq 2.3) or ``"subtract"`` (snnTorch's reset by subtraction, see module docstring).
     surrogate: name (``fast_sigmoid``, ``atan``, ``sigmoid``) or a callable smooth step.
     quantized: run the membrane in ``LIF_MVAU`` fixed point (needs the current scale, see ``forward``).
     acc_bits: membrane width (signed) in quantized mode; ``overflow``: ``"saturate"`` or ``"wrap"``.
     output_mode: ``"spikes"`` → ``(N, T, ...)``; ``"counts"`` → per-neuron spike counts ``(N, ...)``
         (the last layer's per-label counters, Fig 2.8).
+    axonal_delay, synaptic_delay: fixed delays in ticks (§2.2.2), exported as QONNX ``axonalDelay`` /
+        ``synapticDelay`` and as a ``nir.Delay`` node; ``delay_mode``: ``"window"`` or ``"latency"``.
     """
 
     def __init__(
@@ -101,6 +133,9 @@ class LIF(nn.Module):
         acc_bits: int = 16,
         overflow: str = "saturate",
         output_mode: str = "spikes",
+        axonal_delay: int = 0,
+        synaptic_delay: int = 0,
+        delay_mode: str = "window",
     ):
         super().__init__()
         self.decay_shift = numerics.check_decay_shift(decay_shift, "LIF.decay_shift")
@@ -118,6 +153,14 @@ class LIF(nn.Module):
             raise ValueError(f"LIF.overflow must be one of {numerics.OVERFLOW_MODES}, got {overflow!r}")
         if output_mode not in ("spikes", "counts"):
             raise ValueError(f"LIF.output_mode must be 'spikes' or 'counts', got {output_mode!r}")
+        for nm, v in (("axonal_delay", axonal_delay), ("synaptic_delay", synaptic_delay)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"LIF.{nm} must be an int >= 0 (ticks, §2.2.2), got {v!r}")
+        if delay_mode not in DELAY_MODES:
+            raise ValueError(f"LIF.delay_mode must be one of {DELAY_MODES}, got {delay_mode!r}")
+        self.axonal_delay = int(axonal_delay)
+        self.synaptic_delay = int(synaptic_delay)
+        self.delay_mode = delay_mode
         self.threshold = float(threshold)
         self.reset = reset
         self.surrogate_name = (
@@ -131,6 +174,11 @@ class LIF(nn.Module):
         self.output_mode = output_mode
 
     @property
+    def delay(self) -> int:
+        """Total fixed delay of this layer in ticks (axonal + synaptic, §2.2.2)."""
+        return self.axonal_delay + self.synaptic_delay
+
+    @property
     def decay(self) -> float:
         """d of Eq 2.3."""
         return numerics.decay_factor(self.decay_shift)
@@ -142,9 +190,10 @@ class LIF(nn.Module):
 
     def extra_repr(self) -> str:
         q = f", quantized, acc_bits={self.acc_bits}, overflow={self.overflow}" if self.quantized else ""
+        dl = f", delays=({self.axonal_delay}, {self.synaptic_delay}) {self.delay_mode}" if self.delay else ""
         return (
             f"decay_shift={self.decay_shift} (d={self.decay}), threshold={self.threshold}, reset={self.reset}, "
-            f"surrogate={self.surrogate_name}, output_mode={self.output_mode}{q}"
+            f"surrogate={self.surrogate_name}, output_mode={self.output_mode}{q}{dl}"
         )
 
     def forward(self, current: torch.Tensor, scale: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -165,22 +214,23 @@ class LIF(nn.Module):
 
     def _finish(self, outs: list[torch.Tensor]) -> torch.Tensor:
         spikes = torch.stack(outs, dim=1)
+        if self.delay and self.delay_mode == "window":
+            spikes = shift_ticks(spikes, self.delay)
         return spikes.sum(dim=1) if self.output_mode == "counts" else spikes
 
     def _forward_float(self, current: torch.Tensor) -> torch.Tensor:
         d = self.decay
         m = torch.zeros_like(current[:, 0])
+        prev = torch.zeros_like(m)  # out_{t-1}, detached (the reset is not differentiated, as in snnTorch)
         outs = []
         for cur_t in current.unbind(1):  # unbind: one backward node (indexing per tick would be O(T^2))
-            m = d * m + cur_t
-            exact = (m > self.threshold).to(current.dtype)
-            out = _heaviside_st(exact, self.spike_fn(m - self.threshold))
-            outs.append(out)
-            keep = exact.detach()
             if self.reset == "zero":
-                m = m * (1 - keep)
+                m = d * m * (1 - prev) + cur_t
             else:
-                m = m - keep * self.threshold
+                m = d * m + cur_t - prev * self.threshold
+            exact = (m > self.threshold).to(current.dtype)
+            outs.append(_heaviside_st(exact, self.spike_fn(m - self.threshold)))
+            prev = exact.detach()
         return self._finish(outs)
 
     def _forward_quant(self, current: torch.Tensor, scale: float) -> torch.Tensor:
@@ -197,28 +247,29 @@ class LIF(nn.Module):
             )
         cur_int = cur_int.to(torch.int64)
         d = self.decay
-        kw = dict(
-            decay_shift=self.decay_shift,
-            threshold=thr_int,
-            acc_bits=self.acc_bits,
-            overflow_mode=self.overflow,
-            reset_mode=self.reset,
-        )
         m_int = torch.zeros_like(cur_int[:, 0])
+        prev_int = torch.zeros_like(m_int)
         m = torch.zeros_like(current[:, 0])
+        prev = torch.zeros_like(m)
         outs = []
         for t, cur_t in enumerate(current.unbind(1)):
-            out_int, m_next = numerics.lif_step(m_int, cur_int[:, t], **kw)
+            # integer forward: exactly the LIF_MVAU tick (numerics.lif_step, unrolled to keep the unreset
+            # membrane m_t for the surrogate); float graph: the same step in float (straight-through)
+            sub = numerics.reset_subtrahend(prev_int, thr_int, self.reset)
             m_t_int = numerics.membrane_update(
-                m_int, cur_int[:, t], self.decay_shift, self.acc_bits, self.overflow
+                m_int, cur_int[:, t], self.decay_shift, self.acc_bits, self.overflow, sub
             )
-            m_graph = d * m + cur_t
+            out_int = numerics.fire(m_t_int, thr_int)
+            m_int = numerics.reset(m_t_int, out_int, thr_int, self.acc_bits, self.reset, self.overflow)
+            if self.reset == "zero":
+                m_graph = d * m * (1 - prev) + cur_t
+            else:
+                m_graph = d * m + cur_t - prev * (thr_int * scale)
             m_val = m_t_int.to(current.dtype) * scale
-            m_st = m_graph + (m_val - m_graph).detach()
+            m = m_graph + (m_val - m_graph).detach()
             exact = out_int.to(current.dtype)
-            outs.append(_heaviside_st(exact, self.spike_fn(m_st - self.threshold)))
-            m = m_next.to(current.dtype) * scale + (m_st - m_st.detach()) * (1 - exact)
-            m_int = m_next
+            outs.append(_heaviside_st(exact, self.spike_fn(m - self.threshold)))
+            prev, prev_int = exact, out_int
         return self._finish(outs)
 
 
