@@ -203,3 +203,40 @@ def qkeras_to_hls(
     _check_hls_config(config, hls_config)
     with _keras_v2_dispatch():
         return keras_v2_to_hls(config)
+
+
+@contextlib.contextmanager
+def host_io_preserved():
+    """Leave ``sys.stdout``/``sys.stderr``, the root logger and warning capture as they were before the block.
+
+    finn-plus' ``build_dataflow_cfg`` replaces ``sys.stdout``/``sys.stderr`` with its ``PrintLogger``, calls
+    ``logging.basicConfig(force=True)`` with a file handler in the build folder and adds a console handler;
+    it restores none of that on success.  Wrap FINN builds in this block so that the calling program's output
+    and logging are unchanged afterwards::
+
+        with host_io_preserved():
+            build_dataflow_cfg(model_file, cfg)
+    """
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    saved = (sys.stdout, sys.stderr, list(root.handlers), root.level, list(warnings.filters))
+    capture = getattr(logging, "_warnings_showwarning", None) is not None
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved[0], saved[1]
+        for h in list(root.handlers):
+            if h not in saved[2]:
+                root.removeHandler(h)
+                try:
+                    h.close()
+                except Exception:  # pragma: no cover - a handler that cannot close is still detached
+                    pass
+        for h in saved[2]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved[3])
+        logging.captureWarnings(capture)
+        warnings.filters[:] = saved[4]

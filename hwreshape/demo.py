@@ -65,27 +65,47 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), func)
 
 
+def select(only: list[str] | None) -> list[tuple[str, str]]:
+    """The stages whose name contains one of the words in ``only`` (case-insensitive); all when ``only`` is empty."""
+    if not only:
+        return list(STAGES)
+    return [(n, t) for n, t in STAGES if any(o.lower() in n.lower() for o in only)]
+
+
 def run(
     out_dir: str | Path = "demo_out", only: list[str] | None = None, quick: bool = True
 ) -> list[StageOutcome]:
-    """Run every registered stage (or those whose name contains one of ``only``); never stops at a failure."""
+    """Run every registered stage (or those whose name contains one of ``only``); never stops at a failure.
+
+    Each stage announces itself before it starts (stages take seconds to minutes) and runs inside
+    :func:`hwreshape.compat.host_io_preserved`, so a host that redirects ``sys.stdout`` or reconfigures
+    logging (finn-plus' ``build_dataflow_cfg`` does both) cannot change what later stages print.
+    """
+    from hwreshape.compat import host_io_preserved
+
+    stages = select(only)
+    if not stages:
+        raise ValueError(f"no demo stage name contains any of {only}; stages: {[n for n, _ in STAGES]}")
     ctx = DemoContext(out_dir=Path(out_dir), quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[StageOutcome] = []
-    for name, target in STAGES:
-        if only and not any(o.lower() in name.lower() for o in only):
-            continue
+    for i, (name, target) in enumerate(stages, 1):
+        print(f"[demo {i}/{len(stages)}] {name} ...", flush=True)
         t0 = time.perf_counter()
-        try:
-            fn = _resolve(target)
-            res = _format(fn(ctx))
-            ok = True
-        except Exception as exc:  # a stage failure is reported, the others still run
-            res = f"FAILED: {type(exc).__name__}: {exc}"
-            traceback.print_exc()
-            ok = False
+        with host_io_preserved():
+            try:
+                fn = _resolve(target)
+                res = _format(fn(ctx))
+                ok = True
+            except Exception as exc:  # a stage failure is reported, the others still run
+                res = f"FAILED: {type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                ok = False
         outcomes.append(StageOutcome(name, ok, res, time.perf_counter() - t0))
-        print(f"[demo] {name}: {'ok' if ok else 'FAILED'} ({outcomes[-1].seconds:.1f} s)", flush=True)
+        print(
+            f"[demo {i}/{len(stages)}] {name}: {'ok' if ok else 'FAILED'} ({outcomes[-1].seconds:.1f} s)",
+            flush=True,
+        )
     return outcomes
 
 

@@ -1,4 +1,4 @@
-"""``hwreshape report``: per-layer hardware cost of a model (seed 003 §III–IV, plus the other seeds' figures).
+"""``hwreshape report``: per-layer hardware cost of a model (NTU report §III–IV, plus the figures of the other works).
 
 Columns (per layer and total):
 
@@ -12,8 +12,8 @@ Columns (per layer and total):
   our own short rules (Conv*, DepthwiseConv2D, SeparableConv2D, Dense), because none of these counters reads
   Keras.  Our own layers get our own rules: BM convolutions (no multiplications: ``macs`` counts the
   add+max pairs, see ``bm_ops.cost`` for gates/latency), LIF neurons (``ops`` = per-tick membrane updates);
-* ``ops`` — operations = additions + multiplications = 2 × MACs (seed 003 counts GFLOPs this way);
-* ``mem_accesses`` — 4 per MAC (seed 003 Fig 26: read input, read weight, read and write the partial sum),
+* ``ops`` — operations = additions + multiplications = 2 × MACs (the NTU report counts GFLOPs this way);
+* ``mem_accesses`` — 4 per MAC (NTU report Fig 26: read input, read weight, read and write the partial sum),
   i.e. the no-reuse upper bound that the data-reuse schemes of Fig 27 reduce;
 * ``act_bits`` / ``weight_bits`` — output activation and weight memory at the model's bit-widths
   (Brevitas quant tensors / QONNX datatypes; 32-bit float otherwise);
@@ -458,13 +458,30 @@ def _torch_skips(model, inputs, rep: Report, outputs) -> None:
             continue
         elems = math.prod(meta.shape) // max(batch, 1)
         bits = 32
-        src = shortcut.target if shortcut.op == "call_module" else None
+        src = _producing_module(shortcut)
         if src in outputs:
             bits = outputs[src][1]
         rep.skips.append(
             {"add": node.name, "shortcut": shortcut.name, "shape": list(meta.shape)[1:], "bits": elems * bits}
         )
-        _attach_skip(rep, str(src or shortcut.name), elems * bits)
+        if src is None:
+            rep.notes.append(f"skip buffer of {node.name} holds the model input ({elems * bits} bits)")
+        else:
+            _attach_skip(rep, str(src), elems * bits)
+
+
+def _producing_module(node):
+    """The ``call_module`` target that produced ``node``, looking through functional ops (``torch.relu``,
+    ``F.relu``, ``x.view`` ...) on the first tensor operand; None when the value comes from a model input."""
+    import torch
+
+    seen = 0
+    while node is not None and node.op != "call_module" and seen < 10_000:
+        if node.op == "placeholder":
+            return None
+        node = next((a for a in node.args if isinstance(a, torch.fx.Node)), None)
+        seen += 1
+    return node.target if node is not None else None
 
 
 def _attach_skip(rep: Report, producer: str, bits: int) -> None:
@@ -472,8 +489,7 @@ def _attach_skip(rep: Report, producer: str, bits: int) -> None:
         if r.name == producer:
             r.skip_bits += bits
             return
-    if rep.layers:
-        rep.layers[-1].skip_bits += bits
+    rep.notes.append(f"skip buffer of {bits} bits: producer {producer} has no row in the table")
 
 
 # ----------------------------------------------------------------------------------------------- Keras 3
@@ -654,7 +670,7 @@ def report(spec: str, input_shape: list[int] | None = None, spike_ratio: float =
 
 
 def bubble_chart(points: list[dict], path: str | Path, title: str = "accuracy vs operations") -> Path:
-    """Seed 003 Fig 21/28: accuracy (y) vs operations (x, G-ops), bubble area proportional to parameters.
+    """NTU report Fig 21/28: accuracy (y) vs operations (x, G-ops), bubble area proportional to parameters.
     ``points``: dicts with ``name``, ``accuracy``, ``ops``, ``params``."""
     import matplotlib
 
@@ -687,14 +703,32 @@ def bubble_chart(points: list[dict], path: str | Path, title: str = "accuracy vs
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _shape_arg(text: str) -> list[int]:
+    """``--input-shape`` value: positive integers separated by commas."""
     import argparse
 
-    ap = argparse.ArgumentParser(
-        prog="hwreshape report", description="hardware-cost report of one or more models"
-    )
+    try:
+        dims = [int(s) for s in text.split(",")]
+    except ValueError:
+        dims = []
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas (e.g. 1,3,224,224), got {text!r}"
+        )
+    return dims
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    from hwreshape.cli import _Parser
+
+    ap = _Parser(prog="hwreshape report", description="hardware-cost report of one or more models")
     ap.add_argument("models", nargs="+", help="file.py:callable | model.pt | model.keras/.h5 | model.onnx")
-    ap.add_argument("--input-shape", help="for TorchScript: comma-separated input shape, e.g. 1,3,224,224")
+    ap.add_argument(
+        "--input-shape",
+        type=_shape_arg,
+        help="for TorchScript: comma-separated input shape, e.g. 1,3,224,224",
+    )
     ap.add_argument("--json", help="write the report(s) as JSON (top level: params, macs, layers, ...)")
     ap.add_argument("--csv", help="write the per-layer table(s) as CSV")
     ap.add_argument(
@@ -703,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", help="write an accuracy-vs-operations bubble chart (needs --accuracy)")
     ap.add_argument("--accuracy", type=float, nargs="*", help="one accuracy [%%] per model, for --plot")
     args = ap.parse_args(argv)
-    shape = [int(s) for s in args.input_shape.split(",")] if args.input_shape else None
+    shape = args.input_shape
     if args.plot and (not args.accuracy or len(args.accuracy) != len(args.models)):
         ap.error(f"--plot needs --accuracy with one value per model ({len(args.models)} models)")
     try:
@@ -736,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def demo_stage(ctx) -> dict:
-    """Seed 003 Table I check on locally built AlexNet/VGG-16/ResNet-50 plus the Fig 28 bubble chart."""
+    """NTU report Table I check on locally built AlexNet/VGG-16/ResNet-50 plus the Fig 28 bubble chart."""
     import torch
 
     from hwreshape.examples import zoo
@@ -754,5 +788,7 @@ def demo_stage(ctx) -> dict:
         pts.append(
             {"name": name, "accuracy": zoo.TABLE_I[name][0], "ops": r.total("ops"), "params": r.params}
         )
-    bubble_chart(pts, Path(ctx.out_dir) / "report_accuracy_vs_ops.png", "seed 003 Table I models")
+    bubble_chart(
+        pts, Path(ctx.out_dir) / "report_accuracy_vs_ops.png", "reference CNNs of the NTU report, Table I"
+    )
     return res

@@ -68,7 +68,7 @@ def finn_estimate_build(out_dir: str | os.PathLike, in_features: int = 64) -> di
     import torch
     from brevitas.export import export_qonnx
 
-    from hwreshape.compat import prepare_finn
+    from hwreshape.compat import host_io_preserved, prepare_finn
 
     prepare_finn()
     import finn.builder.build_dataflow as build
@@ -88,7 +88,8 @@ def finn_estimate_build(out_dir: str | os.PathLike, in_features: int = 64) -> di
         verbose=False,
     )
     t0 = time.perf_counter()
-    ret = build.build_dataflow_cfg(str(onnx_path), cfg)
+    with host_io_preserved():
+        ret = build.build_dataflow_cfg(str(onnx_path), cfg)
     if ret != 0:
         raise RuntimeError(f"finn-plus estimate build failed (return code {ret}); see {out_dir / 'build'}")
     report = out_dir / "build" / "report"

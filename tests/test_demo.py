@@ -1,6 +1,9 @@
 """`hwreshape demo` end to end: every registered stage runs on embedded defaults, the summary table is printed,
-plots land in the output folder, and the whole demo stays under 10 minutes on 2 cores."""
+plots land in the output folder, and the whole demo stays under 10 minutes on 2 cores.  A successful demo prints
+no ERROR line, and after the finn-plus stage no line carries FINN's log time stamp (its build redirects
+``sys.stdout``; the demo runner restores it)."""
 
+import re
 import subprocess
 import sys
 import time
@@ -22,8 +25,16 @@ def test_demo_runs_every_stage(tmp_path):
     seconds = time.perf_counter() - t0
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    for name, _ in STAGES:
-        assert f"[demo] {name}: ok" in out, f"stage {name!r} did not succeed:\n{out[-6000:]}"
+    for i, (name, _) in enumerate(STAGES, 1):
+        assert f"[demo {i}/{len(STAGES)}] {name}: ok" in out, (
+            f"stage {name!r} did not succeed:\n{out[-6000:]}"
+        )
+    assert "ERROR" not in out, [line for line in out.splitlines() if "ERROR" in line][:5]
+    after_finn = proc.stdout.split("finn-plus estimate build: ok", 1)[1]
+    stamped = [
+        line for line in after_finn.splitlines() if re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", line)
+    ]
+    assert not stamped, stamped[:5]
     assert "hwreshape demo" in proc.stdout  # the summary table's title
     assert len(list(tmp_path.rglob("*.png"))) >= 5
     assert seconds < 600, f"demo took {seconds:.0f} s"

@@ -1,4 +1,4 @@
-"""`hwreshape report`: counts against published figures (seed 003 Table I, the issue's figures), all three
+"""`hwreshape report`: counts against published figures (NTU report Table I and published parameter counts), all three
 model kinds (torch via fvcore, Keras 3, ONNX/QONNX via qonnx), JSON/CSV/plot outputs and bad input."""
 
 import json
@@ -116,6 +116,29 @@ def test_residual_skip_bits_torch():
     assert len(r.skips) == 1 and r.skips[0]["bits"] == 4 * 5 * 5 * 32
     conv = next(row for row in r.layers if row.name == "1.conv")
     assert conv.macs == 5 * 5 * 4 * 4 * 9  # per sample: batch 2 is divided out
+
+
+def test_skip_bits_of_functional_relu_go_to_the_producing_layer():
+    """A block written with ``torch.relu`` (no module): the shortcut buffer belongs to the layer that produced
+    the shortcut value, never to the classifier."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 5 * 5, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            x = torch.relu(self.conv(x)) + x
+            return self.fc(torch.flatten(x, 1))
+
+    r = report_torch(Net(), torch.rand(1, 1, 5, 5))
+    rows = {row.name: row for row in r.layers}
+    assert len(r.skips) == 1
+    assert rows["stem"].skip_bits == 4 * 5 * 5 * 32
+    assert rows["fc"].skip_bits == 0 and rows["conv"].skip_bits == 0
 
 
 def test_cli_json_csv_plot_and_bad_input(tmp_path):

@@ -1,5 +1,5 @@
 """Reference CNN architectures built locally (no weights, no torchvision: there is no CPU build of it here),
-for checking the hardware-cost report against published figures (seed 003 Table I, the issue's figures).
+for checking the hardware-cost report against published figures (NTU report, Table I, and published parameter counts).
 
 * :func:`alexnet` — the original two-GPU AlexNet (Krizhevsky et al. 2012, grouped conv2/4/5, 60,965,224
   parameters = Table I's 60.96 M) or, with ``grouped=False``, the single-tower variant (61,100,840).
@@ -124,7 +124,7 @@ def resnet(depth: int = 50, num_classes: int = 1000) -> nn.Module:
     return ResNet(depth, num_classes)
 
 
-#: seed 003 Table I: (top-1 accuracy %, parameters in millions, GFLOPs) per model.
+#: NTU report, Table I: (top-1 accuracy %, parameters in millions, GFLOPs) per model.
 TABLE_I = {
     "AlexNet": (52.09, 60.96, None),
     "VGG16": (64.27, 138.36, 31.06),
