@@ -1,4 +1,4 @@
-"""ASLR — Adaptive Scheduler for Learning Rate (seed 002, chapter 5: Algorithm 2 and Eq 5.10).
+"""ASLR — Adaptive Scheduler for Learning Rate (Khodamoradi 2021, ch. 5: Algorithm 2 and Eq 5.10).
 
 One user hyperparameter (the start learning rate).  After every epoch a simple search (Algorithm 2) moves the
 centre rate ``c`` when the validation metric stops improving; every step draws per-layer rates from

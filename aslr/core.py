@@ -1,4 +1,4 @@
-"""Framework-free ASLR search: Algorithm 2 of seed 002 (chapter 5, section 5.3) and the step size of Eq 5.10.
+"""Framework-free ASLR search: Algorithm 2 of Khodamoradi 2021 (§5.3) and the step size of Eq 5.10.
 
 After every epoch the scheduler receives the validation cost. While the cost improves (``cost <= min_cost``)
 the centre learning rate ``c`` is kept; when it does not (``min_cost < cost``) ``c`` moves by the step size
@@ -36,7 +36,7 @@ import decimal
 import math
 from numbers import Real
 
-__all__ = ["ASLRSearch", "step_size", "to_decimal"]
+__all__ = ["ASLRSearch", "resolve_mode", "step_size", "to_decimal"]
 
 _CTX = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
 _NINE_TENTHS = decimal.Decimal("0.9")
@@ -61,6 +61,19 @@ def to_decimal(lr) -> decimal.Decimal:
     return decimal.Decimal(repr(float(lr)))
 
 
+def resolve_mode(monitor: str, mode: str) -> str:
+    """``mode`` checked; ``"auto"`` becomes ``"max"`` for accuracy-like names (containing ``"acc"``), else ``"min"``.
+
+    The same rule as Keras' own ``ModelCheckpoint(mode="auto")``: ``val_accuracy`` / ``val_acc`` are maximised
+    (cost = validation error up to a constant), ``val_loss`` / ``val_err`` are minimised.
+    """
+    if mode not in ("min", "max", "auto"):
+        raise ValueError(f"ASLR: mode must be 'min', 'max' or 'auto', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if "acc" in monitor.lower() else "min"
+
+
 def _step_size_decimal(c: decimal.Decimal) -> decimal.Decimal:
     # adjusted() is the exponent of the most significant digit: exactly floor(log10(c)) for c > 0.
     return decimal.Decimal(1).scaleb(c.adjusted(), _CTX)
@@ -73,7 +86,7 @@ def step_size(c) -> float:
 
 
 class ASLRSearch:
-    """Algorithm 2 (seed 002, section 5.3): the centre learning rate ``c`` after each epoch's validation cost.
+    """Algorithm 2 (Khodamoradi 2021, §5.3): the centre learning rate ``c`` after each epoch's validation cost.
 
     Parameters
     ----------
@@ -87,6 +100,7 @@ class ASLRSearch:
         if mode not in ("min", "max"):
             raise ValueError(f"ASLR: mode must be 'min' or 'max', got {mode!r}")
         self._c = to_decimal(lr)
+        self.start_lr = self._c  # kept in the state: a checkpoint of another start value is refused
         self.mode = mode
         self.min_cost = math.inf  # seed: 1 (see module docstring for why +inf)
         self.search_direction = 1
@@ -160,6 +174,7 @@ class ASLRSearch:
     def state_dict(self) -> dict:
         return {
             "c": str(self._c),
+            "start_lr": str(self.start_lr),
             "mode": self.mode,
             "min_cost": self.min_cost,
             "search_direction": self.search_direction,
@@ -177,12 +192,21 @@ class ASLRSearch:
             raise ValueError(f"ASLRSearch.load_state_dict: c must be finite and > 0, got {state['c']!r}")
         if state["mode"] not in ("min", "max"):
             raise ValueError(f"ASLRSearch.load_state_dict: bad mode {state['mode']!r}")
+        if state["mode"] != self.mode:
+            raise ValueError(
+                f"ASLRSearch.load_state_dict: the state was saved with mode={state['mode']!r}, this search has "
+                f"mode={self.mode!r} (a cost and an accuracy cannot share min_cost)"
+            )
+        if "start_lr" in state and decimal.Decimal(str(state["start_lr"])) != self.start_lr:
+            raise ValueError(
+                f"ASLRSearch.load_state_dict: the state was saved by a search started at lr={state['start_lr']}, "
+                f"this one starts at lr={self.start_lr} (construct it with the checkpoint's start value)"
+            )
         if state["search_direction"] not in (1, -1):
             raise ValueError(
                 f"ASLRSearch.load_state_dict: search_direction must be +1/-1, got {state['search_direction']!r}"
             )
         self._c = c
-        self.mode = state["mode"]
         self.min_cost = float(state["min_cost"])
         self.search_direction = int(state["search_direction"])
         self.search_range = int(state["search_range"])

@@ -1,4 +1,4 @@
-"""Choosing ASLR's one hyperparameter: a learning-rate range test (seed 002, section 5.3, "Estimating the
+"""Choosing ASLR's one hyperparameter: a learning-rate range test (Khodamoradi 2021, §5.3, "Estimating the
 Starting Value", Eq 5.9).
 
 The seed: "run the training for a few epochs while increasing the learning rate ... By checking [the result]
@@ -21,16 +21,36 @@ training loss on a deep copy of the model (the caller's model and optimiser stay
   fewer batches, and its natural middle is the middle on its own log axis).
 
 These two boundary rules are ours: the seed leaves "observe the boundaries" to the user's eye.
+
+:func:`check_start_lr` is the opt-in **pre-flight check**: Algorithm 2 is kept exact, so a start rate far outside
+the range (e.g. 10x above ``high``) is not repaired by the search (its first steps go *up*).  Every door accepts
+the range test's result and checks the start value against it before training: ``aslr.torch.ASLR(...,
+preflight=result)``, ``aslr.keras.ASLRCallback(..., preflight=result)``, ``aslr.lightning.ASLRCallback(...,
+preflight=result)``; ``preflight_action="warn"`` (default: :class:`StartLRWarning`) or ``"raise"``
+(``ValueError``).  The curve comes from :func:`lr_range_test` (torch, torch-lr-finder),
+:func:`aslr.keras.lr_range_test` (Keras 3 / tf-keras, the model's own ``train_on_batch``) or
+:func:`aslr.lightning.lr_range_test` (Lightning's own ``Tuner.lr_find``).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RangeTestResult", "lr_range_test", "suggest_start_lr"]
+__all__ = [
+    "RangeTestResult",
+    "StartLRWarning",
+    "check_start_lr",
+    "lr_range_test",
+    "suggest_start_lr",
+]
+
+
+class StartLRWarning(UserWarning):
+    """The ASLR start rate lies outside the boundaries of the learning-rate range test (Eq 5.9)."""
 
 
 @dataclass
@@ -59,6 +79,36 @@ class RangeTestResult:
         ax.set_ylabel("smoothed training loss")
         ax.legend(fontsize=8)
         return ax
+
+
+def check_start_lr(lr, result: RangeTestResult, *, action: str = "warn") -> bool:
+    """Pre-flight check: is ``lr`` inside ``[result.low, result.high]``?  Returns True when it is.
+
+    Outside: ``action="warn"`` issues a :class:`StartLRWarning`, ``action="raise"`` raises ``ValueError``; both
+    name the range and the suggested middle point.  ``lr`` must be finite and > 0.
+    """
+    from aslr.core import to_decimal
+
+    if not isinstance(result, RangeTestResult):
+        raise TypeError(
+            f"ASLR pre-flight: expected the RangeTestResult of a range test (aslr.lr_finder.lr_range_test, "
+            f"aslr.keras.lr_range_test, aslr.lightning.lr_range_test), got {type(result).__name__}"
+        )
+    if action not in ("warn", "raise"):
+        raise ValueError(f"ASLR pre-flight: preflight_action must be 'warn' or 'raise', got {action!r}")
+    value = float(to_decimal(lr))
+    if result.low <= value <= result.high:
+        return True
+    side = "above" if value > result.high else "below"
+    msg = (
+        f"ASLR pre-flight: start lr={value:g} is {side} the range test's reasonable range "
+        f"[{result.low:.3g}, {result.high:.3g}] (Eq 5.9); Algorithm 2 is not designed to recover from a start "
+        f"outside it — start at e.g. the middle point {result.suggestion:.3g}"
+    )
+    if action == "raise":
+        raise ValueError(msg)
+    warnings.warn(msg, StartLRWarning, stacklevel=3)
+    return False
 
 
 def suggest_start_lr(lrs, losses, *, step_mode: str = "exp", drop: float = 0.1) -> RangeTestResult:

@@ -1,4 +1,4 @@
-"""ASLR for PyTorch (and Brevitas) optimisers: Algorithm 2 per epoch, Eq 5.10 per step (seed 002, section 5.3).
+"""ASLR for PyTorch (and Brevitas) optimisers: Algorithm 2 per epoch, Eq 5.10 per step (Khodamoradi 2021, §5.3).
 
 ``ASLR(optimizer, lr)`` is a small stateful object in the style of ``torch.optim.lr_scheduler``:
 
@@ -13,7 +13,16 @@
 * under ``torch.distributed`` (initialised, world size > 1) the generator state is broadcast from rank 0 at
   construction and the metric handed to ``observe`` is averaged over ranks (``sync_metric="mean"``; or
   ``"rank0"`` to use rank 0's value): every rank then draws identical learning rates with no communication
-  per step.
+  per step.  Both go through a gloo group of ASLR's own (created collectively at construction) whose
+  timeout is ``sync_timeout`` seconds (default 300): ``observe`` called on some ranks only fails with a
+  ``RuntimeError`` that says to call it on every rank, instead of blocking until the default group's timeout
+  (30 min) or pairing with the model's gradient all-reduce.
+* ``tensor_lr=True`` turns every group's ``lr`` into a 0-d float64 tensor that ``step()`` fills in place, the
+  form ``torch.compile`` needs to compile ``optimizer.step`` once instead of treating every new float as a
+  new constant (the tensor lr recipe of the PyTorch docs).  The optimiser must accept a tensor lr.
+* ``preflight=`` the :class:`~aslr.lr_finder.RangeTestResult` of a range test checks the start rate against
+  its boundaries (Eq 5.9) before anything is drawn (:func:`aslr.lr_finder.check_start_lr`).
+* ``load_state_dict`` refuses a state saved for another optimiser class, start rate or mode.
 
 It does not subclass ``torch.optim.lr_scheduler.LRScheduler`` (whose ``step()`` has a different contract:
 it evaluates a closed-form schedule of the epoch counter); it needs ``observe`` fed by the training loop.
@@ -21,6 +30,7 @@ it evaluates a closed-form schedule of the epoch counter); it needs ``observe`` 
 
 from __future__ import annotations
 
+import datetime
 import math
 
 import torch
@@ -41,14 +51,6 @@ def _dist_world() -> tuple[bool, int]:
     return False, 0
 
 
-def _comm_device() -> torch.device:
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def _write_lrs(groups, lrs) -> None:
     for group, lr in zip(groups, lrs):
         current = group.get("lr")
@@ -59,7 +61,7 @@ def _write_lrs(groups, lrs) -> None:
 
 
 class ASLR:
-    """Adaptive Scheduler for Learning Rate (seed 002, Algorithm 2 + Eq 5.10) for a torch optimiser.
+    """Adaptive Scheduler for Learning Rate (Khodamoradi 2021, Algorithm 2 + Eq 5.10) for a torch optimiser.
 
     Parameters
     ----------
@@ -75,6 +77,12 @@ class ASLR:
         ``torch.initial_seed()`` (does not consume the global RNG).
     sync_metric:
         under ``torch.distributed``: ``"mean"`` (all-reduce average of the ranks' metrics) or ``"rank0"``.
+    sync_timeout:
+        under ``torch.distributed``: seconds ``observe`` waits for the other ranks before it raises.
+    tensor_lr:
+        store each group's ``lr`` as a 0-d float64 tensor filled in place (for ``torch.compile(opt.step)``).
+    preflight, preflight_action:
+        a range-test result to check ``lr`` against (``"warn"`` or ``"raise"`` when outside), or None.
 
     Typical loop::
 
@@ -93,6 +101,10 @@ class ASLR:
         mode: str = "min",
         generator: torch.Generator | None = None,
         sync_metric: str = "mean",
+        sync_timeout: float = 300.0,
+        tensor_lr: bool = False,
+        preflight=None,
+        preflight_action: str = "warn",
     ) -> None:
         groups = getattr(optimizer, "param_groups", None)
         if groups is None:
@@ -107,15 +119,38 @@ class ASLR:
             raise ValueError(f"ASLR: generator must live on the CPU, got device {generator.device}")
         if sync_metric not in ("mean", "rank0"):
             raise ValueError(f"ASLR: sync_metric must be 'mean' or 'rank0', got {sync_metric!r}")
+        if isinstance(sync_timeout, bool) or not (
+            isinstance(sync_timeout, int | float) and math.isfinite(sync_timeout) and sync_timeout > 0
+        ):
+            raise ValueError(
+                f"ASLR: sync_timeout must be a finite number of seconds > 0, got {sync_timeout!r}"
+            )
+        if not isinstance(tensor_lr, bool):
+            raise TypeError(f"ASLR: tensor_lr must be True or False, got {tensor_lr!r}")
         self.optimizer = optimizer
         self.search = ASLRSearch(lr, mode=mode)
+        if preflight is not None:
+            from aslr.lr_finder import check_start_lr
+
+            check_start_lr(lr, preflight, action=preflight_action)
         self.sync_metric = sync_metric
+        self.sync_timeout = float(sync_timeout)
+        if tensor_lr:
+            self._make_tensor_lrs()
         if generator is None:
             generator = torch.Generator()
             generator.manual_seed(torch.initial_seed())
         self.generator = generator
+        self._group = None
         distributed, _ = _dist_world()
         if distributed:
+            import torch.distributed as dist
+
+            # ASLR's own gloo group: its collectives never pair with the model's gradient all-reduce, and its
+            # timeout turns an observe() called on some ranks only into a prompt error
+            self._group = dist.new_group(
+                backend="gloo", timeout=datetime.timedelta(seconds=self.sync_timeout)
+            )
             self._broadcast_generator()
         self.num_steps = 0
         self._steps_since_observe = 0
@@ -125,6 +160,21 @@ class ASLR:
         self.c_history: list[float] = [self.search.c]
         self._refresh_interval()
         self._draw()
+
+    def _make_tensor_lrs(self) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group.get("lr"), torch.Tensor):
+                continue
+            group["lr"] = torch.tensor(float(group.get("lr", self.search.c)), dtype=torch.float64)
+        # the optimiser's own validation of a tensor lr (e.g. Adam: capturable/fused only) runs in step();
+        # refuse early for the classes that reject it
+        fused_or_capturable = any(g.get("fused") or g.get("capturable") for g in self.optimizer.param_groups)
+        if type(self.optimizer).__name__ in ("Adam", "AdamW") and not fused_or_capturable:
+            if any(g.get("foreach") for g in self.optimizer.param_groups):
+                raise ValueError(
+                    f"ASLR: tensor_lr=True with {type(self.optimizer).__name__}(foreach=True) is not supported by "
+                    "torch; pass capturable=True or fused=True, or foreach=False"
+                )
 
     # -- Eq 5.10 ------------------------------------------------------------------------------------------
     def _refresh_interval(self) -> None:
@@ -164,20 +214,28 @@ class ASLR:
     def _sync(self, value: float) -> float:
         import torch.distributed as dist
 
-        t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
-        if self.sync_metric == "mean":
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            t /= dist.get_world_size()
-        else:
-            dist.broadcast(t, src=0)
+        t = torch.tensor([value], dtype=torch.float64)
+        try:
+            if self.sync_metric == "mean":
+                dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self._group)
+                t /= dist.get_world_size()
+            else:
+                dist.broadcast(t, src=0, group=self._group)
+        except RuntimeError as exc:  # gloo timeout / peer gone (DistBackendError is a RuntimeError)
+            raise RuntimeError(
+                f"ASLR.observe on rank {dist.get_rank()}: the other ranks did not join the metric "
+                f"{'all-reduce' if self.sync_metric == 'mean' else 'broadcast'} within sync_timeout="
+                f"{self.sync_timeout:g} s. Under torch.distributed observe() must be called on every rank, once "
+                f"per epoch (with sync_metric='rank0' the other ranks may pass any number). Cause: {exc}"
+            ) from exc
         return float(t.item())
 
     def _broadcast_generator(self) -> None:
         import torch.distributed as dist
 
-        state = self.generator.get_state().to(_comm_device())
-        dist.broadcast(state, src=0)
-        self.generator.set_state(state.cpu())
+        state = self.generator.get_state()
+        dist.broadcast(state, src=0, group=self._group)
+        self.generator.set_state(state)
 
     def observe(self, metric) -> float:
         """Feed this epoch's validation metric (float or 0-d tensor); returns the new centre rate ``c``."""
@@ -238,12 +296,19 @@ class ASLR:
             "steps_since_observe": self._steps_since_observe,
             "c_history": list(self.c_history),
             "sync_metric": self.sync_metric,
+            "optimizer_class": f"{type(self.optimizer).__module__}.{type(self.optimizer).__qualname__}",
         }
 
     def load_state_dict(self, state: dict) -> None:
         missing = {"search", "generator", "last_lr", "num_steps", "steps_since_observe"} - set(state)
         if missing:
             raise ValueError(f"ASLR.load_state_dict: missing keys {sorted(missing)}")
+        mine = f"{type(self.optimizer).__module__}.{type(self.optimizer).__qualname__}"
+        if "optimizer_class" in state and state["optimizer_class"] != mine:
+            raise ValueError(
+                f"ASLR.load_state_dict: the state was saved for a {state['optimizer_class']} optimizer, this "
+                f"scheduler drives a {mine}"
+            )
         if len(state["last_lr"]) != len(self.optimizer.param_groups):
             raise ValueError(
                 f"ASLR.load_state_dict: state has {len(state['last_lr'])} learning rates, "

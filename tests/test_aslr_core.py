@@ -168,9 +168,16 @@ def test_state_dict_round_trip_continues_identically():
     costs = [0.9, 0.95, 0.97, 0.5, 0.6, 0.7, 0.8, 0.9, 0.91]
     for cost in costs[:4]:
         a.observe(cost)
-    b = ASLRSearch(1.0)
+    b = ASLRSearch(0.03)
     b.load_state_dict(a.state_dict())
     assert [a.observe(x) for x in costs[4:]] == [b.observe(x) for x in costs[4:]]
+    # a state of another start value or mode is refused, naming both values
+    with pytest.raises(ValueError, match=r"started at lr=0\.03.*starts at lr=1\.0"):
+        ASLRSearch(1.0).load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="mode='min'.*mode='max'"):
+        ASLRSearch(0.03, mode="max").load_state_dict(a.state_dict())
+    legacy = {k: v for k, v in a.state_dict().items() if k != "start_lr"}  # states saved before start_lr
+    ASLRSearch(0.03).load_state_dict(legacy)
     with pytest.raises(ValueError, match="missing"):
         b.load_state_dict({"c": "0.1"})
     bad = a.state_dict() | {"c": "-1"}

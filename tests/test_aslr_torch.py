@@ -253,3 +253,84 @@ def test_resume_at_any_point_of_the_draw_blocks(at):
             c.observe(1.0)
         got.append(c.get_last_lr())
     assert got == ref[at:]
+
+
+def _count_graphs(tensor_lr: bool, steps: int = 12) -> tuple[int, list[torch.Tensor]]:
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    opt = torch.optim.SGD(layer_param_groups(net, momentum=0.9), lr=0.1)
+    sched = ASLR(opt, 0.05, generator=torch.Generator().manual_seed(0), tensor_lr=tensor_lr)
+    x = torch.randn(steps, 2, 4, generator=torch.Generator().manual_seed(1))
+    net(x[0]).sum().backward()
+    opt.step()  # the first (state-creating) step eagerly, then the compiled one
+    sched.step()
+    step = torch.compile(opt.step, backend="aot_eager")
+    for i in range(1, steps):
+        opt.zero_grad()
+        net(x[i]).sum().backward()
+        step()
+        sched.step()
+    graphs = int(counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()
+    return graphs, [p.detach().clone() for p in net.parameters()]
+
+
+def test_tensor_lr_lets_a_compiled_optimizer_step_compile_once():
+    # a float lr is a constant of the traced step: every new ASLR draw recompiles until dynamo's limit
+    graphs_float, params_float = _count_graphs(False)
+    graphs_tensor, params_tensor = _count_graphs(True)
+    assert graphs_tensor == 1 < graphs_float
+    # same draws, same updates (the compiled graph reads the same float64 value the float path uses)
+    for a, b in zip(params_float, params_tensor):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_tensor_lr_eager_is_bit_identical_to_float_lr():
+    runs = []
+    for tensor_lr in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(5, 3)
+        opt = torch.optim.SGD(layer_param_groups(net, momentum=0.9), lr=0.1)
+        sched = ASLR(opt, 0.05, generator=torch.Generator().manual_seed(0), tensor_lr=tensor_lr)
+        if tensor_lr:
+            assert all(
+                isinstance(g["lr"], torch.Tensor) and g["lr"].dtype == torch.float64 for g in opt.param_groups
+            )
+        g = torch.Generator().manual_seed(2)
+        for _ in range(6):
+            opt.zero_grad()
+            net(torch.randn(4, 5, generator=g)).square().mean().backward()
+            opt.step()
+            sched.step()
+        sched.observe(0.5)
+        runs.append(
+            ([float(gr["lr"]) for gr in opt.param_groups], [p.detach().clone() for p in net.parameters()])
+        )
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    with pytest.raises(TypeError, match="tensor_lr"):
+        ASLR(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1), 0.05, tensor_lr="yes")
+
+
+def test_load_state_dict_refuses_another_optimizer_class_start_lr_or_mode():
+    net = torch.nn.Linear(3, 2)
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = ASLR(sgd, 0.05)
+    net(torch.ones(1, 3)).sum().backward()
+    sgd.step()
+    sched.step()
+    sched.observe(0.4)
+    state = sched.state_dict()
+    with pytest.raises(ValueError, match=r"saved for a torch\.optim\.sgd\.SGD optimizer.*Adam"):
+        ASLR(torch.optim.Adam(net.parameters(), lr=0.1), 0.05).load_state_dict(state)
+    with pytest.raises(ValueError, match="started at lr=0.05"):
+        ASLR(torch.optim.SGD(net.parameters(), lr=0.1), 0.5).load_state_dict(state)
+    with pytest.raises(ValueError, match="mode"):
+        ASLR(torch.optim.SGD(net.parameters(), lr=0.1), 0.05, mode="max").load_state_dict(state)
+    ok = ASLR(torch.optim.SGD(net.parameters(), lr=0.1), 0.05)
+    ok.load_state_dict(state)
+    assert ok.c_history == sched.c_history
