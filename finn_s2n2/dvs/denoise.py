@@ -1,26 +1,31 @@
-"""Background-activity (BA) filters for DVS event streams — seed 002, chapter 3.
+"""Background-activity (BA) filters for DVS event streams — Khodamoradi 2021, chapter 3.
 
 All filters take a NumPy structured event array with fields ``x``, ``y``, ``t`` (tonic's layout:
-``[("x", int16), ("y", int16), ("t", int64), ("p", bool)]``; any integer ``x``/``y``, integer or float
-``t``; ``p`` and other fields are carried along untouched) and return the events that pass, in input
-order (a view-free copy).  ``x`` is the column in ``[0, width)``, ``y`` the row in ``[0, height)``.
+``[("x", int16), ("y", int16), ("t", int64), ("p", bool)]``) or dv-processing's names ``timestamp`` and
+``polarity`` for ``t`` and ``p`` (any integer ``x``/``y``, integer or float ``t``, either byte order; other
+fields are carried along untouched) and return the events that pass, in input order.  ``x`` is the column in
+``[0, width)``, ``y`` the row in ``[0, height)``.  An empty array gives an empty result.
 
-Support (Eq 3.2): an event ``e = (p, x, y, t)`` has support when a *stored* event at a pixel ``(i, j)`` with
-``|i - x| <= 1`` and ``|j - y| <= 1`` satisfies ``t - t_ij < dt`` (strict).  Choices the seed leaves open,
-made here and used by every filter and by the HLS C++:
+Support (Khodamoradi 2021, §3.2, Eq 3.2): an event ``e = (p, x, y, t)`` has support when a *stored* event at a
+pixel ``(i, j)`` with ``|i - x| <= 1`` and ``|j - y| <= 1`` satisfies ``t - t_ij < dt`` (strict).  The
+dissertation's reading, the default of every filter (:data:`DISSERTATION`):
 
-* **self-support** — the 3×3 neighbourhood *includes the pixel itself* (Eq 3.2 has ``|i-x|<=1 ∧ |j-y|<=1``
-  and the text says "neighboring pixels and the pixel itself"; the error counts of Eq 3.9/3.11 — S²−4,
-  S²−9 non-neighbours — also count the pixel as its own neighbour).  tonic's ``denoise`` differs: it uses the
-  4-neighbourhood without the pixel itself.
-* **polarity** — support ignores polarity (Eq 3.2 has none); the O(N) filter stores it only to re-emit a
-  recovered event with its own polarity.
+* **self-support** — the 3×3 neighbourhood *includes the pixel itself* (Eq 3.2 and the counts S²−4, S²−9 of
+  Eq 3.9/3.11).  ``exclude_self=True`` leaves the pixel out (jAER, dv-processing and E-MLB do): a hot pixel
+  then needs a neighbour to pass.
+* **polarity** — support ignores polarity; ``same_polarity=True`` requires the supporter's polarity to equal
+  the event's (``p > 0`` is ON).
+* **one supporter** — ``min_support=k`` requires ``k`` distinct supporting stored events.
 * **ties** — events are processed in array order; an earlier event with the same timestamp supports a later
   one (``t - t_ij = 0 < dt``).
 * **timestamps must be non-decreasing** (a sensor emits them in order): an unsorted stream raises, or is
   stably sorted first with ``sort=True`` (the returned events are then in sorted order).
+* **exact ages** — integer ages ``t - t_ij`` are computed in unsigned 64-bit arithmetic (exact for every
+  int64 pair); ``timestamp_bits=32`` instead compares them modulo 2^32 like the 32-bit hardware
+  (:mod:`finn_s2n2.dvs.hls`): a cell older than 2^32 ticks then aliases to a young one.
 
-Filters:
+Filters (pure functions, one call = the whole stream; :mod:`finn_s2n2.dvs.stream` has the stateful,
+packet-by-packet versions, which run the same kernels):
 
 * :func:`baseline_filter` — one timestamp per pixel, 8-neighbourhood + self (§3.4.1).
 * :func:`liu_filter` — one timestamp per S×S group; an event is checked against its own group only
@@ -28,13 +33,13 @@ Filters:
 * :func:`subsampling_filter` — one timestamp per S×S group; an event is checked against every group that
   contains a pixel of its 3×3 neighbourhood (1 group for inner pixels, 2 for side, 4 for corner pixels),
   the reading of §3.4.3 that gives Eq 3.11's counts 4S²−9, 2S²−9, S²−9.
-* :func:`order_n_filter` — the seed's O(N) filter (§3.2): two 32-bit cells per row and per column (layout in
+* :func:`order_n_filter` — the O(N) filter (§3.2): two 32-bit cells per row and per column (layout in
   :mod:`finn_s2n2.dvs.memory`).  For an event ``(p, x, y, t)`` it reads the cells of rows ``y-1..y+1``
   and columns ``x-1..x+1`` (clipped to the sensor).  A row cell of row ``r`` holds the most recent event of
   that row, at ``(pos, r)``; it supports the event when ``|pos - x| <= 1`` and ``t - t_r < dt`` (column cells
   likewise with ``|pos - y| <= 1``) — a stored event is always a true neighbour, so the filter has no false
   positives.  Then row ``y`` and column ``x`` are overwritten with the event and the bookkeeping bit
-  ``bk = passed``.
+  ``bk = passed``.  With ``min_support > 1`` a stored event held by both a row and a column cell counts once.
 
   **Past-event recovery** (§3.2, §3.4.4): when an event passes, every supporting stored event whose
   ``bk`` is 0 (it had no support when it arrived) is emitted now, once, and its ``bk`` is set — in the row
@@ -47,7 +52,8 @@ Filters:
   C++ (``hls/dvs_order_n.h``), which the tests compare bit for bit.
 
 The kernels are compiled with numba (``cache=True``); they are the python execution of the filters, the
-specification that the HLS C++ matches.
+specification that the HLS C++ matches.  Every kernel takes its memory (the filter *state*) as arguments, so
+that a stream cut into packets gives exactly the result of one call.
 """
 
 from __future__ import annotations
@@ -57,24 +63,34 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from finn_s2n2.dvs.memory import BK_BIT, INFO_EMPTY, MAX_SIDE, POS_MASK
+from finn_s2n2.dvs.memory import BK_BIT, INFO_EMPTY, MAX_SIDE, POL_BIT, POS_MASK
 
 #: tonic's event layout (``tonic.io.events_struct``)
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+#: dv-processing's names for ``t`` and ``p`` (``dv.EventStore.numpy()``)
+DV_FIELD_NAMES = {"timestamp": "t", "polarity": "p"}
 
 #: error codes returned by the kernels
 _OK, _ERR_UNSORTED, _ERR_X, _ERR_Y = 0, 1, 2, 3
 #: values of the O(N) filter's status array
 DROPPED, PASSED, RECOVERED = 0, 1, 2
 
+#: the dissertation's support rule (Eq 3.2), the default of every filter
+DISSERTATION = {"exclude_self": False, "same_polarity": False, "min_support": 1}
+
 _FILTERS = ("baseline", "liu", "subsampling", "order_n")
 _BK_BIT = BK_BIT
+_POL_BIT = POL_BIT
 _POS_MASK = POS_MASK
 _INFO_EMPTY = INFO_EMPTY
-#: the kernels keep the event index in the upper 32 bits of an int64 info cell
+#: the O(N) kernel keeps the event index in the upper 32 bits of an int64 info cell
 MAX_EVENTS = 2**31 - 1
+#: age masks: exact 64-bit ages, or 32-bit hardware timestamps
+_MASK64 = np.uint64(2**64 - 1)
+_TIMESTAMP_BITS = (32, 64)
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -88,48 +104,96 @@ def _check_int(name: str, v, lo: int = 1, hi: int | None = None) -> int:
     return v
 
 
-def _check_dt(dt) -> float:
+def _check_dt(dt, name: str = "dt (the temporal window)") -> float:
     if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
-        raise TypeError(f"dt (the temporal window) must be a real number, got {type(dt).__name__} {dt!r}")
+        raise TypeError(f"{name} must be a real number, got {type(dt).__name__} {dt!r}")
     dt = float(dt)
     if not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt (the temporal window) must be finite and > 0, got {dt}")
+        raise ValueError(f"{name} must be finite and > 0, got {dt}")
     return dt
 
 
-def check_events(events, *, allow_empty: bool = False, name: str = "events") -> np.ndarray:
-    """Check that ``events`` is a 1-D structured array with integer ``x``, ``y`` and integer/float ``t``."""
+def _canonical_dtype(dtype: np.dtype, name: str) -> np.dtype:
+    """``dtype`` with dv-processing's field names mapped to ``t``/``p`` (same offsets: a view)."""
+    names = list(dtype.names)
+    for dv_name, ours in DV_FIELD_NAMES.items():
+        if dv_name in names:
+            if ours in names:
+                raise TypeError(f"{name} has both fields {ours!r} and {dv_name!r}; expected one of them")
+            names[names.index(dv_name)] = ours
+    if names == list(dtype.names):
+        return dtype
+    return np.dtype(
+        {
+            "names": names,
+            "formats": [dtype.fields[n][0] for n in dtype.names],
+            "offsets": [dtype.fields[n][1] for n in dtype.names],
+            "itemsize": dtype.itemsize,
+        }
+    )
+
+
+def check_events(events, *, allow_empty: bool = True, name: str = "events") -> np.ndarray:
+    """Check ``events`` and return it as a 1-D structured array with fields ``x``, ``y``, ``t`` (``p``) in
+    native byte order: dv-processing's ``timestamp``/``polarity`` are renamed (a view), big-endian fields are
+    converted (a copy).  Integer ``x``/``y``, integer or float ``t``."""
     if not isinstance(events, np.ndarray):
         raise TypeError(f"{name} must be a NumPy structured array, got {type(events).__name__}")
     if events.dtype.names is None:
         raise TypeError(
-            f"{name} must be a structured array with fields x, y, t (tonic layout), got dtype {events.dtype}"
+            f"{name} must be a structured array with fields x, y, t (tonic) or x, y, timestamp "
+            f"(dv-processing), got dtype {events.dtype}"
         )
-    missing = [f for f in ("x", "y", "t") if f not in events.dtype.names]
+    dtype = _canonical_dtype(events.dtype, name)
+    missing = [f for f in ("x", "y", "t") if f not in dtype.names]
     if missing:
         raise TypeError(
-            f"{name} lacks field(s) {missing}; expected fields x, y, t (and p), got {events.dtype.names}"
+            f"{name} lacks field(s) {missing}; expected fields x, y, t (and p) or x, y, timestamp (and "
+            f"polarity), got {events.dtype.names}"
         )
     if events.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {events.shape}")
     for f in ("x", "y"):
-        if events.dtype[f].kind not in "iu":
-            raise TypeError(f"{name}['{f}'] must have an integer dtype, got {events.dtype[f]}")
-    if events.dtype["t"].kind not in "iuf":
-        raise TypeError(f"{name}['t'] must have an integer or float dtype, got {events.dtype['t']}")
-    if events.dtype["t"].kind == "u" and events.dtype["t"].itemsize == 8:
+        if dtype[f].kind not in "iu":
+            raise TypeError(f"{name}['{f}'] must have an integer dtype, got {dtype[f]}")
+    if dtype["t"].kind not in "iuf":
+        raise TypeError(f"{name}['t'] must have an integer or float dtype, got {dtype['t']}")
+    if dtype["t"].kind == "u" and dtype["t"].itemsize == 8:
         raise TypeError(f"{name}['t'] is uint64; use int64 (timestamps are compared by difference)")
+    if "p" in dtype.names and dtype["p"].kind not in "biu":
+        raise TypeError(f"{name}['p'] (polarity) must be bool or integer, got {dtype['p']}")
     if events.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty (pass allow_empty=True to get an empty result instead)")
+    if dtype is not events.dtype:
+        events = events.view(dtype)
+    if not all(dtype.fields[f][0].isnative for f in dtype.names):
+        events = events.astype(dtype.newbyteorder("="))
     if events.dtype["t"].kind == "f" and events.size and not np.isfinite(events["t"]).all():
         raise ValueError(f"{name}['t'] contains NaN or infinite timestamps")
     return events
 
 
-def _raise_kernel_error(err: int, i: int, events: np.ndarray, width: int, height: int) -> None:
+def _restore_names(out: np.ndarray, like: np.dtype) -> np.ndarray:
+    """View ``out`` (canonical names) with the field names of the caller's dtype ``like``."""
+    if like.names == out.dtype.names:
+        return out
+    return out.view(
+        np.dtype(
+            {
+                "names": list(like.names),
+                "formats": [out.dtype.fields[n][0] for n in out.dtype.names],
+                "offsets": [out.dtype.fields[n][1] for n in out.dtype.names],
+                "itemsize": out.dtype.itemsize,
+            }
+        )
+    )
+
+
+def _raise_kernel_error(err: int, i: int, events: np.ndarray, width: int, height: int, prev=None) -> None:
     if err == _ERR_UNSORTED:
+        before = f"t[{i - 1}]={events['t'][i - 1]}" if i > 0 else f"the previous packet's last t={prev}"
         raise ValueError(
-            f"events['t'] must be non-decreasing: t[{i}]={events['t'][i]} < t[{i - 1}]={events['t'][i - 1]} "
+            f"events['t'] must be non-decreasing: t[{i}]={events['t'][i]} < {before} "
             "(pass sort=True to sort the stream first)"
         )
     if err == _ERR_X:
@@ -142,80 +206,148 @@ def _raise_kernel_error(err: int, i: int, events: np.ndarray, width: int, height
         )
 
 
-def _prepare(events, width, height, dt, allow_empty):
-    events = check_events(events, allow_empty=allow_empty)
-    if events.shape[0] > MAX_EVENTS:
-        raise ValueError(
-            f"events has {events.shape[0]} events; at most {MAX_EVENTS} per call (split the stream)"
-        )
-    width = _check_int("width", width, 1, MAX_SIDE)
-    height = _check_int("height", height, 1, MAX_SIDE)
+def kernel_dt(dt, t_kind: str):
+    """The window as the kernels compare it: ``uint64(ceil(dt))`` for integer timestamps (``age < dt`` ⇔
+    ``age < ceil(dt)``), ``float`` for float timestamps."""
     dt = _check_dt(dt)
-    if events.dtype["t"].kind in "iu":
-        # integer timestamps: t - t_ij < dt  <=>  t - t_ij < ceil(dt); integer compares are cheaper
-        dt = np.int64(min(math.ceil(dt), 2**62))
-    return events, width, height, dt
+    if t_kind in "iu":
+        return np.uint64(min(math.ceil(dt), 2**64 - 1))
+    return dt
+
+
+def age_mask(timestamp_bits, t_kind: str) -> np.uint64:
+    """Mask applied to integer ages: all ones (exact) or ``2**32 - 1`` (``timestamp_bits=32``)."""
+    if timestamp_bits not in _TIMESTAMP_BITS:
+        raise ValueError(f"timestamp_bits must be 32 (hardware) or 64 (exact ages), got {timestamp_bits!r}")
+    if timestamp_bits == 32 and t_kind == "f":
+        raise TypeError("timestamp_bits=32 models integer hardware timestamps; events['t'] is a float")
+    return np.uint64(2**32 - 1) if timestamp_bits == 32 else _MASK64
+
+
+def check_options(exclude_self, same_polarity, min_support, *, max_support: int) -> tuple[bool, bool, int]:
+    """Validate the support options (see the module docstring)."""
+    for n, v in (("exclude_self", exclude_self), ("same_polarity", same_polarity)):
+        if not isinstance(v, bool | np.bool_):
+            raise TypeError(f"{n} must be a bool, got {type(v).__name__} {v!r}")
+    k = _check_int("min_support (supporters required)", min_support, 1, max_support)
+    return bool(exclude_self), bool(same_polarity), k
+
+
+def polarity_array(events: np.ndarray, same_polarity: bool) -> np.ndarray:
+    """``uint8`` ON flags (``p > 0``) when ``same_polarity``, else an empty array (the kernels skip it)."""
+    if not same_polarity:
+        return np.empty(0, np.uint8)
+    if "p" not in events.dtype.names:
+        raise TypeError("same_polarity=True needs a polarity field 'p' (or 'polarity') in events")
+    return (
+        (events["p"] > 0).view(np.uint8) if events["p"].dtype == bool else (events["p"] > 0).astype(np.uint8)
+    )
 
 
 # ----------------------------------------------------------------------------------------------- kernels
+def _age(t, tc, mask):  # pragma: no cover - replaced by the overload inside numba
+    raise NotImplementedError
+
+
+@overload(_age, inline="always")
+def _age_impl(t, tc, mask):
+    """Age ``t - tc`` of a stored timestamp: unsigned 64-bit for integers (exact for any int64 pair with
+    ``tc <= t``; ``& mask`` models 32-bit hardware), plain difference for floats."""
+    if isinstance(t, types.Integer):
+        return lambda t, tc, mask: (np.uint64(t) - np.uint64(tc)) & mask
+    return lambda t, tc, mask: t - tc
+
+
 @njit(cache=True, inline="always")
-def _hit(info, c, t_cell, t, dt):
-    """Eq 3.2 for one stored event: ``|pos - c| <= 1`` and ``t - t_cell < dt`` (empty cells never hit)."""
-    return (np.uint64((info & _POS_MASK) - c + 1) <= np.uint64(2)) & (t - t_cell < dt)
+def _sup(info, c, selfpos, pinfo, polmask, t_cell, t, dt, mask):
+    """Eq 3.2 for one stored event: ``|pos - c| <= 1``, ``t - t_cell < dt``, ``pos != selfpos`` (the pixel
+    itself when excluded, else -2) and equal polarity bits under ``polmask``.  Empty cells never support."""
+    pos = info & _POS_MASK
+    return (
+        (np.uint64(pos - c + 1) <= np.uint64(2))
+        & (_age(t, t_cell, mask) < dt)
+        & (pos != selfpos)
+        & (((info ^ pinfo) & polmask) == 0)
+    )
+
+
+@njit(cache=True)
+def _check_event(e, t, prev, uw, uh):
+    if t < prev:
+        return 1
+    if np.uint64(np.int64(e.x)) >= uw:
+        return 2
+    if np.uint64(np.int64(e.y)) >= uh:
+        return 3
+    return 0
 
 
 @njit(cache=True, error_model="numpy")
-def _order_n_kernel(events, width, height, dt, status, emit):
-    """O(N) filter (§3.2).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission
-    order); returns ``(n_emit, err, err_index)``.
+def _order_n_kernel(
+    events, start, width, height, dt, mask, prev, excl, k_min, pol, RI, CI, RT, CT, status, emit
+):
+    """O(N) filter (§3.2) on ``events[start:]`` (``events[:start]`` are earlier events still referenced by the
+    cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
+    ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
 
-    Cells (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
-    columns ``x-1..x+1`` need no clipping): a timestamp array and an int64 *info* array holding the
-    hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory` (polarity left 0:
-    the python execution re-emits the input event itself) with the event's index in the upper 32 bits.
+    State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
+    columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``
+    holding the hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory` (``p`` stored
+    when ``pol`` is given) with the event's index in the upper 32 bits.
     """
     n = events.shape[0]
-    if n == 0:
-        return 0, 0, -1
     BK = np.int64(1) << _BK_BIT
+    PB = np.int64(1) << _POL_BIT
     ONE = np.uint64(1)
-    RI = np.full(height + 2, _INFO_EMPTY, np.int64)
-    CI = np.full(width + 2, _INFO_EMPTY, np.int64)
-    RT = np.zeros(height + 2, events.t.dtype)
-    CT = np.zeros(width + 2, events.t.dtype)
     uw = np.uint64(width)
     uh = np.uint64(height)
+    use_pol = pol.shape[0] > 0
+    polmask = PB if use_pol else np.int64(0)
     n_emit = 0
-    prev = events[0].t
-    for i in range(n):
+    for i in range(start, n):
         e = events[i]
+        t = e.t
+        err = _check_event(e, t, prev, uw, uh)
+        if err != 0:
+            return n_emit, err, i
+        prev = t
         xi = np.int64(e.x)
         yi = np.int64(e.y)
-        t = e.t
-        if t < prev:
-            return n_emit, 1, i
-        if np.uint64(xi) >= uw:
-            return n_emit, 2, i
-        if np.uint64(yi) >= uh:
-            return n_emit, 3, i
-        prev = t
+        pinfo = (np.int64(pol[i]) << _POL_BIT) if use_pol else np.int64(0)
+        sx = xi if excl else np.int64(-2)
+        sy = yi if excl else np.int64(-2)
         ya = np.uint64(yi)  # padded index of row y-1 (unsigned indices: no wrap-around code)
         xa = np.uint64(xi)
-        passed = False
+        nsup = 0
         need = False  # a supporting stored event has bk = 0: past-event recovery
         for k in range(3):
+            own = k == 1
             info = RI[ya + np.uint64(k)]
-            h = _hit(info, xi, RT[ya + np.uint64(k)], t, dt)
-            passed |= h
+            h = _sup(
+                info, xi, sx if own else np.int64(-2), pinfo, polmask, RT[ya + np.uint64(k)], t, dt, mask
+            )
+            nsup += h
             need |= h & ((info & BK) == 0)
-            info = CI[xa + np.uint64(k)]
-            h = _hit(info, yi, CT[xa + np.uint64(k)], t, dt)
-            passed |= h
-            need |= h & ((info & BK) == 0)
-        if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+            cinfo = CI[xa + np.uint64(k)]
+            hc = _sup(
+                cinfo, yi, sy if own else np.int64(-2), pinfo, polmask, CT[xa + np.uint64(k)], t, dt, mask
+            )
+            if hc and k_min > 1:  # the same event in a supporting row cell counts once
+                r = (cinfo & _POS_MASK) + 1
+                rinfo = RI[r]
+                if (rinfo & _POS_MASK) == xi + k - 1 and _sup(
+                    rinfo, xi, sx if r == yi + 1 else np.int64(-2), pinfo, polmask, RT[r], t, dt, mask
+                ):
+                    hc = False
+            nsup += hc
+            need |= hc & ((cinfo & BK) == 0)
+        passed = nsup >= k_min
+        if passed and need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
             for r in range(yi, yi + 3):
                 info = RI[r]
-                if (info & BK) == 0 and _hit(info, xi, RT[r], t, dt):
+                if (info & BK) == 0 and _sup(
+                    info, xi, sx if r == yi + 1 else np.int64(-2), pinfo, polmask, RT[r], t, dt, mask
+                ):
                     j = info >> 32
                     status[j] = 2
                     emit[n_emit] = j
@@ -226,7 +358,9 @@ def _order_n_kernel(events, width, height, dt, status, emit):
                         CI[pc] |= BK
             for c in range(xi, xi + 3):
                 info = CI[c]
-                if (info & BK) == 0 and _hit(info, yi, CT[c], t, dt):
+                if (info & BK) == 0 and _sup(
+                    info, yi, sy if c == xi + 1 else np.int64(-2), pinfo, polmask, CT[c], t, dt, mask
+                ):
                     j = info >> 32
                     status[j] = 2
                     emit[n_emit] = j
@@ -238,7 +372,7 @@ def _order_n_kernel(events, width, height, dt, status, emit):
         emit[n_emit] = i  # branch-free: kept only when passed
         n_emit += passed
         status[i] = passed
-        tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT)
+        tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
         yb = ya + ONE
         xb = xa + ONE
         RT[yb] = t
@@ -246,6 +380,30 @@ def _order_n_kernel(events, width, height, dt, status, emit):
         CT[xb] = t
         CI[xb] = tag | yi
     return n_emit, 0, -1
+
+
+@njit(cache=True)
+def _order_n_rebase(RI, CI, RT, CT, t_last, dt, mask, expire, n):
+    """End of a packet: (``expire``) set ``bk`` of cells whose event can no longer be supported (age ≥ dt at
+    ``t_last``: exact ages only), find the oldest event index ``m`` still referenced by a ``bk = 0`` cell
+    (``n`` if none) and shift the indices of those cells by ``-m``.  Events before ``m`` are final."""
+    BK = np.int64(1) << _BK_BIT
+    LOW = (np.int64(1) << 32) - 1
+    m = n
+    for arr, tarr in ((RI, RT), (CI, CT)):
+        for c in range(arr.shape[0]):
+            info = arr[c]
+            if (info & BK) == 0:
+                if expire and not (_age(t_last, tarr[c], mask) < dt):
+                    arr[c] = info | BK
+                else:
+                    m = min(m, info >> 32)
+    shift = np.int64(m) << 32
+    for arr in (RI, CI):
+        for c in range(arr.shape[0]):
+            info = arr[c]
+            arr[c] = (info - shift) if (info & BK) == 0 else (info & LOW)
+    return m
 
 
 @njit(cache=True)
@@ -259,72 +417,61 @@ def _compact(events, status, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _baseline_kernel(events, width, height, dt, passed):
+def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T, V, passed):
     """Baseline filter (§3.4.1): one timestamp per pixel, support from the 3×3 neighbourhood (itself
-    included).  Padded (H+2)×(W+2) surface, so the neighbourhood needs no clipping.  Returns
-    ``(err, err_index)``."""
+    included unless ``excl``), ``k_min`` supporters, equal polarity when ``pol`` is given.  Padded
+    (H+2)×(W+2) state ``T`` (timestamps) and ``V`` (0 empty, 1 + polarity).  Returns ``(err, err_index)``."""
     n = events.shape[0]
-    if n == 0:
-        return 0, -1
     pw = np.uint64(width + 2)
-    T = np.zeros((height + 2) * (width + 2), events.t.dtype)
-    valid = np.zeros((height + 2) * (width + 2), np.uint8)
     uw = np.uint64(width)
     uh = np.uint64(height)
     ONE = np.uint64(1)
-    prev = events[0].t
+    use_pol = pol.shape[0] > 0
     for i in range(n):
         e = events[i]
-        x = np.int64(e.x)
-        y = np.int64(e.y)
         t = e.t
-        if t < prev:
-            return 1, i
-        if np.uint64(x) >= uw:
-            return 2, i
-        if np.uint64(y) >= uh:
-            return 3, i
+        err = _check_event(e, t, prev, uw, uh)
+        if err != 0:
+            return err, i
         prev = t
-        ok = False
-        base = np.uint64(y) * pw + np.uint64(x)  # padded index of pixel (x-1, y-1)
+        v = np.uint8(1 + pol[i]) if use_pol else np.uint8(1)
+        base = np.uint64(np.int64(e.y)) * pw + np.uint64(np.int64(e.x))  # padded index of (x-1, y-1)
+        me = base + pw + ONE
+        cnt = 0
         for r in range(3):
             g = base + np.uint64(r) * pw
-            ok |= (valid[g] != 0) & (t - T[g] < dt)
-            ok |= (valid[g + ONE] != 0) & (t - T[g + ONE] < dt)
-            ok |= (valid[g + ONE + ONE] != 0) & (t - T[g + ONE + ONE] < dt)
-        passed[i] = ok
-        g = base + pw + ONE
-        T[g] = t
-        valid[g] = 1
+            for c in range(3):
+                gc = g + np.uint64(c)
+                vv = V[gc]
+                ok = (vv != 0) & (_age(t, T[gc], mask) < dt)
+                if use_pol:
+                    ok &= vv == v
+                if excl:
+                    ok &= gc != me
+                cnt += ok
+        passed[i] = cnt >= k_min
+        T[me] = t
+        V[me] = v
     return 0, -1
 
 
 @njit(cache=True, error_model="numpy")
-def _group_kernel(events, width, height, dt, s, neighbours, passed):
+def _group_kernel(events, width, height, dt, mask, prev, s, neighbours, T, V, passed):
     """One timestamp per S×S group.  ``neighbours=False``: Liu's filter (own group only);
     ``neighbours=True``: every group holding a pixel of the 3×3 neighbourhood (sub-sampling filter;
     with ``s=1`` this is the baseline filter).  Returns ``(err, err_index)``."""
     gw = (width + s - 1) // s
-    gh = (height + s - 1) // s
-    T = np.zeros(gw * gh, events.t.dtype)
-    valid = np.zeros(gw * gh, np.uint8)
     uw = np.uint64(width)
     uh = np.uint64(height)
-    if events.shape[0] == 0:
-        return 0, -1
-    prev = events[0].t
     for i in range(events.shape[0]):
         e = events[i]
+        t = e.t
+        err = _check_event(e, t, prev, uw, uh)
+        if err != 0:
+            return err, i
+        prev = t
         x = np.int64(e.x)
         y = np.int64(e.y)
-        t = e.t
-        if t < prev:
-            return 1, i
-        if np.uint64(x) >= uw:
-            return 2, i
-        if np.uint64(y) >= uh:
-            return 3, i
-        prev = t
         ok = False
         if neighbours:
             gx0 = max(x - 1, 0) // s
@@ -334,14 +481,34 @@ def _group_kernel(events, width, height, dt, s, neighbours, passed):
             for gy in range(gy0, gy1 + 1):
                 for gx in range(gx0, gx1 + 1):
                     g = gy * gw + gx
-                    ok |= (valid[g] != 0) & (t - T[g] < dt)
+                    ok |= (V[g] != 0) & (_age(t, T[g], mask) < dt)
         else:
             g = (y // s) * gw + x // s
-            ok = (valid[g] != 0) & (t - T[g] < dt)
+            ok = (V[g] != 0) & (_age(t, T[g], mask) < dt)
         passed[i] = ok
         g = (y // s) * gw + x // s
         T[g] = t
-        valid[g] = 1
+        V[g] = 1
+    return 0, -1
+
+
+@njit(cache=True, error_model="numpy")
+def _refractory_kernel(events, width, height, period, mask, prev, T, V, passed):
+    """Refractory stage: an event passes unless its own pixel fired (passed or not) less than ``period``
+    ago.  State: one timestamp ``T`` and a valid flag ``V`` per pixel.  Returns ``(err, err_index)``."""
+    uw = np.uint64(width)
+    uh = np.uint64(height)
+    for i in range(events.shape[0]):
+        e = events[i]
+        t = e.t
+        err = _check_event(e, t, prev, uw, uh)
+        if err != 0:
+            return err, i
+        prev = t
+        g = np.int64(e.y) * width + np.int64(e.x)
+        passed[i] = not ((V[g] != 0) & (_age(t, T[g], mask) < period))
+        T[g] = t
+        V[g] = 1
     return 0, -1
 
 
@@ -352,120 +519,135 @@ def _gather(events, idx, n, out):
 
 
 # ------------------------------------------------------------------------------------------ public filters
-def _run_with_sort(events, sort, run):
-    """Run ``run(events) -> (result, err, i)``; on an unsorted stream sort (if asked) and run again."""
-    res, err, i = run(events)
-    if err == _ERR_UNSORTED and sort:
-        events = events[np.argsort(events["t"], kind="stable")]
-        res, err, i = run(events)
-    return events, res, err, i
+def _one_shot(kind: str, events, width, height, dt, *, sort=False, allow_empty=True, order="time", **opts):
+    """Run one fresh stream of filter ``kind`` over the whole of ``events`` (see :mod:`.stream`)."""
+    from finn_s2n2.dvs.stream import make_stream
+
+    ev = check_events(events, allow_empty=allow_empty)
+    f = make_stream(kind, width, height, dt, order=order, **opts)
+    if sort and ev.size and np.any(ev["t"][1:] < ev["t"][:-1]):
+        ev = ev[np.argsort(ev["t"], kind="stable")]
+    return ev, f, f.run_once(ev)
 
 
-def order_n_status(events, width: int, height: int, dt, *, sort: bool = False, allow_empty: bool = False):
+def order_n_status(
+    events, width: int, height: int, dt, *, sort: bool = False, allow_empty: bool = True, **opts
+):
     """Run the O(N) filter and return ``(events, status, emission)``.
 
     ``status[i]`` is :data:`DROPPED` (0), :data:`PASSED` (1, had support on arrival) or :data:`RECOVERED`
     (2, dropped on arrival, emitted later by past-event recovery); ``emission`` holds the indices of the
-    emitted events in hardware emission order (see the module docstring).  ``events`` is the input, or its
-    stably sorted copy when ``sort=True`` had to sort it.
+    emitted events in hardware emission order (see the module docstring).  ``events`` is the (canonical,
+    native-order) input, or its stably sorted copy when ``sort=True`` had to sort it.  ``opts``:
+    ``exclude_self``, ``same_polarity``, ``min_support``, ``timestamp_bits``.
     """
-    events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
-
-    return _order_n_run(events, width, height, dt, sort)
-
-
-def _order_n_run(events, width, height, dt, sort):
-    def run(ev):
-        status = np.zeros(ev.shape[0], np.uint8)
-        emit = np.empty(ev.shape[0], np.int64)
-        n_emit, err, i = _order_n_kernel(ev, width, height, dt, status, emit)
-        return (status, emit[:n_emit]), err, i
-
-    events, (status, emission), err, i = _run_with_sort(events, sort, run)
-    _raise_kernel_error(err, i, events, width, height)
-    return events, status, emission
+    ev, _, (status, emission) = _one_shot(
+        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts
+    )
+    return ev, status, emission
 
 
 def order_n_filter(
-    events, width: int, height: int, dt, *, order: str = "time", sort: bool = False, allow_empty: bool = False
+    events,
+    width: int,
+    height: int,
+    dt,
+    *,
+    order: str = "time",
+    sort: bool = False,
+    allow_empty: bool = True,
+    **opts,
 ) -> np.ndarray:
-    """The seed's O(N) BA filter with past-event recovery (§3.2); returns the passed events.
+    """The O(N) BA filter with past-event recovery (Khodamoradi 2021, §3.2); returns the passed events.
 
     ``order="time"`` (default): input order (recovered events at their original place);
     ``order="emission"``: hardware emission order (recovered events when they are recovered, before the
-    event that recovers them).  ``dt`` is the temporal window in the unit of ``t``.
+    event that recovers them).  ``dt`` is the temporal window in the unit of ``t``.  ``opts``:
+    ``exclude_self``, ``same_polarity``, ``min_support`` (default: :data:`DISSERTATION`), ``timestamp_bits``.
     """
     if order not in ("time", "emission"):
         raise ValueError(f"order must be 'time' or 'emission', got {order!r}")
-    events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
-    events, status, emission = _order_n_run(events, width, height, dt, sort)
+    ev, _, (status, emission) = _one_shot(
+        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts
+    )
     if order == "time":
-        out = np.empty(emission.shape[0] + 1, events.dtype)
-        k = _compact(events, status, out)
-        return out[:k]
-    out = np.empty(emission.shape[0], events.dtype)
-    _gather(events, emission, emission.shape[0], out)
-    return out
+        out = np.empty(emission.shape[0] + 1, ev.dtype)
+        k = _compact(ev, status, out)
+        out = out[:k]
+    else:
+        out = np.empty(emission.shape[0], ev.dtype)
+        _gather(ev, emission, emission.shape[0], out)
+    return _restore_names(out, events.dtype)
 
 
-def _group_mask(events, width, height, dt, s, neighbours, sort, allow_empty, baseline=False):
-    events, width, height, dt = _prepare(events, width, height, dt, allow_empty)
-    s = _check_int("s (sub-sampling factor)", s, 1)
-
-    def run(ev):
-        passed = np.zeros(ev.shape[0], np.uint8)
-        if baseline:
-            err, i = _baseline_kernel(ev, width, height, dt, passed)
-        else:
-            err, i = _group_kernel(ev, width, height, dt, s, neighbours, passed)
-        return passed, err, i
-
-    events, passed, err, i = _run_with_sort(events, sort, run)
-    _raise_kernel_error(err, i, events, width, height)
-    return events, passed.view(bool)
+def _mask(kind, events, width, height, dt, sort, allow_empty, **opts):
+    ev, _, passed = _one_shot(kind, events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts)
+    return ev, passed
 
 
-def baseline_mask(events, width, height, dt, *, sort=False, allow_empty=False):
-    """``(events, passed)`` of the baseline filter (one timestamp per pixel, 3×3 incl. self, §3.4.1)."""
-    return _group_mask(events, width, height, dt, 1, True, sort, allow_empty, baseline=True)
+def baseline_mask(events, width, height, dt, *, sort=False, allow_empty=True, **opts):
+    """``(events, passed)`` of the baseline filter (one timestamp per pixel, 3×3 incl. self, §3.4.1);
+    ``opts``: ``exclude_self``, ``same_polarity``, ``min_support``, ``timestamp_bits``."""
+    return _mask("baseline", events, width, height, dt, sort, allow_empty, **opts)
 
 
-def liu_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=False):
+def liu_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=True, **opts):
     """``(events, passed)`` of Liu's filter (one timestamp per S×S group, own group only, §3.4.2)."""
-    return _group_mask(events, width, height, dt, s, False, sort, allow_empty)
+    return _mask("liu", events, width, height, dt, sort, allow_empty, s=s, **opts)
 
 
-def subsampling_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=False):
+def subsampling_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=True, **opts):
     """``(events, passed)`` of the sub-sampling filter (groups overlapping the 3×3 neighbourhood, §3.4.3)."""
-    return _group_mask(events, width, height, dt, s, True, sort, allow_empty)
+    return _mask("subsampling", events, width, height, dt, sort, allow_empty, s=s, **opts)
 
 
-def order_n_mask(events, width, height, dt, *, sort=False, allow_empty=False):
+def order_n_mask(events, width, height, dt, *, sort=False, allow_empty=True, **opts):
     """``(events, passed)`` of the O(N) filter, recovered events included."""
-    events, status, _ = order_n_status(events, width, height, dt, sort=sort, allow_empty=allow_empty)
+    events, status, _ = order_n_status(events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts)
     return events, status != DROPPED
 
 
-def baseline_filter(events, width: int, height: int, dt, *, sort=False, allow_empty=False) -> np.ndarray:
+def refractory_mask(events, width, height, period, *, sort=False, allow_empty=True, **opts):
+    """``(events, passed)`` of the refractory stage (drop an event when its pixel fired < ``period`` ago)."""
+    return _mask("refractory", events, width, height, period, sort, allow_empty, **opts)
+
+
+def _select(events, ev, m):
+    return _restore_names(ev[m], events.dtype)
+
+
+def baseline_filter(
+    events, width: int, height: int, dt, *, sort=False, allow_empty=True, **opts
+) -> np.ndarray:
     """Baseline BA filter: one timestamp per pixel, an event passes with support in its 3×3 (§3.4.1)."""
-    ev, m = baseline_mask(events, width, height, dt, sort=sort, allow_empty=allow_empty)
-    return ev[m]
+    return _select(
+        events, *baseline_mask(events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts)
+    )
 
 
 def liu_filter(
-    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False
+    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=True, **opts
 ) -> np.ndarray:
     """Liu's BA filter with sub-sampling factor ``s`` (§3.1, §3.4.2)."""
-    ev, m = liu_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty)
-    return ev[m]
+    return _select(
+        events, *liu_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty, **opts)
+    )
 
 
 def subsampling_filter(
-    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=False
+    events, width: int, height: int, dt, s: int = 2, *, sort=False, allow_empty=True, **opts
 ) -> np.ndarray:
     """The "normal sub-sampling" BA filter with factor ``s`` (§3.4.3)."""
-    ev, m = subsampling_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty)
-    return ev[m]
+    return _select(
+        events, *subsampling_mask(events, width, height, dt, s, sort=sort, allow_empty=allow_empty, **opts)
+    )
+
+
+def refractory_filter(events, width: int, height: int, period, *, sort=False, allow_empty=True, **opts):
+    """Refractory / hot-pixel stage: drop an event when its own pixel fired less than ``period`` ago."""
+    return _select(
+        events, *refractory_mask(events, width, height, period, sort=sort, allow_empty=allow_empty, **opts)
+    )
 
 
 def filter_mask(name: str, events, width, height, dt, s: int = 2, **kw):
@@ -487,14 +669,18 @@ class OrderNDenoise:
     """tonic-style transform (usable inside ``tonic.transforms.Compose``) running :func:`order_n_filter`.
 
     ``sensor_size`` is tonic's ``(width, height[, polarities])``; ``filter_time`` is the window ``dt`` in the
-    unit of the events' ``t``.  ``order``/``sort``/``allow_empty`` as in :func:`order_n_filter`.
+    unit of the events' ``t``.  ``order``/``sort``/``allow_empty`` and the support options as in
+    :func:`order_n_filter`; an empty sample gives an empty sample.
     """
 
     sensor_size: tuple
     filter_time: float
     order: str = "time"
     sort: bool = False
-    allow_empty: bool = False
+    allow_empty: bool = True
+    exclude_self: bool = False
+    same_polarity: bool = False
+    min_support: int = 1
 
     def __post_init__(self):
         if not isinstance(self.sensor_size, tuple | list) or len(self.sensor_size) not in (2, 3):
@@ -504,6 +690,7 @@ class OrderNDenoise:
         _check_dt(self.filter_time)
         if self.order not in ("time", "emission"):
             raise ValueError(f"order must be 'time' or 'emission', got {self.order!r}")
+        check_options(self.exclude_self, self.same_polarity, self.min_support, max_support=6)
 
     def __call__(self, events):
         return order_n_filter(
@@ -514,4 +701,7 @@ class OrderNDenoise:
             order=self.order,
             sort=self.sort,
             allow_empty=self.allow_empty,
+            exclude_self=self.exclude_self,
+            same_polarity=self.same_polarity,
+            min_support=self.min_support,
         )
