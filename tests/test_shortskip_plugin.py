@@ -41,14 +41,17 @@ def test_entry_point_registers_on_plain_import_hls4ml():
         from hls4ml.model.flow import get_flow
         from hls4ml.model.optimizer import get_optimizer
         from hls4ml.backends import get_backend
-        from hls4ml_skiptrim.hls4ml.plugin import is_registered
+        from hls4ml_skiptrim.hls4ml.plugin import is_registered, writer_flows
         assert is_registered()
         assert 'ShortSkipConv2D' in layer_map
         assert 'vivado:fuse_short_skip' in get_flow('vivado:optimize').optimizers
         for b in ('vivado', 'vitis'):
             get_optimizer(b + ':shortskipconv2d_config_template')
             get_optimizer(b + ':shortskipconv2d_function_template')
-            assert any(k.endswith('nnet_shortskip.h') for k in get_backend(b).get_custom_source())
+            # opt-in: the header is written by a write-flow pass into projects with a fused layer only
+            assert not any(k.endswith('nnet_shortskip.h') for k in get_backend(b).get_custom_source())
+            assert all(b + ':shortskip_header' in get_flow(f).optimizers for f in writer_flows(b))
+        assert 'shortskip_config' in get_flow('optimize').optimizers
         print('OK')
         """
     )
@@ -84,8 +87,11 @@ def _short_net(kernel=3, act="relu", bn=True, extra_output=False, c=4, hw=6, str
     return keras.Model(inp, [out, y] if extra_output else out)
 
 
+ON = {"ShortSkipFusion": True}
+
+
 def _convert(
-    model, io_type="io_stream", backend="Vivado", model_cfg=None, layer_cfg=None, granularity="name", tmp=None
+    model, io_type="io_stream", backend="Vivado", model_cfg=ON, layer_cfg=None, granularity="name", tmp=None
 ):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity=granularity, backend=backend)
     cfg["Model"].update(model_cfg or {})
@@ -101,7 +107,7 @@ def _kinds(hm):
 
 
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
-def test_fused_by_default_and_model_switch(tmp_path, io_type):
+def test_fused_when_enabled_off_otherwise(tmp_path, io_type):
     model = _short_net()
     hm = _convert(model, io_type, tmp=tmp_path / "on")
     assert _kinds(hm).count("ShortSkipConv2D") == 1
@@ -113,9 +119,21 @@ def test_fused_by_default_and_model_switch(tmp_path, io_type):
         "r0",
         "a0",
     ]
-    off = _convert(model, io_type, model_cfg={"ShortSkipFusion": False}, tmp=tmp_path / "off")
-    assert "ShortSkipConv2D" not in _kinds(off)
-    assert off.shortskip_report["a0"] == "disabled by ShortSkipFusion=False"
+    for tag, model_cfg in (("absent", {}), ("false", {"ShortSkipFusion": False})):
+        off = _convert(model, io_type, model_cfg=model_cfg, tmp=tmp_path / tag)
+        assert "ShortSkipConv2D" not in _kinds(off)
+        assert not hasattr(off, "shortskip_report")  # not enabled: the plugin did not even look
+    # a per-layer True enables (and requires) that one block; the others are reported as not requested
+    inp = keras.Input((5, 5, 3), name="x")
+    x = inp
+    for i in range(2):
+        y = L.Conv2D(3, 3, padding="same", name=f"c{i}")(inp if i == 0 else x)
+        x = L.Add(name=f"a{i}")([L.Activation("relu", name=f"r{i}")(y), x])
+    hm = _convert(keras.Model(inp, x), io_type, model_cfg={}, layer_cfg={"r1": ON}, tmp=tmp_path / "one")
+    assert hm.shortskip_report == {
+        "a0": "not requested (hls_config['Model']['ShortSkipFusion'] is not True)",
+        "a1": "fused into c1_shortskip",
+    }
 
 
 def test_layer_switch_disables_one_block(tmp_path):
@@ -150,6 +168,77 @@ def test_unfused_blocks_keep_reason(tmp_path, caplog):
         assert hm.shortskip_report["a0"].startswith("not a Conv2D")
 
 
+def test_must_fuse_near_miss_raises_with_reason(tmp_path):
+    # tanh instead of ReLU is no block at all; asking for it on any of its layers names what was found
+    for layer in ("c0", "r0", "a0"):
+        with pytest.raises(ValueError, match=r"ShortSkipFusion=True .*'a0'.*Activation 'r0' \(tanh\)"):
+            _convert(_short_net(act="tanh"), "io_parallel", model_cfg={}, layer_cfg={layer: ON}, tmp=tmp_path)
+    # strided conv with a pooled skip: the skip operand is not the conv input
+    with pytest.raises(ValueError, match=r"ShortSkipFusion=True .*not the input of Conv2D 'c0'"):
+        _convert(_short_net(stride=2), "io_parallel", layer_cfg={"c0": ON}, tmp=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "model_cfg,layer_cfg,match",
+    [
+        ({"ShortSkipFusion": 0}, {}, r"\['ShortSkipFusion'\] must be True or False .*got 0"),
+        ({"ShortSkipFusion": "False"}, {}, r"must be True or False .*got 'False'"),
+        ({"ShortSkipFusion": "false"}, {}, r"must be True or False .*got 'false'"),
+        (
+            {"ShortSkipFussion": False},
+            {},
+            r"unknown hls4ml_skiptrim key; valid keys here: ShortSkipFusion, Short",
+        ),
+        ({"shortskipfusion": True}, {}, r"unknown hls4ml_skiptrim key"),
+        ({}, {"c0": {"ShortSkipFusion": 1}}, r"\['LayerName'\]\['c0'\]\['ShortSkipFusion'\] must be True"),
+        (
+            {},
+            {"c0": {"ShortSkipOverflow": "wrap"}},
+            r"'c0'\]\['ShortSkipOverflow'\]: unknown .*ShortSkipFusion$",
+        ),
+        ({"ShortSkipFusion": True, "ShortSkipOverflow": "WRAP"}, {}, r"ShortSkipOverflow.*one of"),
+    ],
+)
+def test_invalid_switch_values_and_keys_raise(tmp_path, model_cfg, layer_cfg, match):
+    with pytest.raises(ValueError, match=match):
+        _convert(_short_net(), "io_parallel", model_cfg=model_cfg, layer_cfg=layer_cfg, tmp=tmp_path)
+
+
+def _spelled_net(relu, order, conv_act=False):
+    inp = keras.Input((5, 5, 3), name="x")
+    y = L.Conv2D(3, 3, padding="same", name="c0", activation="relu" if conv_act else None)(inp)
+    if not conv_act:
+        y = relu(y)
+    return keras.Model(inp, L.Add(name="a0")([y, inp] if order == 0 else [inp, y]))
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_keras_relu_spellings_fuse(tmp_path, order):
+    nets = {
+        "Activation": _spelled_net(L.Activation("relu", name="r0"), order),
+        "ReLU": _spelled_net(L.ReLU(name="r0"), order),  # hls4ml 1.3: ThresholdedReLU(threshold=0)
+        "conv_activation": _spelled_net(None, order, conv_act=True),
+    }
+    for tag, net in nets.items():
+        hm = _convert(net, "io_parallel", tmp=tmp_path / tag)
+        assert hm.shortskip_report["a0"] == "fused into c0_shortskip", (tag, hm.shortskip_report)
+
+
+def test_other_backends_fusion_off_with_reason(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
+    for backend in ("Quartus", "oneAPI", "Catapult"):
+        hm = _convert(_short_net(), "io_parallel", backend=backend, tmp=tmp_path / backend)
+        assert "ShortSkipConv2D" not in _kinds(hm)
+        assert hm.shortskip_report["a0"].startswith(f"fusion off: backend '{backend}' is not supported"), (
+            backend
+        )
+        with pytest.raises(ValueError, match=f"ShortSkipFusion=True on a layer but backend '{backend}'"):
+            _convert(
+                _short_net(), "io_parallel", backend=backend, model_cfg={}, layer_cfg={"a0": ON}, tmp=tmp_path
+            )
+    assert any("fusion off" in r.getMessage() for r in caplog.records)
+
+
 def test_layer_switch_true_on_unqualified_block_raises(tmp_path):
     with pytest.raises(ValueError, match=r"ShortSkipFusion=True .*'a0'.*even kernel"):
         _convert(
@@ -162,7 +251,7 @@ def test_overflowing_skip_add_error_mode(tmp_path, caplog):
     narrow = {"r0": {"Precision": {"result": "fixed<12,6>"}}, "a0": {"Precision": {"result": "fixed<12,6>"}}}
     with pytest.raises(ValueError, match=r"short skip add 'a0'.*Add result type is fixed<12,6"):
         _convert(
-            model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e"
+            model, "io_stream", model_cfg={**ON, "ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e"
         )
     caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
     hm = _convert(model, "io_stream", layer_cfg=narrow, tmp=tmp_path / "w")  # default 'wrap': fused + warning
@@ -171,11 +260,11 @@ def test_overflowing_skip_add_error_mode(tmp_path, caplog):
     # a wide enough Add type raises nothing even in 'error' mode
     wide = {"r0": {"Precision": {"result": "ufixed<10,4>"}}, "a0": {"Precision": {"result": "fixed<20,8>"}}}
     hm = _convert(
-        model, "io_stream", model_cfg={"ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok"
+        model, "io_stream", model_cfg={**ON, "ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok"
     )
     assert "ShortSkipConv2D" in _kinds(hm)
     with pytest.raises(ValueError, match="ShortSkipOverflow"):
-        _convert(model, "io_stream", model_cfg={"ShortSkipOverflow": "saturate"}, tmp=tmp_path / "bad")
+        _convert(model, "io_stream", model_cfg={**ON, "ShortSkipOverflow": "saturate"}, tmp=tmp_path / "bad")
 
 
 def test_precision_range_and_overflow_rule():
@@ -212,4 +301,4 @@ def test_register_does_not_break_unrelated_models(tmp_path):
     out = L.Dense(3, name="d")(L.Flatten(name="f")(L.Conv2D(2, 3, name="c")(inp)))
     hm = _convert(keras.Model(inp, out), "io_parallel", tmp=tmp_path)
     assert "ShortSkipConv2D" not in _kinds(hm) and "Conv2D" in _kinds(hm)
-    assert getattr(hm, "shortskip_report", {}) == {}  # no Add: the pass never looked at anything
+    assert hm.shortskip_report == {}  # enabled: the report exists even without any Add

@@ -68,6 +68,12 @@ class BMConv2D(Layer):
 
     def initialize(self):
         where = self._where()
+        backend = self.model.config.backend.name
+        if backend not in ("Vivado", "Vitis"):
+            raise ValueError(
+                f"{where}: the BM hls4ml layer has C++ for the Vivado and Vitis backends only, not {backend!r}; "
+                "convert with backend='Vivado' or backend='Vitis'"
+            )
         for a in _GEOMETRY:
             if self.get_attr(a) is None:
                 raise ValueError(f"{where}: missing attribute '{a}'")
@@ -156,3 +162,9 @@ class BMConv2D(Layer):
                 "channels_last_conversion='full' (or 'internal')"
             )
         return q
+
+
+# finish a registration deferred while this module was half-imported (see bm_ops.hls4ml.register)
+from bm_ops.hls4ml import resume as _resume  # noqa: E402
+
+_resume()

@@ -98,3 +98,9 @@ class BMConv2DFunctionTemplate(FunctionCallTemplate):
         params["logt"] = node.get_weights("log_table").name
         params["expt"] = node.get_weights("exp_table").name
         return self.template.format(**params)
+
+
+# finish a registration deferred while this module was half-imported (see bm_ops.hls4ml.register)
+from bm_ops.hls4ml import resume as _resume  # noqa: E402
+
+_resume()

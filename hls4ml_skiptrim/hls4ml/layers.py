@@ -100,3 +100,9 @@ def add_can_overflow(skip_precision, act_precision, result_precision) -> bool:
     lo, hi = skip_add_range(skip_precision, act_precision)
     r_lo, r_hi, _ = precision_range(result_precision)
     return lo < r_lo or hi > r_hi
+
+
+# finish a registration deferred while this module was half-imported (see plugin.register)
+from hls4ml_skiptrim.hls4ml import plugin as _plugin  # noqa: E402
+
+_plugin.resume()

@@ -10,16 +10,17 @@ conv input and a ``ZeroPadding2D`` before the conv; the pass drops the clone cop
 the ``Clone`` itself when nothing else needs it): the fused layer reads the skip operand from the centre tap of
 the sliding window its line buffer already holds.
 
-Config (``hls_config``):
+The pass is opt-in: it does nothing unless the convert config enables it (see
+:mod:`hls4ml_skiptrim.hls4ml.config` for the keys and their validation).  Enabled, every ``Add`` the pass looks at
+gets an entry in ``hls_model.shortskip_report``.  ``ShortSkipOverflow`` says what to do when the Add result type
+cannot hold ``relu_out + skip`` (see :func:`hls4ml_skiptrim.hls4ml.layers.add_can_overflow`): ``'wrap'``
+(default) keeps hls4ml's own semantics (the result wraps/saturates exactly as the unfused Add would, a warning is
+logged); ``'error'`` raises ``ValueError`` naming the layer and the types.
 
-* ``hls_config['Model']['ShortSkipFusion'] = False`` disables the pass for the whole model.
-* ``hls_config['LayerName'][name]['ShortSkipFusion'] = False`` (``name`` = the Conv2D, BatchNormalization,
-  ReLU or Add layer of the block) disables it for one block; ``True`` *requires* fusion: an unqualified block
-  then raises ``ValueError`` with the reason instead of staying unfused.
-* ``hls_config['Model']['ShortSkipOverflow'] = 'wrap' | 'error'``: what to do when the Add result type cannot
-  hold ``relu_out + skip`` (see :func:`hls4ml_skiptrim.hls4ml.layers.add_can_overflow`).  ``'wrap'`` (default) keeps
-  hls4ml's own semantics (the result wraps/saturates exactly as the unfused Add would, a warning is logged);
-  ``'error'`` raises ``ValueError`` naming the layer and the types.
+The ReLU may be spelt in every way hls4ml 1.3 parses it: ``Activation`` with ``activation='relu'`` (Keras
+``Activation('relu')``/``activation='relu'``, QKeras ``quantized_relu``, PyTorch ``nn.ReLU``/``F.relu``/
+``torch.relu``) or a ``ParametrizedActivation`` whose parameter is 0 (Keras 3 ``ReLU()`` comes out of hls4ml 1.3
+as ``ThresholdedReLU`` with threshold 0; ``LeakyReLU`` with slope 0).  Both operand orders of the Add match.
 
 Blocks that do not qualify (stride != 1, channel change, even kernel, not ``same`` padding, other
 activation, fan-out of an intermediate tensor, channels_first, Encoded conv implementation, DA / unrolled
@@ -32,29 +33,45 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
-from hls4ml.model.layers import BatchNormalization, Conv2D, DepthwiseConv2D, Merge
+from hls4ml.model.layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    DepthwiseConv2D,
+    Merge,
+    ParametrizedActivation,
+)
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import NamedType, TensorVariable
 
+from hls4ml_skiptrim.hls4ml.config import settings_of
 from hls4ml_skiptrim.hls4ml.layers import ShortSkipConv2D, add_can_overflow, skip_add_range
 
 log = logging.getLogger("hls4ml_skiptrim")
 
 PASS_NAME = "fuse_short_skip"
-OVERFLOW_MODES = ("wrap", "error")
+NOT_A_BLOCK = "not a Conv2D->(BN)->ReLU->Add(conv input) block"
 
 
 class ShortSkipMatch:
     """The layers of one candidate block (seed Fig. 4.4.c) and, if any, why it cannot be fused."""
 
-    def __init__(self, add, act=None, bn=None, conv=None, zp=None, clone=None, skip_input=None, reason=None):
+    def __init__(
+        self, add, act=None, bn=None, conv=None, zp=None, clone=None, skip_input=None, reason=None, nearby=()
+    ):
         self.add, self.act, self.bn, self.conv, self.zp, self.clone = add, act, bn, conv, zp, clone
         self.skip_input = skip_input  # name of the Add input that carries the skip operand
         self.reason = reason
+        self.nearby = list(nearby)  # layers looked at when this is no block at all (for ShortSkipFusion=True)
 
     @property
     def layers(self):
-        return [n for n in (self.conv, self.bn, self.act, self.add) if n is not None]
+        found = [n for n in (self.conv, self.bn, self.act, self.add) if n is not None]
+        return found + [n for n in self.nearby if n not in found]
+
+    @property
+    def is_block(self) -> bool:
+        return self.conv is not None
 
 
 def _producer(model, tensor_name):
@@ -66,14 +83,6 @@ def _producer(model, tensor_name):
 
 def _consumers(model, tensor_name):
     return [n for n in model.graph.values() if tensor_name in n.inputs]
-
-
-def _hls_config(model) -> dict:
-    return model.config.get_config_value("HLSConfig") or {}
-
-
-def _model_switch(model, key, default):
-    return (_hls_config(model).get("Model") or {}).get(key, default)
 
 
 def _layer_switch(nodes):
@@ -88,11 +97,45 @@ def _layer_switch(nodes):
 
 
 def _is_relu(node) -> bool:
-    return (
-        node is not None
-        and node.class_name == "Activation"
-        and str(node.get_attr("activation", "")).lower() == "relu"
+    """``max(x, 0)`` in any spelling hls4ml 1.3 parses (see the module docstring)."""
+    if node is None:
+        return False
+    act = str(node.get_attr("activation", "")).lower()
+    if isinstance(node, ParametrizedActivation):
+        return act in ("thresholdedrelu", "leakyrelu") and float(node.get_attr("activ_param", 1.0)) == 0.0
+    return node.class_name == "Activation" and act == "relu"
+
+
+def _block_like(node) -> bool:
+    """A layer that could belong to a block (its ``ShortSkipFusion=True`` then asks for this block)."""
+    return isinstance(node, (Activation, BatchNormalization, Conv2D)) and not isinstance(
+        node, ShortSkipConv2D
     )
+
+
+def _chain(model, node) -> list:
+    """``node`` and up to two producers above it while they look like block layers (activation, BN, conv)."""
+    found = []
+    while _block_like(node) and len(found) < 3 and node not in found:
+        found.append(node)
+        if isinstance(node, Conv2D):
+            break
+        node = _producer(model, node.inputs[0]) if node.inputs else None
+    return found
+
+
+def _describe(node) -> str:
+    if node is None:
+        return "the model input"
+    act = node.get_attr("activation")
+    extra = (
+        f" ({act}, parameter {node.get_attr('activ_param')})"
+        if isinstance(node, ParametrizedActivation)
+        else ""
+    )
+    if not extra and act is not None:
+        extra = f" ({act})"
+    return f"{node.class_name} '{node.name}'{extra}"
 
 
 def _single_use(model, tensor_name) -> bool:
@@ -110,17 +153,21 @@ def _same_tensor(model, a, b):
 
 
 def analyse(model, add) -> ShortSkipMatch | None:
-    """Return the candidate block ending in ``add`` (``None`` when ``add`` is no ReLU-before-Add block).
+    """Return the candidate block ending in ``add`` (``None`` when ``add`` is no two-input Add).
 
-    A returned match with ``reason`` set is a short-skip block that cannot be fused.
+    A returned match with ``reason`` set cannot be fused; ``is_block`` says whether it is a short-skip block at
+    all (a near-miss such as ``tanh`` instead of ReLU, or a skip from elsewhere, is not).
     """
     if not isinstance(add, Merge) or str(add.get_attr("op", "")).lower() != "add" or len(add.inputs) != 2:
         return None
     io_type = model.config.get_config_value("IOType")
     best = None
+    misses, nearby = [], []
     for i in (0, 1):
         act = _producer(model, add.inputs[i])
+        nearby += _chain(model, act)
         if not _is_relu(act):
+            misses.append(f"operand {i} comes from {_describe(act)}, not a ReLU")
             continue
         prev = _producer(model, act.inputs[0])
         bn = None
@@ -132,6 +179,7 @@ def analyse(model, add) -> ShortSkipMatch | None:
             bn = prev
             prev = _producer(model, bn.inputs[0])
         if not isinstance(prev, Conv2D) or isinstance(prev, (DepthwiseConv2D, ShortSkipConv2D)):
+            misses.append(f"ReLU '{act.name}' is fed by {_describe(prev)}, not a Conv2D (BN optional)")
             continue
         conv = prev
         m = ShortSkipMatch(add, act=act, bn=bn, conv=conv, skip_input=add.inputs[1 - i])
@@ -141,12 +189,15 @@ def analyse(model, add) -> ShortSkipMatch | None:
             m.zp = zp
             src = zp.inputs[0]
         same, clone = _same_tensor(model, src, m.skip_input)
-        if not same:
-            continue  # ReLU-chain Add whose other operand is not the conv input: not a short skip
+        if not same:  # ReLU-chain Add whose other operand is not the conv input: not a short skip
+            misses.append(f"the other operand '{m.skip_input}' is not the input of Conv2D '{conv.name}'")
+            continue
         m.clone = clone
         m.reason = _qualify(model, m, io_type)
         if best is None or (best.reason is not None and m.reason is None):
             best = m
+    if best is None:
+        return ShortSkipMatch(add, reason=f"{NOT_A_BLOCK}: " + "; ".join(misses), nearby=nearby)
     return best
 
 
@@ -196,12 +247,6 @@ def _qualify(model, m: ShortSkipMatch, io_type) -> str | None:
     return None
 
 
-def _switches(model, m: ShortSkipMatch):
-    enabled_model = _model_switch(model, "ShortSkipFusion", True)
-    layer = _layer_switch(m.layers)
-    return enabled_model, layer
-
-
 class FuseShortSkip(OptimizerPass):
     """Replace a qualifying Conv2D (+BN) + ReLU + Add(conv input) chain by one :class:`ShortSkipConv2D`."""
 
@@ -211,18 +256,23 @@ class FuseShortSkip(OptimizerPass):
         if not isinstance(node, Merge) or str(node.get_attr("op", "")).lower() != "add":
             return False
         model = node.model
+        settings = settings_of(model)
+        if not settings.enabled:  # opt-in: a conversion that did not ask for the plugin is left untouched
+            return False
         report = _report(model)
         if node.name in report:  # decided already (unfused): do not re-log on every optimizer sweep
             return False
         m = analyse(model, node)
         if m is None:
-            report[node.name] = "not a Conv2D->(BN)->ReLU->Add(conv input) block"
-            log.debug("short skip: %s is %s", node.name, report[node.name])
+            report[node.name] = "not a two-input Add"
             return False
-        enabled_model, layer = _switches(model, m)
-        if layer is False or (layer is None and enabled_model is False):
+        layer = _layer_switch(m.layers)
+        if layer is False:
             report[node.name] = "disabled by ShortSkipFusion=False"
             log.info("short skip: %s left unfused (%s)", node.name, report[node.name])
+            return False
+        if layer is None and settings.model_fusion is not True:
+            report[node.name] = "not requested (hls_config['Model']['ShortSkipFusion'] is not True)"
             return False
         if m.reason is not None:
             if layer is True:
@@ -230,7 +280,10 @@ class FuseShortSkip(OptimizerPass):
                     f"ShortSkipFusion=True for block ending in '{node.name}' but it cannot be fused: {m.reason}"
                 )
             report[node.name] = m.reason
-            log.warning("short skip: %s left unfused: %s", node.name, m.reason)
+            if m.is_block:
+                log.warning("short skip: %s left unfused: %s", node.name, m.reason)
+            else:
+                log.debug("short skip: %s is %s", node.name, m.reason)
             return False
         return True
 
@@ -253,11 +306,7 @@ def _report(model) -> dict:
 
 
 def _check_overflow(model, m: ShortSkipMatch):
-    mode = str(_model_switch(model, "ShortSkipOverflow", "wrap")).lower()
-    if mode not in OVERFLOW_MODES:
-        raise ValueError(
-            f"hls_config['Model']['ShortSkipOverflow'] must be one of {OVERFLOW_MODES}, got {mode!r}"
-        )
+    mode = settings_of(model).overflow
     skip_p = model.get_layer_output_variable(m.skip_input).type.precision
     act_p = m.act.get_output_variable().type.precision
     res_p = m.add.get_output_variable().type.precision
@@ -342,3 +391,9 @@ def _drop_clone_output(model, clone, out_name):
     model.outputs = [src if o == last else o for o in model.outputs]
     model.output_vars.pop(last, None)
     del model.graph[clone.name]
+
+
+# finish a registration deferred while this module was half-imported (see plugin.register)
+from hls4ml_skiptrim.hls4ml import plugin as _plugin  # noqa: E402
+
+_plugin.resume()

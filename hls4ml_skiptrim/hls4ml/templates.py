@@ -98,3 +98,9 @@ class ShortSkipConv2DFunctionTemplate(FunctionCallTemplate):
         else:
             params["bn_args"] = ""
         return self.template.format(**params)
+
+
+# finish a registration deferred while this module was half-imported (see plugin.register)
+from hls4ml_skiptrim.hls4ml import plugin as _plugin  # noqa: E402
+
+_plugin.resume()
