@@ -257,54 +257,9 @@ def report_torch(model, example_input, name: str | None = None, spike_ratio: flo
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     batch = int(inputs[0].shape[0]) if inputs[0].dim() > 0 else 1
     model = model.eval()
-
-    rows: dict[str, object] = {}
-
-    def walk(prefix, mod):
-        for cname, child in mod.named_children():
-            full = f"{prefix}.{cname}" if prefix else cname
-            if _is_row_module(child):
-                rows[full] = child
-            else:
-                walk(full, child)
-
-    walk("", model)
-    if not rows:
-        rows[""] = model
-    outputs: dict[str, tuple] = {}
-    in_shapes: dict[str, tuple] = {}
-    hooks = []
-    for rname, mod in rows.items():
-
-        def hook(m, args, out, rname=rname):
-            t = out[0] if isinstance(out, (tuple, list)) else out
-            if hasattr(t, "value") and not isinstance(t, torch.Tensor):  # Brevitas QuantTensor
-                bw, t = _bitwidth(t), t.value
-            else:
-                bw = _bitwidth(t)
-            if isinstance(t, torch.Tensor) and rname not in outputs:
-                outputs[rname] = (t.numel() // max(batch, 1), bw, tuple(t.shape))
-                a = args[0] if args else None
-                a = getattr(a, "value", a)
-                if isinstance(a, torch.Tensor):
-                    in_shapes[rname] = tuple(a.shape)
-
-        try:
-            hooks.append(mod.register_forward_hook(hook))
-        except RuntimeError:  # TorchScript modules take no hooks
-            pass
-    if not hooks:
-        notes_pre = ["activation sizes unavailable (TorchScript modules take no forward hooks)"]
-    else:
-        notes_pre = []
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-
-    notes = list(notes_pre)
+    rows = _row_modules(model)
+    outputs, in_shapes, hooked = _record_activations(model, rows, inputs, batch)
+    notes = [] if hooked else ["activation sizes unavailable (TorchScript modules take no forward hooks)"]
     if isinstance(model, torch.jit.ScriptModule):
         return _report_torchscript(model, inputs, name, batch, notes)
     flops = FlopCountAnalysis(model, inputs)
@@ -336,6 +291,58 @@ def report_torch(model, example_input, name: str | None = None, spike_ratio: flo
     if flops.unsupported_ops():
         notes.append("fvcore ignored (no MACs): " + ", ".join(sorted(flops.unsupported_ops())))
     return rep
+
+
+def _row_modules(model) -> dict:
+    """The modules that get a table row: the first module on each path that is a layer (``_is_row_module``)."""
+    rows: dict[str, object] = {}
+
+    def walk(prefix, mod):
+        for cname, child in mod.named_children():
+            full = f"{prefix}.{cname}" if prefix else cname
+            if _is_row_module(child):
+                rows[full] = child
+            else:
+                walk(full, child)
+
+    walk("", model)
+    return rows or {"": model}
+
+
+def _record_activations(model, rows: dict, inputs: tuple, batch: int):
+    """Run ``model`` once with forward hooks on the row modules: per row (elements per sample, bit width, shape)
+    of the first output, the shape of the first input, and whether any hook could be attached."""
+    import torch
+
+    outputs: dict[str, tuple] = {}
+    in_shapes: dict[str, tuple] = {}
+    hooks = []
+    for rname, mod in rows.items():
+
+        def hook(m, args, out, rname=rname):
+            t = out[0] if isinstance(out, (tuple, list)) else out
+            if hasattr(t, "value") and not isinstance(t, torch.Tensor):  # Brevitas QuantTensor
+                bw, t = _bitwidth(t), t.value
+            else:
+                bw = _bitwidth(t)
+            if isinstance(t, torch.Tensor) and rname not in outputs:
+                outputs[rname] = (t.numel() // max(batch, 1), bw, tuple(t.shape))
+                a = args[0] if args else None
+                a = getattr(a, "value", a)
+                if isinstance(a, torch.Tensor):
+                    in_shapes[rname] = tuple(a.shape)
+
+        try:
+            hooks.append(mod.register_forward_hook(hook))
+        except RuntimeError:  # TorchScript modules take no hooks
+            pass
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outputs, in_shapes, bool(hooks)
 
 
 def _report_torchscript(model, inputs, name, batch, notes) -> Report:

@@ -52,8 +52,6 @@ def fit_epochs(
     A non-finite training or monitored validation value raises :class:`FloatingPointError` naming the epoch.
     ``time_budget_s`` ends training after the epoch (or batch) in which the budget is exceeded.
     """
-    import torch
-
     if epochs < 0 or start_epoch < 0:
         raise ValueError(f"{desc}: epochs and start_epoch must be >= 0, got {epochs}, {start_epoch}")
     if mode not in ("max", "min"):
@@ -61,66 +59,90 @@ def fit_epochs(
     if scheduler is not None and not callable(getattr(scheduler, "step", None)):
         raise TypeError(f"{desc}: scheduler must have a step() method, got {type(scheduler).__name__}")
     records: list[dict] = []
-    best_value, best_state = None, None
-    t_start = time.perf_counter()
-    out_of_time = False
+    best = _Best(model, select_best, mode)
+    deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
     for epoch in range(start_epoch, epochs):
         extra = on_epoch_start(epoch) if on_epoch_start is not None else None
-        model.train()
         t0 = time.perf_counter()
-        total, seen = 0.0, 0
         bar = _bar(batches(epoch), progress, f"{desc} epoch {epoch + 1}/{epochs}")
-        for batch in bar:
-            value, n = loss(batch)
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"{desc}: non-finite training loss at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            total += float(value.detach()) * n
-            seen += n
-            if progress:
-                bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
-            if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-                out_of_time = True
-                break
-        metrics = dict(validate())
-        if monitor not in metrics:
-            raise KeyError(
-                f"{desc}: validate() returned {sorted(metrics)}, which lacks the monitor {monitor!r}"
-            )
-        if not math.isfinite(float(metrics[monitor])):
-            raise FloatingPointError(f"{desc}: epoch {epoch}: {monitor} is {metrics[monitor]}")
+        mean_loss, out_of_time = _train_epoch(model, optimizer, scheduler, bar, loss, deadline, desc, epoch)
+        metrics = _validate(validate, monitor, desc, epoch)
         if scheduler is not None and callable(getattr(scheduler, "observe", None)):
             scheduler.observe(float(metrics[monitor]))
         record = {
             "epoch": epoch,
-            "loss": total / max(seen, 1),
+            "loss": mean_loss,
             **metrics,
             "lr": float(optimizer.param_groups[0]["lr"]),
             "seconds": time.perf_counter() - t0,
             **(extra or {}),
         }
-        if select_best is not None:
-            value = float(record[select_best])
-            if best_value is None or (value > best_value if mode == "max" else value < best_value):
-                best_value = value
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                for r in records:
-                    r.pop("selected", None)
-                record["selected"] = True
+        best.offer(record, records)
         records.append(record)
         if progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-            print(f"[{desc}] epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, {shown}", flush=True)
+            print(f"[{desc}] epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}, {shown}", flush=True)
         stop = on_epoch_end(epoch, record) if on_epoch_end is not None else None
         if stop or out_of_time:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore()
     return records
+
+
+def _train_epoch(model, optimizer, scheduler, batches, loss, deadline, desc: str, epoch: int):
+    """One pass over ``batches``; returns (mean training loss, whether the time budget ran out)."""
+    import torch
+
+    model.train()
+    total, seen = 0.0, 0
+    for batch in batches:
+        value, n = loss(batch)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"{desc}: non-finite training loss at epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += float(value.detach()) * n
+        seen += n
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+        if deadline is not None and time.perf_counter() > deadline:
+            return total / max(seen, 1), True
+    return total / max(seen, 1), False
+
+
+def _validate(validate, monitor: str, desc: str, epoch: int) -> dict:
+    metrics = dict(validate())
+    if monitor not in metrics:
+        raise KeyError(f"{desc}: validate() returned {sorted(metrics)}, which lacks the monitor {monitor!r}")
+    if not math.isfinite(float(metrics[monitor])):
+        raise FloatingPointError(f"{desc}: epoch {epoch}: {monitor} is {metrics[monitor]}")
+    return metrics
+
+
+class _Best:
+    """Keeps the state of the best epoch by ``key`` (first one when tied) and marks its record."""
+
+    def __init__(self, model, key: str | None, mode: str):
+        self.model, self.key, self.mode = model, key, mode
+        self.value, self.state = None, None
+
+    def offer(self, record: dict, earlier: list[dict]) -> None:
+        if self.key is None:
+            return
+        value = float(record[self.key])
+        if self.value is None or (value > self.value if self.mode == "max" else value < self.value):
+            self.value = value
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            for r in earlier:
+                r.pop("selected", None)
+            record["selected"] = True
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
 
 
 def _bar(iterable, progress: bool, desc: str):
