@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from finn_s2n2.snn.models import spiking_convnet, spiking_mlp
+from finn_s2n2.snn.export import execute_qonnx, to_qonnx
+from finn_s2n2.snn.models import spiking_convnet
 from finn_s2n2.snn.nir import SumPool2d, from_nir, nearest_shift, to_nir
 from finn_s2n2.snn.nn import LIF, TimeDistributed
 
@@ -90,7 +91,7 @@ def test_handbuilt_graph_with_continuous_tau_reports_the_discretisation_error():
         },
         edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")],
     )
-    imp = from_nir(g, weight_bit_width=16)
+    imp = from_nir(g, weight_bit_width=16, threshold=1.0)
     k, err = nearest_shift(1 - DT / tau)
     assert imp.shifts["lif"] == k == 3 and imp.decay_errors["lif"] == pytest.approx(err) == pytest.approx(
         1 / 8 - 1 / 9
@@ -136,17 +137,22 @@ def test_if_cubalif_and_pools_import():
             ("cuba", "out"),
         ],
     )
-    imp = from_nir(g, weight_bit_width=16)
+    imp = from_nir(g, weight_bit_width=16, threshold=1.0, acc_bits=32)
     assert imp.shifts == {"if": 15, "cuba": 3} and imp.decay_errors["cuba"] == 0.0
-    assert any("IF" in n for n in imp.notes) and any("SumPool2d" in n for n in imp.notes)
+    assert any("IF" in n for n in imp.notes)
     assert isinstance(imp.net[2].module, SumPool2d)
     np.testing.assert_allclose(
         imp.net[4].module.weight.detach().numpy(), g.nodes["fc"].weight * 0.5, rtol=1e-6
     )
-    y = imp.net((torch.rand(2, 5, 1, 6, 6) < 0.5).float())
+    x = (torch.rand(2, 5, 1, 6, 6) < 0.5).float()
+    y = imp.net(x)
     assert y.shape == (2, 3)
-    # SumPool of spikes stays in torch: to_nir maps it back, to_qonnx refuses it with the module named
     assert isinstance(to_nir(imp.net, (1, 6, 6)).nodes["2_sumpool2d"], nir.SumPool2d)
+    # the sum pool of spikes folds into the next Linear's weights in the QONNX export (exact)
+    model = to_qonnx(imp.net, x)
+    assert [n.op_type for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")] == []
+    imp.net.set_quantized(True)
+    np.testing.assert_array_equal(execute_qonnx(model, x), imp.net(x).detach().numpy())
 
 
 def _graph(nodes, edges):
@@ -236,10 +242,11 @@ def test_structural_errors():
         from_nir(_graph({"fc": nir.Linear(weight=np.ones((2, 4)))}, [("in", "fc"), ("fc", "out")]))
     with pytest.raises(TypeError, match="NIRGraph"):
         from_nir({"not": "a graph"})
-    net = spiking_mlp([4, 2])
-    net[1].reset = "subtract"
-    with pytest.raises(ValueError, match="reset='subtract'"):
-        to_nir(net, (4,))
+    with pytest.raises(ValueError, match="reset of node 'lif' must be one of"):
+        chain = [("in", "fc"), ("fc", "lif"), ("lif", "out")]
+        from_nir(
+            _graph({"fc": nir.Linear(weight=np.ones((2, 4))), "lif": _lif()}, chain), reset={"lif": "hold"}
+        )
     with pytest.raises(ValueError, match="MaxPool2d"):
         to_nir(spiking_convnet((1, 6, 6), [(2, 3, 0, 2)], [2]), (1, 6, 6))
     assert isinstance(LIF(), torch.nn.Module) and isinstance(

@@ -11,7 +11,14 @@
 * each :class:`~finn_s2n2.snn.nn.LIF` becomes a ``LIF`` node (domain ``finn_s2n2``) whose integer ``threshold``
   is ``floor(T / s)`` — the Brevitas per-tensor weight scale ``s`` is folded into the threshold, so the
   ``Quant`` nodes carry scale 1 (the integer grid), which is what ``LIF_MVAU`` executes;
-* ``MaxPool2d`` → ``MaxPool`` (binary spikes), ``Flatten`` → ``Flatten(axis=1)``.
+* ``MaxPool2d`` → ``MaxPool`` (binary spikes; FINN's pooling unit), ``Flatten`` → ``Flatten(axis=1)``;
+* ``AvgPool2d`` / ``SumPool2d`` of spikes (kernel == stride, no padding) are **folded into the next weight
+  layer**, which must be a ``QuantLinear`` (after an optional ``Flatten``): sum pooling then a linear map is
+  one linear map on the unpooled spikes, ``W'[o, c, h, w] = W[o, c, h // k_h, w // k_w]`` (0 for the rows
+  and columns that the pooling drops); average pooling additionally divides the weight scale by
+  ``k_h k_w``, which only changes the integer threshold ``floor(T k_h k_w / s)``.  Both are exact.  A pool
+  before a convolution (it would need a strided kernel) is refused by name;
+* a LIF's ``axonal_delay`` / ``synaptic_delay`` become the ``axonalDelay`` / ``synapticDelay`` attributes.
 
 The exported graph *is* the quantized model: its qonnx execution equals ``net.set_quantized(True)`` bit for
 bit (tested), whatever mode the torch net is in.
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from finn_s2n2.snn.nn import LIF, SpikingNet, TimeDistributed, weight_layer_scale
+from finn_s2n2.snn.nn import LIF, SpikingNet, TimeDistributed, avg_pool_divisor, weight_layer_scale
 
 __all__ = ["execute_qonnx", "frames_to_spikes", "spikes_to_frames", "to_qonnx"]
 
@@ -72,6 +79,23 @@ def _int_weights(layer: nn.Module) -> tuple[np.ndarray, float, int, bool]:
     return w_int, scale, bits, narrow
 
 
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
+
+
+def _unpool_weights(w_int: np.ndarray, kh: int, kw: int, chw: tuple[int, int, int]) -> np.ndarray:
+    """Weights ``(out, C·Hp·Wp)`` of a Linear after a ``kh x kw`` sum pool (stride = kernel) → the same map
+    on the unpooled ``(C, H, W)`` spikes, ``(out, C·H·W)``; positions the floor pooling drops get 0."""
+    c, h, w = chw
+    hp, wp = h // kh, w // kw
+    if w_int.shape[1] != c * hp * wp:
+        raise ValueError(f"to_qonnx: Linear after pooling expects {c * hp * wp} inputs, has {w_int.shape[1]}")
+    wp4 = w_int.reshape(w_int.shape[0], c, hp, wp)
+    full = np.zeros((w_int.shape[0], c, h, w), dtype=w_int.dtype)
+    full[:, :, : hp * kh, : wp * kw] = wp4.repeat(kh, axis=2).repeat(kw, axis=3)
+    return full.reshape(w_int.shape[0], c * h * w)
+
+
 def to_qonnx(
     net: SpikingNet, example_spikes: torch.Tensor, path: str | Path | None = None, *, name: str = "s2n2"
 ):
@@ -94,6 +118,7 @@ def to_qonnx(
     nodes, inits, dtypes = [], {}, {}
     cur = "spikes"
     pending_scale = None
+    pending_pool = None  # (tag, k_h, k_w, divisor, (C, H, W) before pooling): folded into the next Linear
     acc_dtypes = []
     x = example_spikes
     with torch.no_grad():
@@ -103,6 +128,15 @@ def to_qonnx(
             if isinstance(inner, nn.Conv2d | nn.Linear):
                 w_int, scale, bits, narrow = _int_weights(inner)
                 pending_scale = scale
+                if pending_pool is not None:
+                    if not isinstance(inner, nn.Linear):
+                        raise ValueError(
+                            f"to_qonnx: {pending_pool[0]}: average/sum pooling of spikes folds into a following "
+                            f"Linear only; before {tag} it would need a strided kernel (use MaxPool2d here)"
+                        )
+                    w_int = _unpool_weights(w_int, *pending_pool[1:3], pending_pool[4])
+                    pending_scale = scale / pending_pool[3]
+                    pending_pool = None
                 if isinstance(inner, nn.Linear):
                     w_int = w_int.T.copy()  # (MW, MH) for MatMul
                 else:
@@ -152,12 +186,19 @@ def to_qonnx(
                 cur = out
                 x = m(x)
             elif isinstance(m, LIF):
+                if pending_pool is not None:
+                    raise ValueError(
+                        f"to_qonnx: {pending_pool[0]} must be followed by Flatten/Linear, not a LIF"
+                    )
                 if pending_scale is None:
                     raise ValueError(
                         f"to_qonnx: LIF at position {i} is not preceded by a Brevitas weight layer"
                     )
                 thr = m.threshold_int(pending_scale)
                 out = f"lif{i}"
+                delays = {}
+                if m.delay:
+                    delays = dict(axonalDelay=m.axonal_delay, synapticDelay=m.synaptic_delay)
                 nodes.append(
                     helper.make_node(
                         "LIF",
@@ -173,6 +214,7 @@ def to_qonnx(
                         overflow=m.overflow,
                         outputMode=m.output_mode,
                         tickAxis=0,
+                        **delays,
                     )
                 )
                 acc_dtypes.append(m.acc_bits)
@@ -184,12 +226,31 @@ def to_qonnx(
                     )
                 x = m(x, scale=pending_scale)
                 pending_scale = None
+            elif avg_pool_divisor(inner) > 1 or type(inner).__name__ == "SumPool2d":
+                if pending_pool is not None:
+                    raise ValueError(f"to_qonnx: {tag}: two average/sum pools in a row; merge them")
+                kh, kw = _pair(inner.kernel_size)
+                if _pair(inner.stride or inner.kernel_size) != (kh, kw) or _pair(inner.padding) != (0, 0):
+                    raise ValueError(
+                        f"to_qonnx: {tag}: only pooling with kernel == stride and no padding folds into the next "
+                        f"Linear (got kernel {inner.kernel_size}, stride {inner.stride}, padding {inner.padding})"
+                    )
+                if getattr(inner, "ceil_mode", False):
+                    raise ValueError(f"to_qonnx: {tag}: ceil_mode=True is not supported")
+                if x.dim() != 5:
+                    raise ValueError(f"to_qonnx: {tag}: pooling needs (N, T, C, H, W) spikes")
+                pending_pool = (tag, kh, kw, avg_pool_divisor(inner), tuple(x.shape[2:]))
+                x = m(x)
             elif isinstance(inner, nn.MaxPool2d):
                 k = inner.kernel_size if isinstance(inner.kernel_size, int) else inner.kernel_size[0]
                 s = inner.stride if isinstance(inner.stride, int) else inner.stride[0]
                 if (inner.padding not in (0, (0, 0))) or k != s or inner.ceil_mode:
                     raise ValueError(
                         f"to_qonnx: {tag}: only MaxPool2d with kernel == stride and no padding is supported"
+                    )
+                if pending_pool is not None:
+                    raise ValueError(
+                        f"to_qonnx: {pending_pool[0]} must be followed by Flatten/Linear, not {tag}"
                     )
                 out = f"pool{i}"
                 nodes.append(
@@ -208,6 +269,8 @@ def to_qonnx(
                 x = m(x)
             else:
                 raise ValueError(f"to_qonnx: module {i} ({type(inner).__name__}) has no S2N2/QONNX mapping")
+    if pending_pool is not None:
+        raise ValueError(f"to_qonnx: {pending_pool[0]} must be followed by Flatten/Linear")
     last = net[len(net) - 1]
     if not isinstance(last, LIF):
         raise ValueError("to_qonnx: the network must end with a LIF (spikes or per-label counts)")

@@ -8,16 +8,25 @@ reset to zero.  NIR describes continuous-time neurons; we map them with the forw
     S2N2 LIF    m ← d·m + I,  d = 1 − 2^−k           (Eq 2.3)
 
 * :func:`from_nir` — ``Conv2d`` / ``Linear`` / ``Affine`` (zero bias), ``LIF``, ``IF``, ``CubaLIF`` (only when
-  its synaptic state is instantaneous, τ_syn = dt), ``SumPool2d`` / ``AvgPool2d`` (torch only: the FINN
-  export maps binary ``MaxPool`` only), ``Flatten``, ``Input`` / ``Output``, in a single chain.  The decay
-  1 − dt/τ is **rounded to the nearest shift decay** 1 − 2^−k; the per-layer decay errors are reported in
-  :attr:`NIRImport.decay_errors`.  The input gain r·dt/τ (and for CubaLIF ``w_in``) and per-neuron thresholds
-  are folded into the preceding weights (exact for v_leak = 0 and reset to 0), so every S2N2 LIF keeps one
-  scalar threshold.  ``IF`` (no leak) becomes k = ``if_shift`` (default 15: no leak for membranes below 2^15
-  LSB), error reported.  Anything else raises ``ValueError`` naming the NIR node.
+  its synaptic state is instantaneous, τ_syn = dt), ``SumPool2d`` / ``AvgPool2d`` (of spikes: the FINN export
+  folds them into the next Linear), ``Delay`` (whole ticks; before a LIF → ``synaptic_delay``, after it →
+  ``axonal_delay``, §2.2.2), ``Flatten``, ``Input`` / ``Output``, in a single chain.  The decay 1 − dt/τ is
+  **rounded to the nearest shift decay** 1 − 2^−k; the per-layer decay errors are reported in
+  :attr:`NIRImport.decay_errors` (``approximate=False`` refuses any error above 1e-9 instead).  The input
+  gain r·dt/τ (and for CubaLIF ``w_in``) and per-neuron thresholds are folded into the preceding weights
+  (exact for v_leak = 0, for both reset modes), so every S2N2 LIF keeps one scalar threshold (by default the
+  smallest ``v_threshold`` of the layer).  ``IF`` (no leak) becomes k = ``if_shift`` (default 15: no leak for
+  membranes below 2^15 LSB), error reported.  Anything else raises ``ValueError`` naming the NIR node.
+* **Reset.**  NIR's LIF resets to ``v_reset``; it has no reset-by-subtraction field, and snnTorch writes its
+  default ``Leaky(reset_mechanism="subtract")`` as the same NIR ``LIF`` (and reads every NIR LIF back as
+  reset-to-zero).  :func:`from_nir` therefore takes ``reset="zero"`` (NIR's meaning) or a ``{node name:
+  mode}`` dict; :func:`finn_s2n2.snn.snntorch.from_snntorch` ``via="nir"`` fills it from the snnTorch modules.
 * :func:`to_nir` — a :class:`~finn_s2n2.snn.nn.SpikingNet` to a ``nir.NIRGraph`` (the quantized weight values,
-  τ = dt/(1 − d), r = τ/dt, v_leak = 0, v_reset = 0, per-neuron arrays), importable by snnTorch/Norse/… and by
-  :func:`from_nir`: ``from_nir(to_nir(m))`` reproduces ``m``'s outputs.
+  τ = dt/(1 − d), r = τ/dt, v_leak = 0, v_reset = 0, per-neuron arrays; a LIF's ``synaptic_delay`` /
+  ``axonal_delay`` as ``nir.Delay`` nodes before / after it, τ = ticks · dt), importable by snnTorch/Norse/…
+  and by :func:`from_nir`: ``from_nir(to_nir(m), reset=...)`` reproduces ``m``'s outputs.  A LIF with
+  ``reset="subtract"`` is exported (NIR has no field for it); its node names are returned in
+  ``graph.metadata["s2n2_subtract_reset"]`` and :func:`from_nir` reads that list when present.
 
 Deviations: NIR has no spike counters, so the last LIF of an imported graph counts spikes
 (``output_mode="counts"``, Fig 2.8); ``to_nir`` exports the LIF neurons only (the counts are a read-out).
@@ -80,6 +89,20 @@ class NIRImport:
     notes: list[str] = field(default_factory=list)
 
 
+def _delay_ticks(node, name: str, dt: float) -> int:
+    d = _arr(node.delay).reshape(-1)
+    if d.size == 0 or not np.all(d == d[0]):
+        raise ValueError(
+            f"from_nir: Delay node '{name}': per-neuron delays differ; S2N2 delays are per layer"
+        )
+    ticks = d[0] / dt
+    if d[0] < 0 or abs(ticks - round(ticks)) > 1e-6 * max(1.0, abs(ticks)):
+        raise ValueError(
+            f"from_nir: Delay node '{name}': delay {d[0]:g} is not a whole number of ticks of dt={dt:g}"
+        )
+    return int(round(ticks))
+
+
 def _arr(x) -> np.ndarray:
     return np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
 
@@ -124,17 +147,38 @@ def from_nir(
     weight_bit_width: int = 8,
     quantized: bool = False,
     acc_bits: int = 16,
-    threshold: float = 1.0,
+    threshold: float | None = None,
     if_shift: int = 15,
     output_mode: str = "counts",
+    reset: str | dict[str, str] = "zero",
+    approximate: bool = True,
+    exact_weights: bool = False,
 ) -> NIRImport:
-    """Build a :class:`SpikingNet` (Brevitas weights, S2N2 LIFs) from a NIR graph; see module docstring."""
+    """Build a :class:`SpikingNet` (Brevitas weights, S2N2 LIFs) from a NIR graph; see module docstring.
+
+    ``reset``: the reset mode of every LIF, or ``{node name: mode}`` (others: ``"zero"``).  ``threshold``:
+    the S2N2 threshold (None: the smallest ``v_threshold`` of each layer).  ``exact_weights``: put the
+    weights on a power-of-two grid (:func:`finn_s2n2.snn.snntorch.exact_quant_layer`) instead of Brevitas'
+    max/(2^(b-1)-1) scale, so integer/dyadic weights stay exact."""
     import brevitas.nn as qnn
     import nir
+
+    from finn_s2n2 import numerics
 
     if not dt > 0:
         raise ValueError(f"from_nir: dt must be > 0, got {dt}")
     order = _chain(graph)
+    meta = getattr(graph, "metadata", None) or {}
+    if isinstance(reset, str):
+        names = np.atleast_1d(meta.get("s2n2_subtract_reset", [])) if reset == "zero" else []
+        sub = {v.decode() if isinstance(v, bytes) else str(v) for v in names}
+        reset = {n: ("subtract" if n in sub else reset) for n in order}
+    for n, r in reset.items():
+        if r not in numerics.RESET_MODES:
+            raise ValueError(
+                f"from_nir: reset of node '{n}' must be one of {numerics.RESET_MODES}, got {r!r}"
+            )
+    pending_delay = 0  # a Delay between a weight layer and its LIF: synaptic delay of that LIF
     res = NIRImport(net=SpikingNet())
     layers: list[nn.Module] = []
     pending_w: nn.Module | None = None  # last weight layer (gains get folded into it)
@@ -178,7 +222,8 @@ def from_nir(
                 weight_bit_width=weight_bit_width,
             )
             m.weight.data = torch.tensor(w, dtype=torch.float32)
-            layers.append(TimeDistributed(m))
+            pending_td = TimeDistributed(m)
+            layers.append(pending_td)
             pending_w = m
         elif isinstance(node, nir.Linear | nir.Affine):
             w = _arr(node.weight)
@@ -188,7 +233,8 @@ def from_nir(
                 )
             m = qnn.QuantLinear(w.shape[1], w.shape[0], bias=False, weight_bit_width=weight_bit_width)
             m.weight.data = torch.tensor(w, dtype=torch.float32)
-            layers.append(TimeDistributed(m))
+            pending_td = TimeDistributed(m)
+            layers.append(pending_td)
             pending_w = m
         elif isinstance(node, nir.LIF | nir.IF | nir.CubaLIF):
             if pending_w is None:
@@ -244,8 +290,9 @@ def from_nir(
                 err = max(e for _, e in ks)
                 gain = _arr(node.r) * dt / tau * gain_extra
             # fold per-neuron input gain / threshold into the weights: threshold becomes the scalar `threshold`
+            thr_ref = float(vthr.min()) if threshold is None else float(threshold)
             scale = np.broadcast_to(
-                gain * threshold / vthr, np.broadcast_shapes(np.shape(gain), np.shape(vthr))
+                gain * thr_ref / vthr, np.broadcast_shapes(np.shape(gain), np.shape(vthr))
             )
             w = pending_w.weight.data
             out_ch = w.shape[0]
@@ -265,19 +312,51 @@ def from_nir(
                 raise ValueError(
                     f"from_nir: node '{name}': parameter size {s.size} does not match {out_ch} neurons/channels"
                 )
+            if not approximate and err > 1e-9:
+                raise ValueError(
+                    f"from_nir: {type(node).__name__} node '{name}': decay {1 - 2.0**-k:g}+-{err:.3g} is not a "
+                    f"shift decay 1 - 2^-k (pass approximate=True to map it with the error reported)"
+                )
+            if exact_weights:
+                from finn_s2n2.snn.snntorch import exact_quant_layer
+
+                q, _ = exact_quant_layer(pending_w, pending_w.weight.data, weight_bit_width)
+                layers[layers.index(pending_td)] = TimeDistributed(q)
             res.shifts[name] = k
             res.decay_errors[name] = float(err)
-            layers.append(LIF(decay_shift=k, threshold=threshold, quantized=quantized, acc_bits=acc_bits))
-            pending_w = None
+            layers.append(
+                LIF(
+                    decay_shift=k,
+                    threshold=thr_ref,
+                    reset=reset.get(name, "zero"),
+                    quantized=quantized,
+                    acc_bits=acc_bits,
+                    synaptic_delay=pending_delay,
+                )
+            )
+            pending_w, pending_delay = None, 0
+        elif isinstance(node, nir.Delay):
+            ticks = _delay_ticks(node, name, dt)
+            if pending_w is not None:
+                pending_delay += ticks
+            elif layers and isinstance(layers[-1], LIF):
+                layers[-1].axonal_delay += ticks
+            else:
+                raise ValueError(
+                    f"from_nir: Delay node '{name}' must follow a LIF (axonal) or sit between a weight layer "
+                    f"and its LIF (synaptic)"
+                )
         elif isinstance(node, nir.SumPool2d | nir.AvgPool2d):
             ks = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(node.kernel_size), (2,)))
             st = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(node.stride), (2,)))
             pd = tuple(int(v) for v in np.broadcast_to(np.atleast_1d(node.padding), (2,)))
+            if pending_w is not None:
+                raise ValueError(
+                    f"from_nir: {type(node).__name__} node '{name}' pools the currents of a weight layer before "
+                    f"its LIF; S2N2 pools spikes (place the pooling after the LIF)"
+                )
             pool = SumPool2d(ks, st, pd) if isinstance(node, nir.SumPool2d) else nn.AvgPool2d(ks, st, pd)
             layers.append(TimeDistributed(pool))
-            res.notes.append(
-                f"{name}: {type(node).__name__} kept in torch; the FINN export maps binary MaxPool only"
-            )
         elif isinstance(node, nir.Flatten):
             layers.append(TimeDistributed(nn.Flatten()))
         else:
@@ -302,6 +381,7 @@ def to_nir(net: SpikingNet, in_shape: tuple[int, ...], *, dt: float = DEFAULT_DT
     x = torch.zeros((1, 1) + tuple(in_shape))
     prev = "input"
     edges = []
+    subtract: list[str] = []
     with torch.no_grad():
         for i, m in enumerate(net):
             inner = m.module if isinstance(m, TimeDistributed) else m
@@ -340,10 +420,13 @@ def to_nir(net: SpikingNet, in_shape: tuple[int, ...], *, dt: float = DEFAULT_DT
                     v_threshold=np.full(shp, m.threshold, dtype=np.float64),
                     v_reset=np.zeros(shp),
                 )
-                if m.reset != "zero":
-                    raise ValueError(
-                        f"to_nir: LIF {i} uses reset='{m.reset}'; NIR LIF resets to v_reset (use reset='zero')"
-                    )
+                if m.reset == "subtract":
+                    subtract.append(name)
+                if m.synaptic_delay:
+                    dname = f"{i}_synaptic_delay"
+                    nodes[dname] = nir.Delay(delay=np.full(shp, m.synaptic_delay * dt))
+                    edges.append((prev, dname))
+                    prev = dname
             elif isinstance(inner, nn.MaxPool2d):
                 raise ValueError(
                     f"to_nir: module {i} (MaxPool2d on spikes) has no NIR primitive (NIR pools are sum/average)"
@@ -369,6 +452,12 @@ def to_nir(net: SpikingNet, in_shape: tuple[int, ...], *, dt: float = DEFAULT_DT
             nodes[name] = node
             edges.append((prev, name))
             prev = name
+            if isinstance(m, LIF) and m.axonal_delay:
+                dname = f"{i}_axonal_delay"
+                nodes[dname] = nir.Delay(delay=np.full(tuple(x.shape[2:]), m.axonal_delay * dt))
+                edges.append((prev, dname))
+                prev = dname
     nodes["output"] = nir.Output(output_type=np.array(x.shape[2:]))
     edges.append((prev, "output"))
-    return nir.NIRGraph(nodes=nodes, edges=edges)
+    meta = {"s2n2_subtract_reset": subtract} if subtract else {}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)

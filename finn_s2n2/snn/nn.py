@@ -48,6 +48,7 @@ __all__ = [
     "LIF",
     "SpikingNet",
     "TimeDistributed",
+    "avg_pool_divisor",
     "shift_ticks",
     "surrogate_fn",
     "weight_layer_scale",
@@ -318,6 +319,23 @@ def weight_layer_scale(m: nn.Module) -> float | None:
     return float(s)
 
 
+def avg_pool_divisor(m: nn.Module) -> int:
+    """``k_h * k_w`` for an ``nn.AvgPool2d`` (its output is a spike count / k_h k_w), else 1.
+
+    Average pooling of spikes followed by a weight layer is that layer on the *sum* pool with the weight scale
+    divided by ``k_h k_w``: the quantized LIF after it works in units of ``scale / (k_h k_w)`` (exact)."""
+    if isinstance(m, nn.AvgPool2d):
+        k = m.kernel_size
+        kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+        return int(kh) * int(kw)
+    return 1
+
+
+def _current_scale(layer: nn.Module, div: int) -> float | None:
+    s = weight_layer_scale(layer)
+    return None if s is None else s / div
+
+
 class SpikingNet(nn.Sequential):
     """``nn.Sequential`` of :class:`TimeDistributed` layers and :class:`LIF` neurons over ``(N, T, ...)`` spikes.
 
@@ -404,11 +422,12 @@ class SpikingNet(nn.Sequential):
         return gains
 
     def _lif_rate(self, x: torch.Tensor, which: LIF) -> float:
-        scale = None
+        scale, div = None, 1
         for m in self:
             inner = m.module if isinstance(m, TimeDistributed) else m
+            div *= avg_pool_divisor(inner)
             if _is_weight_layer(inner):
-                scale = weight_layer_scale(inner)
+                scale, div = _current_scale(inner, div), 1
             if isinstance(m, LIF):
                 if m is which:
                     out = m._forward_float(x) if not m.quantized else m(x, scale=scale)
@@ -421,13 +440,14 @@ class SpikingNet(nn.Sequential):
     def forward(self, x: torch.Tensor, record: bool = False):
         self.check_input(x)
         ratios: list[float] = []
-        scale = None
+        scale, div = None, 1
         for m in self:
             inner = m.module if isinstance(m, TimeDistributed) else m
+            div *= avg_pool_divisor(inner)
             if _is_weight_layer(inner):
                 if record:
                     ratios.append(float(x.detach().float().mean()))
-                scale = weight_layer_scale(inner)
+                scale, div = _current_scale(inner, div), 1
             if isinstance(m, LIF):
                 if m.quantized and scale is None:
                     raise ValueError(
