@@ -19,8 +19,13 @@ import hls4ml
 import keras
 import numpy as np
 import pytest
+from hls4ml.model.layers import Activation, ParametrizedActivation
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+#: Keras 3 spellings of the ReLU: ``Activation('relu')``, ``ReLU()`` (hls4ml 1.3 parses it as a
+#: ``ThresholdedReLU`` with threshold 0) and ``Conv2D(activation='relu')`` (hls4ml splits it into ``<conv>_relu``)
+RELU_SPELLINGS = ("Activation", "ReLU", "conv")
 
 IO_BACKENDS = [
     ("io_parallel", "Vivado"),
@@ -62,6 +67,9 @@ def block_chains(draw):
                 "relu_result": _fixed(draw, 6, 18, 2, 8, signed=draw(st.booleans())),
                 "add_result": draw(st.sampled_from(["auto", None])) or _fixed(draw, 6, 20, 2, 9),
                 "strategy": draw(st.sampled_from(["Latency", "Resource"])),
+                # Keras spellings of the ReLU and both operand orders of the Add
+                "relu": draw(st.sampled_from(list(RELU_SPELLINGS))),
+                "skip_first": draw(st.booleans()),
                 "rf_pick": draw(st.integers(0, 10**6)),
             }
         )
@@ -87,11 +95,17 @@ def build_chain(spec):
     for br in ("f", "u"):
         x = inp
         for i, b in enumerate(spec["blocks"]):
-            y = keras.layers.Conv2D(spec["c"], b["kernel"], padding="same", name=f"{br}_c{i}")(x)
-            if b["bn"]:
+            conv_act = "relu" if b["relu"] == "conv" else None
+            y = keras.layers.Conv2D(
+                spec["c"], b["kernel"], padding="same", activation=conv_act, name=f"{br}_c{i}"
+            )(x)
+            if b["bn"] and b["relu"] != "conv":
                 y = keras.layers.BatchNormalization(name=f"{br}_bn{i}")(y)
-            y = keras.layers.Activation("relu", name=f"{br}_r{i}")(y)
-            x = keras.layers.Add(name=f"{br}_a{i}")([y, x])
+            if b["relu"] == "ReLU":
+                y = keras.layers.ReLU(name=f"{br}_r{i}")(y)
+            elif b["relu"] == "Activation":
+                y = keras.layers.Activation("relu", name=f"{br}_r{i}")(y)
+            x = keras.layers.Add(name=f"{br}_a{i}")([x, y] if b["skip_first"] else [y, x])
         outs.append(x)
     model = keras.Model(inp, outs)
     for layer in model.layers:
@@ -114,6 +128,7 @@ def build_chain(spec):
 
 def chain_config(model, spec, backend, io_type):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=backend)
+    cfg["Model"]["ShortSkipFusion"] = True  # opt-in (the u_* branch is switched off per layer below)
     cfg["LayerName"]["x"]["Precision"]["result"] = spec["input"]
     be = hls4ml.backends.get_backend(backend)
     for br in ("f", "u"):
@@ -129,11 +144,12 @@ def chain_config(model, spec, backend, io_type):
                 # model aborts there too, so such configurations are outside what hls4ml supports
                 valid = [rf for rf in valid if rf <= n_in]
             conv["ReuseFactor"] = valid[b["rf_pick"] % len(valid)]
-            if b["bn"]:
+            if b["bn"] and b["relu"] != "conv":
                 cfg["LayerName"][f"{br}_bn{i}"]["Precision"].update(
                     scale=b["bn_scale"], bias=b["bn_bias"], result=b["bn_result"]
                 )
-            cfg["LayerName"][f"{br}_r{i}"]["Precision"]["result"] = b["relu_result"]
+            relu_name = f"{br}_c{i}_relu" if b["relu"] == "conv" else f"{br}_r{i}"
+            cfg["LayerName"][relu_name]["Precision"]["result"] = b["relu_result"]
             cfg["LayerName"][f"{br}_a{i}"]["Precision"]["result"] = b["add_result"]
             if br == "u":
                 conv["ShortSkipFusion"] = False
@@ -154,9 +170,11 @@ def check_bit_exact(spec, io_type, backend):
         fused = sorted(layer.name for layer in hm.get_layers() if layer.class_name == "ShortSkipConv2D")
         assert fused == [f"f_c{i}_shortskip" for i in range(n)], hm.shortskip_report
         kinds = [layer.class_name for layer in hm.get_layers()]
-        assert (
-            kinds.count("Merge") == n and kinds.count("Activation") == n
-        )  # only the unfused branch keeps them
+        # only the unfused branch keeps its Add and ReLU layers
+        assert kinds.count("Merge") == n
+        assert sum(isinstance(layer, Activation) for layer in hm.get_layers()) == n
+        if any(b["relu"] == "ReLU" for b in spec["blocks"]):  # the Keras 3 ReLU() really took hls4ml's form
+            assert any(isinstance(layer, ParametrizedActivation) for layer in hm.get_layers()), kinds
         assert all(hm.shortskip_report[f"u_a{i}"] == "disabled by ShortSkipFusion=False" for i in range(n))
         if io_type == "io_stream":
             # the fused branch needs no Clone copy for its skip operands: only the unfused branch fans out
@@ -175,6 +193,35 @@ def check_bit_exact(spec, io_type, backend):
 @given(spec=block_chains())
 def test_fused_equals_unfused_csim(io_type, backend, spec):
     check_bit_exact(spec, io_type, backend)
+
+
+def _spelling_chain():
+    """One chain with every Keras spelling: Activation + unfolded BN (explicit conv type), ReLU() + BN folded
+    into the conv (auto conv type), Conv2D(activation='relu'); the skip is the first Add operand twice."""
+    block = {
+        "kernel": (3, 3),
+        "weight": "fixed<8,2>",
+        "bias": "fixed<8,2>",
+        "bn_scale": "fixed<10,2>",
+        "bn_bias": "fixed<10,2>",
+        "bn_result": "fixed<16,6>",
+        "relu_result": "ufixed<12,5>",
+        "add_result": "fixed<14,6>",
+        "strategy": "Latency",
+        "rf_pick": 0,
+    }
+    blocks = [
+        dict(block, relu="Activation", bn=True, conv_result="fixed<18,7>", skip_first=False),
+        dict(block, relu="ReLU", bn=True, conv_result="auto", skip_first=True),
+        dict(block, relu="conv", bn=False, conv_result="auto", skip_first=True, kernel=(1, 3)),
+    ]
+    return {"h": 4, "w": 5, "c": 3, "input": "fixed<12,4>", "blocks": blocks, "seed": 7}
+
+
+@pytest.mark.parametrize("io_type,backend", IO_BACKENDS)
+def test_every_keras_spelling_bit_exact(io_type, backend):
+    """Fusion fires for each spelling (asserted inside) and fused == unfused C-sim, bit for bit."""
+    check_bit_exact(_spelling_chain(), io_type, backend)
 
 
 @pytest.mark.slow
