@@ -126,7 +126,7 @@ def _check_leaky(m: nn.Module, who: str) -> str:
 
     if not isinstance(m, snn.Leaky) or type(m).__name__ != "Leaky":
         raise ValueError(
-            f"from_snntorch: {who} ({type(m).__name__}) has no S2N2 mapping: only snn.Leaky is the one-variable "
+            f"from_snntorch: {who} has no S2N2 mapping: only snn.Leaky is the one-variable "
             f"LIF of Eq 2.3 (Synaptic/Alpha/Lapicque/recurrent neurons carry further state)"
         )
     reset = m.reset_mechanism
@@ -233,19 +233,19 @@ def from_snntorch(
                 )
             b = float(beta[0])
             if not 0 < b < 1:
-                raise ValueError(f"from_snntorch: {who}: beta={b} must lie in (0, 1) (d = 1 - 2^-k)")
+                raise ValueError(f"from_snntorch: {who}: beta={b:.6g} must lie in (0, 1) (d = 1 - 2^-k)")
             try:
                 k, derr = numerics.decay_shift_from_factor(b, f"{who}: beta"), 0.0
             except ValueError:
                 if not approximate:
                     raise ValueError(
-                        f"from_snntorch: {who}: beta={b} is not 1 - 2^-k (0.5, 0.75, 0.875, …); pass "
+                        f"from_snntorch: {who}: beta={b:.6g} is not 1 - 2^-k (0.5, 0.75, 0.875, …); pass "
                         f"approximate=True to map it to the nearest shift with the error reported"
                     ) from None
                 from finn_s2n2.snn.nir import nearest_shift
 
                 k, derr = nearest_shift(b)
-                res.notes.append(f"{name}: beta={b} mapped to 1 - 2^-{k} (error {derr:.3g})")
+                res.notes.append(f"{name}: beta={b:.6g} mapped to 1 - 2^-{k} (error {derr:.3g})")
             thr = _per_neuron(m.threshold, n_out, who, "threshold")
             if np.any(thr <= 0):
                 raise ValueError(f"from_snntorch: {who}: threshold must be > 0, got {thr.min()}")
@@ -313,9 +313,10 @@ def _via_nir(model, seq, sample, weight_bit_width, acc_bits, approximate, output
         if isinstance(m, snn.SpikingNeuron):
             resets[name] = _check_leaky(m, f"layer '{name}' ({type(m).__name__})")
     # snnTorch writes a scalar beta/threshold as a 0-d NIR parameter that NIR's type inference cannot size
-    # for conv layers: give every Leaky per-neuron parameters (same values) on a copy before exporting.
+    # for conv layers, and int pooling sizes that it cannot index: on a copy, give every Leaky per-neuron
+    # parameters (same values) and every AvgPool2d tuple sizes before exporting.
     model = _with_vector_params(model, sample)
-    graph = export_to_nir(model, sample)
+    graph = export_to_nir(model, sample, ignore_dims=[0])
     return from_nir(
         graph,
         reset=resets,
@@ -347,10 +348,18 @@ def _with_vector_params(model, sample):
                     m._buffers[pname] = full
                 else:
                     setattr(m, pname, full)
+        if isinstance(m, nn.AvgPool2d):  # snnTorch copies int sizes, NIR's type inference indexes them
+            m.kernel_size = _pair2(m.kernel_size)
+            m.stride = _pair2(m.stride or m.kernel_size)
+            m.padding = _pair2(m.padding)
         y = m(x)
         x = y[0] if isinstance(y, tuple) else y
     _reset_states(model)
     return model
+
+
+def _pair2(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
 
 
 def _reset_states(model) -> None:
