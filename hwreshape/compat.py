@@ -17,7 +17,7 @@ Two host quirks are handled here, once, for the whole project (see README "The t
    TensorFlow must see ``TF_USE_LEGACY_KERAS=1`` before it is first imported for ``tf.keras`` to be tf-keras;
    :func:`use_legacy_keras` sets it and complains if TensorFlow was already imported the other way.
 
-Also: :func:`ap_types_include` (the open-source ``ap_int``/``ap_fixed``/``hls_stream`` headers shipped in the
+Also: :func:`finn_hlslib_dir` (where finn-hlslib is, for g++ C-simulation of FINN's own HLS nodes), :func:`ap_types_include` (the open-source ``ap_int``/``ap_fixed``/``hls_stream`` headers shipped in the
 hls4ml wheel, used by every g++ C-simulation in this project) and :func:`vivado_tools` (which Xilinx tools
 are on PATH).
 """
@@ -119,6 +119,53 @@ def ap_types_include() -> str:
     if not (folder / "ap_fixed.h").is_file():
         raise FileNotFoundError(f"ap_types headers not found at {folder} (broken hls4ml install?)")
     return str(folder)
+
+
+#: environment variable naming a finn-hlslib checkout (highest priority in :func:`finn_hlslib_dir`)
+FINN_HLSLIB_ENV = "FINN_HLSLIB_DIR"
+
+
+def finn_hlslib_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """A finn-hlslib checkout (the folder with ``bnn-library.h``), searched in this order:
+
+    1. ``explicit`` (an argument), then the environment variable ``FINN_HLSLIB_DIR``;
+    2. ``../shared/deps/finn-hlslib`` next to this repository (the project's BSD-3 snapshot);
+    3. finn-plus's own dependency folder (``<finn_deps>/finn-hlslib``, filled by finn-plus' dependency fetch).
+
+    An explicit setting (argument or environment variable) that has no ``bnn-library.h`` is an error at
+    once (no silent fall-back).  Otherwise raises FileNotFoundError listing every place it looked (and what
+    is missing) when none has ``bnn-library.h``.  finn-hlslib is not pip-installable; nothing is downloaded.
+    """
+    for what, value in (("argument", explicit), (f"${FINN_HLSLIB_ENV}", os.environ.get(FINN_HLSLIB_ENV))):
+        if value:
+            path = Path(value).expanduser()
+            if not (path / "bnn-library.h").is_file():
+                raise FileNotFoundError(
+                    f"finn-hlslib: {what} points to {path}, which has no bnn-library.h "
+                    f"({'exists' if path.exists() else 'does not exist'})"
+                )
+            return path.resolve()
+    tried = []
+    cands = []
+    repo = Path(__file__).resolve().parent.parent
+    cands.append(("../shared/deps", repo.parent / "shared" / "deps" / "finn-hlslib"))
+    try:
+        prepare_finn()
+        from finn.util.settings import get_settings
+
+        cands.append(("finn-plus finn_deps", Path(get_settings().finn_deps) / "finn-hlslib"))
+    except Exception as e:  # finn-plus missing or its settings unusable: say so in the error
+        tried.append(f"finn-plus finn_deps: unavailable ({type(e).__name__}: {e})")
+    for what, path in cands:
+        path = path.expanduser()
+        if (path / "bnn-library.h").is_file():
+            return path.resolve()
+        tried.append(f"{what}: {path} ({'no bnn-library.h' if path.exists() else 'does not exist'})")
+    raise FileNotFoundError(
+        "finn-hlslib not found (needed for C++ simulation of FINN's own HLS nodes). Looked at: "
+        + "; ".join(tried)
+        + f". Set {FINN_HLSLIB_ENV} to a checkout of https://github.com/Xilinx/finn-hlslib"
+    )
 
 
 def use_legacy_keras() -> None:

@@ -46,92 +46,268 @@ def step_convert_to_lif(model, cfg):
     return convert_to_lif(model).transform(GiveUniqueNodeNames())
 
 
-def step_s2n2_report(model, cfg):
-    """Write ``report/s2n2_lif_mvau.json``: per LIF_MVAU the BRAM split (weights / membrane / delay line),
-    LUT, DSP and cycles per sample, and the per-sample cycles of every HW node (FINN's sliding-window and
-    padding units count one frame = one tick, so they are multiplied by the frame count here)."""
+# ------------------------------------------------------------------------------------------ folding
+def _hw_nodes(model):
+    from finn.util.fpgadataflow import is_hls_node, is_rtl_node
+
+    return [n for n in model.graph.node if is_hls_node(n) or is_rtl_node(n)]
+
+
+def _divisors(n: int):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class _DropOwnOpWarnings:
+    """logging.Filter for FINN's SetFolding logger: drops its "doesn't know how to handle op_type LIF_MVAU"
+    line (the LIF_MVAU nodes are folded by :class:`S2N2SetFolding` itself)."""
+
+    def filter(self, record):
+        msg = record.getMessage()
+        return not ("doesn't know how to handle op_type" in msg and "LIF_MVAU" in msg)
+
+
+def _make_s2n2_set_folding():
+    from finn.transformation.fpgadataflow.set_folding import SetFolding
+
+    class S2N2SetFolding(SetFolding):
+        """FINN's ``SetFolding`` extended to ``LIF_MVAU``: a target in cycles per frame (= per tick).
+
+        ``LIF_MVAU_*`` nodes are folded like FINN's MVAU with embedded weights (SIMD through the divisors of
+        MW, then PE through the divisors of MH, until the node meets the target); every other node is
+        folded by FINN's own ``SetFolding`` (sliding windows, padding, pooling, label select ...).
+        Afterwards every HW node of the graph is checked: ``self.missed`` lists
+        ``(node, op_type, cycles_per_tick, reason)`` of the nodes above the target (logged as warnings
+        naming them); ``strict=True`` raises ValueError naming them instead.
+        """
+
+        def __init__(self, target_cycles_per_frame, strict=False, **kw):
+            kw.setdefault("two_pass_relaxation", False)
+            super().__init__(target_cycles_per_frame, **kw)
+            if int(target_cycles_per_frame) < 1:
+                raise ValueError(f"S2N2SetFolding: target cycles per tick must be >= 1, got {target_cycles_per_frame}")
+            self.strict = strict
+            self.missed = []
+
+        def apply(self, model):
+            import logging
+
+            from qonnx.custom_op.registry import getCustomOp
+
+            target = self.target_cycles_per_frame
+            for node in _hw_nodes(model):
+                if not node.op_type.startswith("LIF_MVAU"):
+                    continue
+                inst = getCustomOp(node)
+                mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
+                inst.set_nodeattr("PE", 1)
+                for simd in _divisors(mw):
+                    inst.set_nodeattr("SIMD", simd)
+                    if inst.get_exp_cycles() <= target:
+                        break
+                for pe in _divisors(mh):
+                    inst.set_nodeattr("PE", pe)
+                    if inst.get_exp_cycles() <= target:
+                        break
+            flt = _DropOwnOpWarnings()
+            log = logging.getLogger("finn.transformation.fpgadataflow.set_folding")
+            import finn.transformation.fpgadataflow.set_folding as sf_mod
+
+            loggers = {log, getattr(sf_mod, "log", log)}
+            for lg in loggers:
+                lg.addFilter(flt)
+            try:
+                model, _ = super().apply(model)
+            finally:
+                for lg in loggers:
+                    lg.removeFilter(flt)
+            self.missed = []
+            for node in _hw_nodes(model):
+                inst = getCustomOp(node)
+                cyc = int(inst.get_exp_cycles())
+                if cyc > target:
+                    self.missed.append((node.name, node.op_type, cyc, _why_unreachable(inst, node)))
+            if self.missed:
+                lines = "; ".join(f"{n} ({o}): {c} cycles/tick > {target}, {why}" for n, o, c, why in self.missed)
+                if self.strict:
+                    raise ValueError(f"S2N2SetFolding: target {target} cycles/tick unreachable by {lines}")
+                logging.getLogger(__name__).warning(f"S2N2SetFolding: target missed by {lines}")
+            return model, False
+
+    return S2N2SetFolding
+
+
+def _why_unreachable(inst, node) -> str:
+    """Why a node stays above the target after folding (its most parallel setting is reached)."""
+    names = inst.get_nodeattr_types()
+    parts = [f"{a}={inst.get_nodeattr(a)}" for a in ("SIMD", "PE", "parallel_window") if a in names]
+    if node.op_type.startswith("LIF_MVAU"):
+        return f"fully parallel ({', '.join(parts)}): positions per tick x 1 cycle is the floor"
+    return f"FINN's SetFolding reached {', '.join(parts) or 'its limit'}"
+
+
+def S2N2SetFolding(target_cycles_per_tick: int, strict: bool = False, **kw):
+    """FINN's ``SetFolding`` that also folds ``LIF_MVAU`` nodes (see :func:`_make_s2n2_set_folding`).
+
+    A class factory so that importing this module does not import finn-plus.  The target is in cycles
+    per frame, and a frame is one tick."""
+    register_finn()
+    return _make_s2n2_set_folding()(target_cycles_per_tick, strict=strict, **kw)
+
+
+def lif_folding(model, target_cycles_per_tick: int, strict: bool = False):
+    """Fold every HW node of ``model`` (and of its dataflow partitions) to <= ``target_cycles_per_tick``
+    cycles per tick with :func:`S2N2SetFolding`; returns the model."""
+    if not isinstance(target_cycles_per_tick, (int, np.integer)) or target_cycles_per_tick < 1:
+        raise ValueError(f"target_cycles_per_tick must be an int >= 1, got {target_cycles_per_tick!r}")
+    return model.transform(S2N2SetFolding(int(target_cycles_per_tick), strict=strict), apply_to_subgraphs=True)
+
+
+def step_s2n2_target_fps_parallelization(model, cfg):
+    """FINN's ``step_target_fps_parallelization`` for S2N2 graphs: ``cfg.target_fps`` is in ticks (frames)
+    per second, so the target is ``fclk / target_fps`` cycles per tick; every node is folded to it
+    (:func:`S2N2SetFolding`) and ``report/auto_folding_config.json`` is written like FINN's step does."""
+    from finn.util.config import extract_model_config_to_json
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    target = cfg._resolve_cycles_per_frame()
+    if target is None:
+        return model
+    model = lif_folding(model, int(target)).transform(GiveUniqueNodeNames())
+    report_dir = Path(cfg.output_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    extract_model_config_to_json(
+        model, str(report_dir / "auto_folding_config.json"), ["PE", "SIMD", "parallel_window", "ram_style"]
+    )
+    return model
+
+
+def make_step_lif_folding(target_cycles_per_tick: int, strict: bool = False):
+    """A build step (``step(model, cfg)``) that applies :func:`lif_folding` with the given target."""
+
+    def step_lif_folding(model, cfg):
+        return lif_folding(model, target_cycles_per_tick, strict=strict)
+
+    step_lif_folding.__name__ = f"step_lif_folding_{target_cycles_per_tick}"
+    return step_lif_folding
+
+
+# ------------------------------------------------------------------------------------------ hardware flow
+def step_s2n2_insert_dwc_fifo(model, cfg):
+    """FINN's stream plumbing without FIFO sizing (no RTL simulation here): ``InsertDWC``,
+    ``InsertFIFO(create_shallow_fifos=True)``, ``SpecializeLayers`` (for the new DWC/FIFO nodes) and
+    ``InsertTLastMarker`` — the same transformations as FINN's ``step_set_fifo_depths`` with
+    ``force_minimal_fifos``, minus its IP synthesis."""
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.insert_tlastmarker import InsertTLastMarker
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+
+    model = model.transform(InsertDWC())
+    model = model.transform(InsertFIFO(create_shallow_fifos=True))
+    model = model.transform(SpecializeLayers(cfg._resolve_fpga_part()))
+    model = model.transform(InsertTLastMarker(both=False, external=True, dynamic=False))
+    model = model.transform(SpecializeLayers(cfg._resolve_fpga_part()))
+    return model.transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+
+
+# ------------------------------------------------------------------------------------------ report
+def swu_buffer_bits(inst) -> int:
+    """Bits of a FINN sliding-window unit's own line buffer.
+
+    RTL SWU: FINN's ``get_buffer_depth()`` words of ``SIMD`` elements; HLS/abstract: the classic line
+    buffer ``((K_h - 1) * W_in + K_w) * C`` elements.  Times the element width (1 bit for spikes)."""
+    bits = inst.get_input_datatype().bitwidth()
+    if hasattr(inst, "get_buffer_depth"):
+        return int(inst.get_buffer_depth()) * int(inst.get_nodeattr("SIMD")) * bits
+    kh, kw = inst.get_nodeattr("ConvKernelDim")
+    _, w = inst.get_nodeattr("IFMDim")
+    return ((kh - 1) * w + kw) * inst.get_nodeattr("IFMChannels") * bits
+
+
+def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -> dict:
+    """Throughput model of an S2N2 dataflow graph (one frame = one tick).
+
+    ``cycles_per_tick`` of every HW node (FINN's ``get_exp_cycles``: cycles per frame), the critical
+    (slowest) node, ``ticks_per_sample`` (numTicks), ``cycles_per_sample = ticks x max cycles/tick``
+    (pipelined steady state), ``samples_per_s`` and ``ticks_per_s`` at ``clk_ns``; the memory breakdown of
+    every LIF_MVAU (weights, membranes, delay line in BRAM_18K and bits) and every sliding window (line
+    buffer bits, FINN's BRAM/LUT estimates)."""
     from qonnx.custom_op.registry import getCustomOp
 
-    rows, cycles = {}, {}
-    for node in model.graph.node:
+    cycles, lif, swu = {}, {}, {}
+    ticks = set()
+    for node in _hw_nodes(model):
         inst = getCustomOp(node)
-        if not hasattr(inst, "get_exp_cycles"):
-            continue
-        c = int(inst.get_exp_cycles())
-        if node.op_type.startswith(("ConvolutionInputGenerator", "FMPadding")):
-            frames = int(model.get_tensor_shape(node.input[0])[0])
-            c *= frames
-        cycles[node.name] = c
+        cycles[node.name] = int(inst.get_exp_cycles())
         if node.op_type.startswith("LIF_MVAU"):
-            rows[node.name] = dict(
+            p = inst.params()
+            ticks.add(p.num_ticks)
+            pe = inst.get_nodeattr("PE")
+            lif[node.name] = dict(
+                MW=inst.get_nodeattr("MW"),
+                MH=inst.get_nodeattr("MH"),
+                PE=pe,
+                SIMD=inst.get_nodeattr("SIMD"),
+                positions=inst.positions()[0],
+                numTicks=p.num_ticks,
+                cycles_per_tick=cycles[node.name],
+                weight_bits=inst.get_nodeattr("MW") * inst.get_nodeattr("MH") * inst.get_weight_datatype().bitwidth(),
+                membrane_bits=inst.calc_mmem() * pe * p.acc_bits,
+                delay_bits=0 if p.output_mode == "counts" else p.delay * inst.calc_mmem() * pe,
                 weight_bram18=inst.weight_bram_estimation(),
                 membrane_bram18=inst.membrane_bram_estimation(),
                 delay_bram18=inst.delay_bram_estimation(),
                 bram18=inst.bram_estimation(),
                 lut=inst.lut_estimation(),
                 dsp=inst.dsp_estimation(),
-                cycles_per_sample=c,
-                numTicks=inst.get_nodeattr("numTicks"),
-                MW=inst.get_nodeattr("MW"),
-                MH=inst.get_nodeattr("MH"),
-                PE=inst.get_nodeattr("PE"),
-                SIMD=inst.get_nodeattr("SIMD"),
             )
+        elif node.op_type.startswith("ConvolutionInputGenerator"):
+            swu[node.name] = dict(
+                line_buffer_bits=swu_buffer_bits(inst),
+                bram18=int(inst.bram_estimation(fpga_part)),
+                lut=int(inst.lut_estimation(fpga_part)),
+                cycles_per_tick=cycles[node.name],
+            )
+    if len(ticks) > 1:
+        raise ValueError(f"LIF_MVAU nodes disagree on numTicks: {sorted(ticks)}")
+    t = ticks.pop() if ticks else 1
+    critical = max(cycles, key=cycles.get) if cycles else None
+    max_c = cycles[critical] if critical else 0
+    fclk = 1e9 / float(clk_ns)
+    return {
+        "clk_ns": float(clk_ns),
+        "ticks_per_sample": t,
+        "cycles_per_tick": cycles,
+        "critical_node": critical,
+        "max_cycles_per_tick": max_c,
+        "cycles_per_sample": t * max_c,
+        "ticks_per_s": fclk / max_c if max_c else 0.0,
+        "samples_per_s": fclk / (t * max_c) if max_c else 0.0,
+        "lif_mvau": lif,
+        "sliding_window": swu,
+        "memory_bits": {
+            "weights": sum(v["weight_bits"] for v in lif.values()),
+            "membranes": sum(v["membrane_bits"] for v in lif.values()),
+            "delay_lines": sum(v["delay_bits"] for v in lif.values()),
+            "sliding_window_buffers": sum(v["line_buffer_bits"] for v in swu.values()),
+        },
+    }
+
+
+def step_s2n2_report(model, cfg):
+    """Write ``report/s2n2_lif_mvau.json``: :func:`s2n2_performance` at the build clock plus FINN's own
+    ``dataflow_performance`` analysis of the same graph (its critical node must be ours)."""
+    from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
+    from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
+
+    rep = s2n2_performance(model, cfg.synth_clk_period_ns, cfg._resolve_fpga_part())
+    finn_perf = model.transform(AnnotateCycles()).analysis(dataflow_performance)
+    rep["finn_dataflow_performance"] = {k: v for k, v in finn_perf.items() if isinstance(v, (int, float, str))}
     report_dir = Path(cfg.output_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "s2n2_lif_mvau.json").write_text(
-        json.dumps(
-            {
-                "lif_mvau": rows,
-                "cycles_per_sample": cycles,
-                "max_cycles_per_sample": max(cycles.values(), default=0),
-            },
-            indent=2,
-        )
-    )
+    (report_dir / "s2n2_lif_mvau.json").write_text(json.dumps(rep, indent=2))
     return model
-
-
-def lif_folding(model, target_cycles_per_tick: int):
-    """Choose PE/SIMD of every ``LIF_MVAU`` so that one tick takes <= ``target_cycles_per_tick`` cycles.
-
-    Cycles per tick of a node = positions x (MH/PE) x (MW/SIMD).  Like FINN's ``SetFolding`` for the MVAU:
-    raise SIMD through the divisors of MW first, then PE through the divisors of MH; a node that cannot
-    reach the target ends fully parallel (PE = MH, SIMD = MW).  Returns the model (attributes set in place).
-    """
-    from qonnx.custom_op.registry import getCustomOp
-
-    def divisors(n):
-        return [d for d in range(1, n + 1) if n % d == 0]
-
-    if target_cycles_per_tick < 1:
-        raise ValueError(f"target_cycles_per_tick must be >= 1, got {target_cycles_per_tick}")
-    for node in model.graph.node:
-        if not node.op_type.startswith("LIF_MVAU"):
-            continue
-        inst = getCustomOp(node)
-        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
-        npos = inst._layout()[4]
-        simd, pe = 1, 1
-        for simd in divisors(mw):
-            if npos * mh * (mw // simd) <= target_cycles_per_tick:
-                break
-        for pe in divisors(mh):
-            if npos * (mh // pe) * (mw // simd) <= target_cycles_per_tick:
-                break
-        inst.set_nodeattr("SIMD", simd)
-        inst.set_nodeattr("PE", pe)
-    return model
-
-
-def make_step_lif_folding(target_cycles_per_tick: int):
-    """A build step (``step(model, cfg)``) that applies :func:`lif_folding` with the given target."""
-
-    def step_lif_folding(model, cfg):
-        return lif_folding(model, target_cycles_per_tick)
-
-    step_lif_folding.__name__ = f"step_lif_folding_{target_cycles_per_tick}"
-    return step_lif_folding
 
 
 #: steps for an estimate-only S2N2 build (no Vivado): tidy, convert, partition, specialise, fold, reports
@@ -140,10 +316,16 @@ S2N2_ESTIMATE_STEPS = [
     step_convert_to_lif,
     "step_create_dataflow_partition",
     "step_specialize_layers",
+    step_s2n2_target_fps_parallelization,
     "step_apply_folding_config",
+    "step_minimize_bit_width",
     "step_generate_estimate_reports",
     step_s2n2_report,
 ]
+
+#: the hardware flow up to FINN's code generation (no Vivado/Vitis needed): estimate steps, then DWC/FIFO/TLast
+#: insertion and ``step_hw_codegen`` (PrepareIP: HLS C++ and RTL generated for every node)
+S2N2_CODEGEN_STEPS = S2N2_ESTIMATE_STEPS[:-1] + [step_s2n2_insert_dwc_fifo, "step_hw_codegen", step_s2n2_report]
 
 
 # ------------------------------------------------------------------------------------------ networks
@@ -294,7 +476,8 @@ def build_estimates(
 ):
     """Run the estimate-only S2N2 build (no Vivado) and return the report folder.
 
-    ``target_cycles_per_tick`` inserts :func:`make_step_lif_folding` before FINN's folding-config step.
+    ``target_cycles_per_tick`` folds every node to that many cycles per tick (:func:`S2N2SetFolding`,
+    through ``cfg.target_fps = fclk / target``).
     """
     register_finn()
     from finn.builder.build_dataflow import build_dataflow_cfg
@@ -305,9 +488,11 @@ def build_estimates(
     path = out / "s2n2_input.onnx"
     model.save(str(path))
     steps = list(S2N2_ESTIMATE_STEPS)
+    target_fps = None
     if target_cycles_per_tick is not None:
-        steps.insert(steps.index("step_apply_folding_config"), make_step_lif_folding(target_cycles_per_tick))
+        steps[steps.index(step_s2n2_target_fps_parallelization)] = make_step_lif_folding(target_cycles_per_tick)
     cfg = DataflowBuildConfig(
+        target_fps=target_fps,
         output_dir=str(out),
         synth_clk_period_ns=clk_ns,
         fpga_part=fpga_part,
@@ -325,19 +510,30 @@ def build_estimates(
 
 
 # ------------------------------------------------------------------------------------------ execution
-#: FINN ops whose python execution handles exactly one frame (their shape functions hard-code batch 1)
+#: FINN ops whose python execution handles exactly one frame (qonnx' Im2Col, FMPadding's reshape)
 SINGLE_FRAME_OPS = ("ConvolutionInputGenerator", "FMPadding")
 
 
-def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
-    """Execute an S2N2 graph (before or after partitioning) whose frame axis carries N x numTicks frames.
+def _python_exec_of_specialised(node):
+    """FINN's abstract op class for an ``*_hls``/``*_rtl`` node without a python mode (e.g. ``Pool_hls``)."""
+    import finn.custom_op.fpgadataflow as fd
 
-    Nodes run through qonnx' ``execute_node`` (python exec or cppsim per node ``exec_mode``), except that
-    FINN's single-frame ops (sliding window, padding) are executed once per frame: qonnx' ``Im2Col`` python
-    execution — used by FINN's ``ConvolutionInputGenerator`` — interleaves the batch wrongly for more than
-    one frame (its column matrix is ``(C*k*k, OH*OW*N)`` but is reshaped as ``(N, C, k, k, OH, OW)``), and
-    ``FMPadding`` reshapes to its one-frame output shape.  ``StreamingDataflowPartition`` nodes are executed
-    recursively with this function.
+    base = node.op_type.rsplit("_", 1)[0]
+    return fd.custom_op.get(base) if node.op_type.endswith(("_hls", "_rtl")) else None
+
+
+def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
+    """Execute an S2N2 graph (before or after partitioning) on ``N x numTicks`` frames (axis 0).
+
+    Nodes run through qonnx' ``execute_node`` (python exec or cppsim per node ``exec_mode``), except:
+
+    * FINN's single-frame ops (sliding window, padding) in python mode run once per frame: qonnx' ``Im2Col``
+      python execution — used by FINN's ``ConvolutionInputGenerator`` — interleaves the batch wrongly for
+      more than one frame (its column matrix is ``(C*k*k, OH*OW*N)`` but is reshaped as
+      ``(N, C, k, k, OH, OW)``), and ``FMPadding`` reshapes to its annotated output shape;
+    * specialised FINN nodes whose HLS class has no python mode (``Pool_hls``) use the python execution of
+      FINN's abstract op (``Pool``) when their ``exec_mode`` is python;
+    * ``StreamingDataflowPartition`` nodes are executed recursively with this function.
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_node
@@ -356,7 +552,9 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
             res = execute_s2n2(child, {child.graph.input[0].name: ctx[node.input[0]]})
             ctx[node.output[0]] = res[child.graph.output[0].name]
             continue
-        if node.op_type.startswith(SINGLE_FRAME_OPS):
+        inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
+        mode = inst.get_nodeattr("exec_mode") if inst is not None else ""
+        if mode in ("", "python") and node.op_type.startswith(SINGLE_FRAME_OPS):
             x = ctx[node.input[0]]
             oshape = list(model.get_tensor_shape(node.output[0]))
             outs = []
@@ -368,6 +566,10 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
                 execute_node(node, sub, model.graph, opset)
                 outs.append(sub[node.output[0]])
             ctx[node.output[0]] = np.concatenate(outs, axis=0)
+            continue
+        base = _python_exec_of_specialised(node) if mode in ("", "python") else None
+        if base is not None and node.op_type.startswith("Pool"):
+            base(node).execute_node(ctx, model.graph)
             continue
         execute_node(node, ctx, model.graph, opset)
     if return_full_exec_context:

@@ -17,9 +17,12 @@ Output: ``Transpose`` (NCHW->NHWC) at the graph input, then only FINN HW nodes â
 ``ConvolutionInputGenerator``, ``Pool`` (MaxPool) and ``LIF_MVAU`` â€” so that FINN's dataflow partitioning,
 specialisation and estimate reports take the whole network.
 
-The FINN frame axis carries the ticks (frames = N x numTicks, sample-major).  FINN's sliding window and
-padding ops hard-code one frame in their shape functions; :class:`FixTickBatchShapes` re-annotates their
-output shapes with the real frame count after shape inference so that python execution works.
+FINN-native shapes: one frame = one tick.  Every HW node's attributes describe one frame, exactly as for an
+MVAU network (``LIF_MVAU`` gets ``numInputVectors = [1]`` or ``[1, OH, OW]`` plus ``numTicks``), so FINN's own
+passes (InsertDWC, InsertFIFO, SetFolding, estimates, code generation) see consistent folded shapes.  The
+graph tensors keep the exported frame count (``N x numTicks`` frames on axis 0, sample-major) so that whole
+samples can be executed; FINN's sliding-window and padding ops annotate one frame in their shape functions,
+and :class:`FixTickBatchShapes` re-annotates their outputs with the real frame count for execution.
 """
 
 from __future__ import annotations
@@ -138,6 +141,11 @@ class InferLIFLayers(Transformation):
     def _dense(self, model, mm, lif):
         attrs = _lif_attrs(lif)
         who = f"MatMul node '{mm.name}'"
+        if attrs["tickAxis"] != 0:
+            raise ValueError(
+                f"LIF node '{lif.name}': attribute tickAxis=1 is not streamable; export frames N*T on axis 0 "
+                f"(tickAxis=0), one frame per tick"
+            )
         x = mm.input[0]
         _require_binary(model, x, who)
         w = _weight_values(model, mm, mm.input[1])
@@ -145,6 +153,8 @@ class InferLIFLayers(Transformation):
             raise ValueError(f"{who}: weights must be 2-D (MW, MH), got {w.shape}")
         ishape = list(model.get_tensor_shape(x))
         mw, mh = w.shape
+        if len(ishape) != 2 or ishape[1] != mw:
+            raise ValueError(f"{who}: input shape {ishape} is not (frames, MW={mw})")
         wname = model.make_new_valueinfo_name()
         model.set_initializer(wname, w.astype(np.float32))
         wdt = _smallest_int_type(w)
@@ -160,7 +170,7 @@ class InferLIFLayers(Transformation):
             MH=mh,
             SIMD=1,
             PE=1,
-            numInputVectors=ishape[:-1],
+            numInputVectors=[1],
             inputDataType="BINARY",
             weightDataType=wdt,
             **attrs,
@@ -272,14 +282,17 @@ class InferLIFLayers(Transformation):
                 MH=cout,
                 SIMD=1,
                 PE=1,
-                numInputVectors=[frames, oh, ow],
+                numInputVectors=[1, oh, ow],
                 inputDataType="BINARY",
                 weightDataType=wdt,
                 **attrs,
             )
         )
         mv_inst = getCustomOp(nodes[-1])
-        model.set_tensor_shape(mv_out, list(mv_inst.get_normal_output_shape()))
+        model.set_tensor_shape(
+            mv_out, [frames // attrs["numTicks"] if attrs["outputMode"] == "counts" else frames, oh, ow, cout]
+        )
+        mv_inst.params()
         model.set_tensor_datatype(mv_out, mv_inst.get_output_datatype())
         # spikes (frames, OH, OW, MH) or counts (N, OH, OW, MH) back to the LIF node's NCHW layout
         nodes.append(
@@ -345,7 +358,7 @@ class InferLIFLayers(Transformation):
                 OutImgDims=[oh, ow],
                 InputDataType="BINARY",
                 OutputDataType="BINARY",
-                BatchSize=frames,
+                BatchSize=1,
             ),
             helper.make_node(
                 "Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"
@@ -468,20 +481,34 @@ class PushDelaysToOutput(Transformation):
 
 
 class FixTickBatchShapes(Transformation):
-    """Re-annotate the outputs of FINN's single-frame ops (``FMPadding*``, ``ConvolutionInputGenerator*``)
-    with the real frame count (N x numTicks) of their input, after ``InferShapes`` reset them to 1."""
+    """Re-annotate axis 0 of the outputs of FINN HW nodes with the real frame count after ``InferShapes``.
+
+    FINN's own ops (sliding window, padding, pooling, ...) annotate one frame in their shape functions; the
+    S2N2 graph carries ``N x numTicks`` frames.  Walking the graph in order, every FINN HW node's output gets
+    its input's frame count (``LIF_MVAU`` with ``outputMode="counts"``: ``frames / numTicks``).  Only the
+    annotations change; node attributes stay per frame."""
 
     def apply(self, model):
         changed = False
         for node in model.graph.node:
-            if not node.op_type.startswith(("FMPadding", "ConvolutionInputGenerator")):
+            frame_wise = node.domain.startswith(FD) or node.op_type in ("Flatten", "Identity") or (
+                node.op_type == "Transpose" and list(_attr(node, "perm", [0]))[0] == 0
+            )
+            if not frame_wise or not node.input or not node.output:
                 continue
             ishape = model.get_tensor_shape(node.input[0])
             oshape = model.get_tensor_shape(node.output[0])
-            if ishape is None or oshape is None or ishape[0] == oshape[0]:
+            if not ishape or not oshape:
                 continue
-            model.set_tensor_shape(node.output[0], [ishape[0]] + list(oshape[1:]))
-            changed = True
+            frames = int(ishape[0])
+            if node.op_type.startswith("LIF_MVAU"):
+                inst = getCustomOp(node)
+                if inst.get_nodeattr("outputMode") == "counts":
+                    t = inst.get_nodeattr("numTicks")
+                    frames = frames // t if frames % t == 0 else 1
+            if oshape[0] != frames:
+                model.set_tensor_shape(node.output[0], [frames] + list(oshape[1:]))
+                changed = True
         return model, changed
 
 

@@ -5,15 +5,20 @@ SIMD lanes that load a weight only where the input bit is 1, comparator, reset s
 per-label output counters), Eq 2.2–2.4, §2.2.2 (delays applied once at the output).
 The python execution below is the specification; ``LIF_MVAU_hls`` (own C++) matches it bit for bit.
 
-Tensors
--------
-input 0: binary spikes ``(*numInputVectors, MW)`` (FINN DataType BINARY); frames are ordered
-(sample, tick, position...) — ``tickAxis=0``: ``numInputVectors = [N*numTicks, *positions]`` (FINN
-streaming order, e.g. ``[T, OH, OW]`` after a sliding-window unit); ``tickAxis=1``:
-``numInputVectors = [N, numTicks, *positions]`` (e.g. ``(N, T, MW)`` of :func:`make_lif_mvau_model`).
+Tensors: one frame = one tick (FINN-native shapes)
+--------------------------------------------------
+Like FINN's MVAU, the attributes describe ONE frame, and a frame is one tick:
+``numInputVectors = [1]`` (dense) or ``[1, OH, OW]`` (after a sliding-window unit).  ``numTicks`` frames make
+one sample; the hardware counts them with a tick counter that clears the membranes (and the counters of
+``outputMode="counts"``) after the last tick of every sample, so consecutive frames of the stream are
+consecutive ticks (sample-major: frame ``f`` is tick ``f % numTicks`` of sample ``f // numTicks``).
+
+input 0: binary spikes, per frame ``(1, *positions, MW)`` (FINN DataType BINARY).  Python execution and
+cppsim take any number ``F`` of frames on axis 0, ``F`` a multiple of ``numTicks`` (whole samples).
 input 1: integer weights ``(MW, MH)`` (initializer, ``weightDataType``).
-output: spikes ``(*numInputVectors, MH)`` (BINARY) or, with ``outputMode="counts"``, per-neuron spike
-counters emitted at the last tick: ``(N, *positions, MH)`` (UINT, ``count_bits(numTicks)`` bits).
+output: spikes, per frame ``(1, *positions, MH)`` (BINARY), or with ``outputMode="counts"`` the per-neuron
+spike counters, one frame ``(1, *positions, MH)`` (UINT, ``count_bits(numTicks)`` bits) emitted after the
+last tick of each sample (F / numTicks output frames for F input frames).
 
 Estimates (labelled as *estimates*; no Vivado here)
 ---------------------------------------------------
@@ -25,7 +30,8 @@ Estimates (labelled as *estimates*; no Vivado here)
 * LUT = ``PE * (SIMD * cur_bits + 4 * acc_bits + count_bits) + 64`` + LUTRAM bits / 64 (gated adder tree
   of SIMD lanes, decay subtractor, membrane adder, saturation + comparator + reset mux, counter, control).
 * DSP = 0 (decay by shift-subtract, §2.3 "Synthesis Results"; no multiplier).
-* cycles = ``prod(numInputVectors) * (MH/PE) * (MW/SIMD)`` = ticks x positions x folds.
+* cycles per frame (= per tick, FINN's unit) = ``positions * (MH/PE) * (MW/SIMD)``; one sample takes
+  ``numTicks`` frames.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType
 
 from finn_s2n2 import numerics
-from finn_s2n2.finn.custom_op.lif_attrs import LIF_NODEATTRS, apply_delay, split_frames, validate_lif_attrs
+from finn_s2n2.finn.custom_op.lif_attrs import LIF_NODEATTRS, apply_delay, validate_lif_attrs
 
 
 def bram18_blocks(depth: int, width: int) -> int:
@@ -107,8 +113,16 @@ class LIF_MVAU(HWCustomOp):
             raise ValueError(f"{who}: weightDataType BIPOLAR is not supported; store +-1 weights as INT2")
         if not wdt.is_integer() or wdt.bitwidth() > 24:
             raise ValueError(f"{who}: weightDataType must be an integer type of <= 24 bits, got {wdt_name}")
-        vecs = list(self.get_nodeattr("numInputVectors"))
-        split_frames(vecs + [mw], p, who)
+        vecs = [int(v) for v in self.get_nodeattr("numInputVectors")]
+        if not vecs or vecs[0] != 1 or any(v < 1 for v in vecs):
+            raise ValueError(
+                f"{who}: attribute numInputVectors={vecs} must describe one frame (one tick): [1] for a dense "
+                f"layer or [1, OH, OW] after a sliding window; the ticks are frames (numTicks={p.num_ticks})"
+            )
+        if p.tick_axis != 0:
+            raise ValueError(
+                f"{who}: attribute tickAxis={p.tick_axis}: LIF_MVAU streams ticks as frames on axis 0 (tickAxis=0)"
+            )
         return p
 
     def get_weight_datatype(self):
@@ -118,11 +132,21 @@ class LIF_MVAU(HWCustomOp):
         """Width of the Eq 2.2 current accumulator (never overflows)."""
         return numerics.current_bits(self.get_nodeattr("MW"), self.get_weight_datatype().bitwidth())
 
-    def _layout(self):
-        p = self.params()
+    def positions(self) -> tuple[int, tuple[int, ...]]:
+        """``(P, positions)``: output positions per tick (``OH*OW`` of a convolution, 1 for dense)."""
         vecs = [int(v) for v in self.get_nodeattr("numInputVectors")]
-        n, t, npos, pos = split_frames(vecs + [self.get_nodeattr("MW")], p, self.who())
-        return p, vecs, n, t, npos, pos
+        pos = tuple(vecs[1:])
+        return math.prod(pos), pos
+
+    def num_samples(self, frames: int) -> int:
+        """Samples in ``frames`` streamed frames; ValueError naming the node unless whole samples."""
+        t = self.params().num_ticks
+        if frames < 1 or frames % t:
+            raise ValueError(
+                f"{self.who()}: got {frames} frames, not a multiple of numTicks={t} "
+                f"(one frame = one tick: feed whole samples of numTicks frames)"
+            )
+        return frames // t
 
     # ------------------------------------------------------------------ shapes / types
     def get_input_datatype(self, ind=0):
@@ -145,11 +169,9 @@ class LIF_MVAU(HWCustomOp):
         raise ValueError(f"{self.who()}: no input {ind}")
 
     def get_normal_output_shape(self, ind=0):
-        p, vecs, n, t, npos, pos = self._layout()
-        mh = self.get_nodeattr("MH")
-        if p.output_mode == "spikes":
-            return tuple(vecs + [mh])
-        return (n, *pos, mh)
+        """One output frame: ``(1, *positions, MH)`` (spikes every tick, or counters once per sample)."""
+        vecs = [int(v) for v in self.get_nodeattr("numInputVectors")]
+        return tuple(vecs + [self.get_nodeattr("MH")])
 
     def get_folded_input_shape(self, ind=0):
         mw, simd = self.get_nodeattr("MW"), self.get_nodeattr("SIMD")
@@ -174,8 +196,17 @@ class LIF_MVAU(HWCustomOp):
         return int(np.prod(self.get_folded_output_shape()[:-1]))
 
     def make_shape_compatible_op(self, model):
-        self.params()
-        return self.make_const_shape_op(self.get_normal_output_shape())
+        """FINN's per-frame output shape, with axis 0 scaled to the frames of the input tensor when the graph
+        carries whole samples (``F`` frames in -> ``F`` spike frames, or ``F / numTicks`` counter frames)."""
+        p = self.params()
+        oshape = list(self.get_normal_output_shape())
+        ishape = model.get_tensor_shape(self.onnx_node.input[0])
+        frames = int(ishape[0]) if ishape else 1
+        if p.output_mode == "spikes":
+            oshape[0] = frames
+        elif frames % p.num_ticks == 0:
+            oshape[0] = frames // p.num_ticks
+        return self.make_const_shape_op(oshape)
 
     def infer_node_datatype(self, model):
         node = self.onnx_node
@@ -203,6 +234,27 @@ class LIF_MVAU(HWCustomOp):
                 f"[{wdt.min()}, {wdt.max()}], got range [{w.min()}, {w.max()}]"
             )
 
+    # ------------------------------------------------------------------ FINN bit-width passes
+    def minimize_weight_bit_width(self, model, datatype_only=False):
+        """FINN's ``MinimizeWeightBitWidth``: the smallest signed integer type that holds the weights."""
+        w = model.get_initializer(self.onnx_node.input[1])
+        if w is None:
+            return DataType[self.get_nodeattr("weightDataType")]
+        bits = 2
+        lo, hi = int(np.min(w, initial=0)), int(np.max(w, initial=0))
+        while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+            bits += 1
+        if bits < self.get_weight_datatype().bitwidth():
+            self.set_nodeattr("weightDataType", f"INT{bits}")
+            model.set_tensor_datatype(self.onnx_node.input[1], DataType[f"INT{bits}"])
+        return self.get_weight_datatype()
+
+    def minimize_accumulator_width(self, model, datatype_only=False):
+        """FINN's ``MinimizeAccumulatorWidth``: the Eq 2.2 current register is already minimal
+        (:meth:`cur_bits`, from MW and the weight width); the membrane width ``accDataType`` is part of the
+        neuron's semantics (saturation/wrap point, threshold range) and is kept."""
+        return DataType[self.get_nodeattr("accDataType")]
+
     def verify_node(self):
         try:
             self.params()
@@ -213,13 +265,16 @@ class LIF_MVAU(HWCustomOp):
     # ------------------------------------------------------------------ python execution (the spec)
     def execute_node(self, context, graph):
         node = self.onnx_node
-        p, vecs, n, t, npos, pos = self._layout()
+        p = self.params()
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
-        x = self.stream_input(context[node.input[0]], tuple(vecs + [mw]))
+        npos, pos = self.positions()
+        x = self.stream_input(context[node.input[0]])
+        frames = x.shape[0]
+        n = self.num_samples(frames)
         if not np.all((x == 0) | (x == 1)):
             raise ValueError(f"{self.who()}: input must be binary spikes (0/1)")
         w = context[node.input[1]]
-        spikes_in = x.reshape(n, t, npos, mw)
+        spikes_in = x.reshape(n, p.num_ticks, npos, mw)
         current = numerics.spike_current(spikes_in, w)  # Eq 2.2, (N, T, P, MH)
         spikes = numerics.lif_sequence(
             current,
@@ -233,20 +288,21 @@ class LIF_MVAU(HWCustomOp):
         if p.output_mode == "counts":
             out = spikes.sum(axis=1).reshape((n, *pos, mh))
         else:
-            out = spikes.reshape(tuple(vecs) + (mh,))
+            out = spikes.reshape((frames, *pos, mh))
         context[node.output[0]] = out.astype(np.float32)
 
-    def stream_input(self, x, exp=None):
-        """The input as ``(*numInputVectors, MW)``.  A tensor of another shape but the same stream order and
-        size is accepted (e.g. an NHWC map ``(frames, H, W, C)`` feeding a dense layer after the flatten
+    def stream_input(self, x):
+        """The input as ``(F, *positions, MW)`` for ``F`` frames.  A tensor of another shape with the same
+        stream order is accepted (e.g. an NHWC map ``(F, H, W, C)`` feeding a dense layer after the flatten
         was absorbed by :class:`~finn_s2n2.finn.transformation.AbsorbTransposeFlattenIntoLIFMVAU`)."""
         x = np.asarray(x)
-        exp = tuple(self.get_normal_input_shape()) if exp is None else exp
-        if x.shape != exp:
-            if x.ndim < 1 or x.shape[0] != exp[0] or x.size != int(np.prod(exp)):
-                raise ValueError(f"{self.who()}: input shape {x.shape} != expected {exp}")
-            x = x.reshape(exp)
-        return x
+        npos, pos = self.positions()
+        per_frame = npos * self.get_nodeattr("MW")
+        if x.ndim < 1 or x.shape[0] < 1 or x.size != x.shape[0] * per_frame:
+            raise ValueError(
+                f"{self.who()}: input shape {x.shape} is not (frames, {', '.join(map(str, pos + (self.get_nodeattr('MW'),)))})"
+            )
+        return x.reshape((x.shape[0], *pos, self.get_nodeattr("MW")))
 
     # ------------------------------------------------------------------ estimates
     def calc_wmem(self):
@@ -259,8 +315,8 @@ class LIF_MVAU(HWCustomOp):
 
     def calc_mmem(self):
         """Depth of each PE's membrane memory: positions x MH / PE."""
-        p, vecs, n, t, npos, pos = self._layout()
-        return npos * self.get_nodeattr("MH") // self.get_nodeattr("PE")
+        self.params()
+        return self.positions()[0] * self.get_nodeattr("MH") // self.get_nodeattr("PE")
 
     def _on_bram(self, depth: int) -> bool:
         style = self.get_nodeattr("ram_style")
@@ -311,17 +367,23 @@ class LIF_MVAU(HWCustomOp):
         return 0
 
     def get_exp_cycles(self):
+        """Cycles per frame (= per tick): positions x (MH/PE) x (MW/SIMD), like FINN's MVAU."""
         self.params()
-        vecs = [int(v) for v in self.get_nodeattr("numInputVectors")]
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
-        return int(np.prod(vecs)) * (mh // self.get_nodeattr("PE")) * (mw // self.get_nodeattr("SIMD"))
+        return self.positions()[0] * (mh // self.get_nodeattr("PE")) * (mw // self.get_nodeattr("SIMD"))
 
     def get_op_and_param_counts(self):
         vecs = [int(v) for v in self.get_nodeattr("numInputVectors")]
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
         wbits = self.get_weight_datatype().bitwidth()
         return {
-            f"op_mac_SCALEDINT{wbits}_BINARY": int(np.prod(vecs)) * mw * mh,
+            f"op_mac_SCALEDINT{wbits}_BINARY": int(np.prod(vecs)) * mw * mh,  # per frame (tick)
             f"param_weight_INT{wbits}": mw * mh,
             "param_membrane_bits": self.calc_mmem() * self.get_nodeattr("PE") * self.params().acc_bits,
         }
+
+
+# complete a registration that was deferred because this module was imported before finn-plus
+from finn_s2n2.finn.custom_op.registration import register_finn  # noqa: E402
+
+register_finn()

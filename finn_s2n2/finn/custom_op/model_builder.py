@@ -28,10 +28,11 @@ def make_lif_mvau_model(
     specialize: bool = False,
     name: str = "LIF_MVAU_0",
 ):
-    """One ``LIF_MVAU`` node: input ``(batch, num_ticks, MW)`` BINARY, integer ``weights`` ``(MW, MH)``.
+    """One ``LIF_MVAU`` node: input ``(batch * num_ticks, MW)`` BINARY (one frame = one tick, sample-major),
+    integer ``weights`` ``(MW, MH)``.  Output ``(batch * num_ticks, MH)`` spikes or ``(batch, MH)`` counters.
 
-    ``num_positions`` > 1 adds a position axis, ``(batch, num_ticks, num_positions, MW)`` (a convolution's
-    output pixels: one membrane per position and neuron).
+    ``num_positions`` > 1 adds a position axis, ``(batch * num_ticks, num_positions, MW)`` (a convolution's
+    output pixels: one membrane per position and neuron; ``numInputVectors = [1, num_positions]``).
 
     ``weight_dtype`` defaults to the smallest signed FINN integer type that holds the weights.
     ``specialize=True`` returns the ``LIF_MVAU_hls`` node directly (domain ``finn.custom_op.fpgadataflow.hls``).
@@ -59,9 +60,11 @@ def make_lif_mvau_model(
         while not (-(1 << (bits - 1)) <= w.min(initial=0) and w.max(initial=0) <= (1 << (bits - 1)) - 1):
             bits += 1
         weight_dtype = f"INT{bits}"
-    vecs = [batch, num_ticks] + ([num_positions] if num_positions > 1 else [])
-    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, vecs + [mw])
-    outp = helper.make_tensor_value_info("outp", TensorProto.FLOAT, vecs + [mh])
+    pos = [num_positions] if num_positions > 1 else []
+    vecs = [1] + pos
+    frames = batch * num_ticks
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [frames] + pos + [mw])
+    outp = helper.make_tensor_value_info("outp", TensorProto.FLOAT, None)
     domain = "finn.custom_op.fpgadataflow.hls" if specialize else "finn.custom_op.fpgadataflow"
     node = helper.make_node(
         "LIF_MVAU_hls" if specialize else "LIF_MVAU",
@@ -86,7 +89,7 @@ def make_lif_mvau_model(
         overflow=overflow,
         axonalDelay=int(axonal_delay),
         synapticDelay=int(synaptic_delay),
-        tickAxis=1,
+        tickAxis=0,
     )
     graph = helper.make_graph([node], "lif_mvau_graph", [inp], [outp])
     model = ModelWrapper(qonnx_make_model(graph, producer_name="finn_s2n2"))
@@ -96,7 +99,7 @@ def make_lif_mvau_model(
     inst = getCustomOp(model.graph.node[0])
     inst.params()
     inst.check_weights(w)
-    oshape = list(inst.get_normal_output_shape())
+    oshape = [batch if output_mode == "counts" else frames] + pos + [mh]
     model.set_tensor_shape("outp", oshape)
     model.set_tensor_datatype("outp", inst.get_output_datatype())
     return model

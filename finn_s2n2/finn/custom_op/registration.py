@@ -7,6 +7,11 @@
   (ENVIRONMENT.md: FINN only recognises those exact domains).  Importing finn-plus costs seconds, so when
   it is not imported yet a post-import hook performs this step the moment ``finn.custom_op.fpgadataflow``
   finishes importing (also when qonnx imports it to look up a node).  :func:`register_finn` forces it.
+
+Import order: when ``finn_s2n2.finn.custom_op.lif_mvau`` (or ``lif_mvau_hls``) is imported *before* finn-plus,
+its own ``import finn...`` fires the hook while the module is still half-initialised; registration is then
+deferred, and each of the two modules calls :func:`register_finn` again at the end of its body (when its class
+exists), which completes it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import importlib.abc
 import importlib.util
 import sys
 import threading
+
+_OP_MODULES = ("finn_s2n2.finn.custom_op.lif_mvau", "finn_s2n2.finn.custom_op.lif_mvau_hls")
 
 _LOCK = threading.RLock()
 _QONNX_DONE = False
@@ -50,14 +57,24 @@ def register_finn() -> None:
         import finn.custom_op.fpgadataflow.hls as fd_hls
         from qonnx.custom_op.registry import add_op_to_domain
 
-        from finn_s2n2.finn.custom_op.lif_mvau import LIF_MVAU
-        from finn_s2n2.finn.custom_op.lif_mvau_hls import LIF_MVAU_hls
+        try:
+            from finn_s2n2.finn.custom_op.lif_mvau import LIF_MVAU
+            from finn_s2n2.finn.custom_op.lif_mvau_hls import LIF_MVAU_hls
+        except ImportError:
+            if any(_initializing(m) for m in _OP_MODULES):
+                return  # one of them is half-imported; it calls register_finn() again at its end
+            raise
 
         fd.custom_op["LIF_MVAU"] = LIF_MVAU
         fd_hls.custom_op["LIF_MVAU_hls"] = LIF_MVAU_hls
         add_op_to_domain("finn.custom_op.fpgadataflow", LIF_MVAU)
         add_op_to_domain("finn.custom_op.fpgadataflow.hls", LIF_MVAU_hls)
         _FINN_DONE = True
+
+
+def _initializing(name: str) -> bool:
+    mod = sys.modules.get(name)
+    return mod is not None and bool(getattr(getattr(mod, "__spec__", None), "_initializing", False))
 
 
 class _PostImportHook(importlib.abc.MetaPathFinder):

@@ -23,6 +23,8 @@ import numpy as np
 HLS_DIR = Path(__file__).resolve().parent
 HEADER = HLS_DIR / "lif_mvau.hpp"
 HARNESS_SRC = HLS_DIR / "lif_mvau_harness.cpp"
+#: open stand-ins for Vitis-only headers (``ap_axi_sdata.h``: finn-hlslib needs only ``qdma_axis``)
+OPEN_INCLUDE = HLS_DIR / "include"
 
 #: harness limits (its stream word types are ap_uint<64> in, ap_uint<1024> out)
 HARNESS_MAX_SIMD = 64
@@ -36,6 +38,31 @@ def include_flags() -> list[str]:
     from hwreshape.compat import ap_types_include
 
     return [f"-I{ap_types_include()}", f"-I{HLS_DIR}"]
+
+
+def finn_include_flags(code_dir: str | Path | None = None) -> list[str]:
+    """Flags for FINN's own generated HLS code: ``ap_types`` and finn-hlslib as system headers (their own
+    warnings are not ours), the open ``ap_axi_sdata.h``, this folder and ``code_dir``."""
+    from hwreshape.compat import ap_types_include, finn_hlslib_dir
+
+    flags = [f"-isystem{ap_types_include()}", f"-isystem{finn_hlslib_dir()}", f"-isystem{OPEN_INCLUDE}", f"-I{HLS_DIR}"]
+    if code_dir is not None:
+        flags.append(f"-I{code_dir}")
+    return flags
+
+
+def syntax_check(source: str | Path, code_dir: str | Path | None = None) -> str:
+    """``g++ -std=c++14 -fsyntax-only -Wall`` of one generated source against finn-hlslib + ap_types.
+
+    HLS pragmas are unknown to g++ and not reported (``-Wno-unknown-pragmas``).  Returns g++'s diagnostics
+    (empty when clean); raises RuntimeError with them when g++ fails."""
+    source = Path(source)
+    cmd = [CXX, "-std=c++14", "-fsyntax-only", "-Wall", "-Wno-unknown-pragmas"]
+    cmd += finn_include_flags(code_dir or source.parent) + [str(source)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"g++ -fsyntax-only failed on {source}:\n{res.stderr[-4000:]}")
+    return res.stderr
 
 
 def compile_cpp(sources: list[str | Path], exe: str | Path, opt: str = "-O1") -> Path:

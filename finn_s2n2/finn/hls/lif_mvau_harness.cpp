@@ -18,19 +18,21 @@ template <unsigned ACC>
 static void run_case(const s2n2::LifCfg &c, const std::vector<TW> &w, const std::vector<uint8_t> &x, unsigned frames,
                      std::vector<int32_t> &res) {
     std::vector<ap_int<ACC> > mem(c.P * c.MH, 0);
+    std::vector<ap_uint<1> > prev(c.P * c.MH, 0);
     std::vector<ap_uint<32> > cnt(c.P * c.MH, 0);
     std::vector<ap_uint<1> > dline(c.D * c.P * c.MH + 1, 0);
     std::vector<TI> buf(c.MW / c.SIMD);
     hls::stream<TI> in;
     hls::stream<TO> out;
+    unsigned tick = 0;
     for (unsigned v = 0; v < frames * c.P; v++)
         for (unsigned sf = 0; sf < c.MW / c.SIMD; sf++) {
             TI word = 0;
             for (unsigned s = 0; s < c.SIMD; s++) word[s] = x[(size_t)v * c.MW + sf * c.SIMD + s] & 1;
             in.write(word);
         }
-    s2n2::lif_mvau_core<ACC, 48, TI, TO, TW>(in, out, w.data(), mem.data(), cnt.data(), dline.data(), buf.data(), c,
-                                             frames);
+    s2n2::lif_mvau_core<ACC, 48, TI, TO, TW>(in, out, w.data(), mem.data(), prev.data(), cnt.data(), dline.data(), buf.data(), c,
+                                             frames, tick);
     while (!in.empty()) in.read();
     while (!out.empty()) {
         TO word = out.read();
