@@ -215,13 +215,13 @@ def kernel_dt(dt, t_kind: str):
     return dt
 
 
-def age_mask(timestamp_bits, t_kind: str) -> np.uint64:
-    """Mask applied to integer ages: all ones (exact) or ``2**32 - 1`` (``timestamp_bits=32``)."""
+def age_mask(timestamp_bits, t_kind: str):
+    """Mask applied to integer ages: ``None`` (exact ages) or ``2**32 - 1`` (``timestamp_bits=32``)."""
     if timestamp_bits not in _TIMESTAMP_BITS:
         raise ValueError(f"timestamp_bits must be 32 (hardware) or 64 (exact ages), got {timestamp_bits!r}")
     if timestamp_bits == 32 and t_kind == "f":
         raise TypeError("timestamp_bits=32 models integer hardware timestamps; events['t'] is a float")
-    return np.uint64(2**32 - 1) if timestamp_bits == 32 else _MASK64
+    return np.uint64(2**32 - 1) if timestamp_bits == 32 else None
 
 
 def check_options(exclude_self, same_polarity, min_support, *, max_support: int) -> tuple[bool, bool, int]:
@@ -234,9 +234,9 @@ def check_options(exclude_self, same_polarity, min_support, *, max_support: int)
 
 
 def polarity_array(events: np.ndarray, same_polarity: bool) -> np.ndarray:
-    """``uint8`` ON flags (``p > 0``) when ``same_polarity``, else an empty array (the kernels skip it)."""
+    """``uint8`` ON flags (``p > 0``) when ``same_polarity``, else ``None`` (the kernels skip it)."""
     if not same_polarity:
-        return np.empty(0, np.uint8)
+        return None
     if "p" not in events.dtype.names:
         raise TypeError("same_polarity=True needs a polarity field 'p' (or 'polarity') in events")
     return (
@@ -252,8 +252,10 @@ def _age(t, tc, mask):  # pragma: no cover - replaced by the overload inside num
 @overload(_age, inline="always")
 def _age_impl(t, tc, mask):
     """Age ``t - tc`` of a stored timestamp: unsigned 64-bit for integers (exact for any int64 pair with
-    ``tc <= t``; ``& mask`` models 32-bit hardware), plain difference for floats."""
+    ``tc <= t``; ``& mask`` models 32-bit hardware, ``mask=None``: exact), plain difference for floats."""
     if isinstance(t, types.Integer):
+        if mask is None or isinstance(mask, types.NoneType):
+            return lambda t, tc, mask: np.uint64(t) - np.uint64(tc)
         return lambda t, tc, mask: (np.uint64(t) - np.uint64(tc)) & mask
     return lambda t, tc, mask: t - tc
 
@@ -290,6 +292,10 @@ def _order_n_kernel(
     cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
     ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
 
+    Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
+    required, ``None`` = 1; ``pol``: ON flags for equal polarity), so that numba compiles a variant per
+    combination with the unused code pruned.
+
     State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
     columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``
     holding the hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory` (``p`` stored
@@ -297,12 +303,9 @@ def _order_n_kernel(
     """
     n = events.shape[0]
     BK = np.int64(1) << _BK_BIT
-    PB = np.int64(1) << _POL_BIT
-    ONE = np.uint64(1)
+    NOSELF = np.int64(-2)
     uw = np.uint64(width)
     uh = np.uint64(height)
-    use_pol = pol.shape[0] > 0
-    polmask = PB if use_pol else np.int64(0)
     n_emit = 0
     for i in range(start, n):
         e = events[i]
@@ -313,40 +316,61 @@ def _order_n_kernel(
         prev = t
         xi = np.int64(e.x)
         yi = np.int64(e.y)
-        pinfo = (np.int64(pol[i]) << _POL_BIT) if use_pol else np.int64(0)
-        sx = xi if excl else np.int64(-2)
-        sy = yi if excl else np.int64(-2)
-        ya = np.uint64(yi)  # padded index of row y-1 (unsigned indices: no wrap-around code)
-        xa = np.uint64(xi)
-        nsup = 0
-        need = False  # a supporting stored event has bk = 0: past-event recovery
-        for k in range(3):
-            own = k == 1
-            info = RI[ya + np.uint64(k)]
-            h = _sup(
-                info, xi, sx if own else np.int64(-2), pinfo, polmask, RT[ya + np.uint64(k)], t, dt, mask
-            )
-            nsup += h
-            need |= h & ((info & BK) == 0)
-            cinfo = CI[xa + np.uint64(k)]
-            hc = _sup(
-                cinfo, yi, sy if own else np.int64(-2), pinfo, polmask, CT[xa + np.uint64(k)], t, dt, mask
-            )
-            if hc and k_min > 1:  # the same event in a supporting row cell counts once
-                r = (cinfo & _POS_MASK) + 1
-                rinfo = RI[r]
-                if (rinfo & _POS_MASK) == xi + k - 1 and _sup(
-                    rinfo, xi, sx if r == yi + 1 else np.int64(-2), pinfo, polmask, RT[r], t, dt, mask
-                ):
-                    hc = False
-            nsup += hc
-            need |= hc & ((cinfo & BK) == 0)
-        passed = nsup >= k_min
-        if passed and need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+        if pol is None:
+            pinfo = np.int64(0)
+            polmask = np.int64(0)
+        else:
+            pinfo = np.int64(pol[i]) << _POL_BIT
+            polmask = np.int64(1) << _POL_BIT
+        if excl is None:
+            sx = NOSELF
+            sy = NOSELF
+        else:
+            sx = xi
+            sy = yi
+        # rows y-1, y, y+1 and columns x-1, x, x+1 (padded indices yi..yi+2, xi..xi+2), written out
+        i0 = RI[yi]
+        i1 = RI[yi + 1]
+        i2 = RI[yi + 2]
+        j0 = CI[xi]
+        j1 = CI[xi + 1]
+        j2 = CI[xi + 2]
+        h0 = _sup(i0, xi, NOSELF, pinfo, polmask, RT[yi], t, dt, mask)
+        h1 = _sup(i1, xi, sx, pinfo, polmask, RT[yi + 1], t, dt, mask)
+        h2 = _sup(i2, xi, NOSELF, pinfo, polmask, RT[yi + 2], t, dt, mask)
+        g0 = _sup(j0, yi, NOSELF, pinfo, polmask, CT[xi], t, dt, mask)
+        g1 = _sup(j1, yi, sy, pinfo, polmask, CT[xi + 1], t, dt, mask)
+        g2 = _sup(j2, yi, NOSELF, pinfo, polmask, CT[xi + 2], t, dt, mask)
+        passed = h0 | h1 | h2 | g0 | g1 | g2
+        # a supporting stored event has bk = 0: past-event recovery
+        need = (
+            (h0 & ((i0 & BK) == 0))
+            | (h1 & ((i1 & BK) == 0))
+            | (h2 & ((i2 & BK) == 0))
+            | (g0 & ((j0 & BK) == 0))
+            | (g1 & ((j1 & BK) == 0))
+            | (g2 & ((j2 & BK) == 0))
+        )
+        if (
+            k_min is not None
+        ):  # count distinct supporters: a column cell's event also in a row cell counts once
+            nsup = np.int64(h0) + h1 + h2
+            for k, hc, cinfo in ((0, g0, j0), (1, g1, j1), (2, g2, j2)):
+                if hc:
+                    r = (cinfo & _POS_MASK) + 1
+                    rinfo = RI[r]
+                    dup = (rinfo & _POS_MASK) == xi + k - 1 and _sup(
+                        rinfo, xi, sx if r == yi + 1 else NOSELF, pinfo, polmask, RT[r], t, dt, mask
+                    )
+                    nsup += not dup
+        if k_min is not None:
+            passed = nsup >= k_min
+            need &= passed  # (with one supporter, need implies passed)
+        if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
             for r in range(yi, yi + 3):
                 info = RI[r]
                 if (info & BK) == 0 and _sup(
-                    info, xi, sx if r == yi + 1 else np.int64(-2), pinfo, polmask, RT[r], t, dt, mask
+                    info, xi, sx if r == yi + 1 else NOSELF, pinfo, polmask, RT[r], t, dt, mask
                 ):
                     j = info >> 32
                     status[j] = 2
@@ -359,7 +383,7 @@ def _order_n_kernel(
             for c in range(xi, xi + 3):
                 info = CI[c]
                 if (info & BK) == 0 and _sup(
-                    info, yi, sy if c == xi + 1 else np.int64(-2), pinfo, polmask, CT[c], t, dt, mask
+                    info, yi, sy if c == xi + 1 else NOSELF, pinfo, polmask, CT[c], t, dt, mask
                 ):
                     j = info >> 32
                     status[j] = 2
@@ -373,12 +397,10 @@ def _order_n_kernel(
         n_emit += passed
         status[i] = passed
         tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
-        yb = ya + ONE
-        xb = xa + ONE
-        RT[yb] = t
-        RI[yb] = tag | xi
-        CT[xb] = t
-        CI[xb] = tag | yi
+        RT[yi + 1] = t
+        RI[yi + 1] = tag | xi
+        CT[xi + 1] = t
+        CI[xi + 1] = tag | yi
     return n_emit, 0, -1
 
 
@@ -419,14 +441,13 @@ def _compact(events, status, out):
 @njit(cache=True, error_model="numpy")
 def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T, V, passed):
     """Baseline filter (§3.4.1): one timestamp per pixel, support from the 3×3 neighbourhood (itself
-    included unless ``excl``), ``k_min`` supporters, equal polarity when ``pol`` is given.  Padded
+    included unless ``excl`` is given), ``k_min`` supporters, equal polarity when ``pol`` is given.  Padded
     (H+2)×(W+2) state ``T`` (timestamps) and ``V`` (0 empty, 1 + polarity).  Returns ``(err, err_index)``."""
     n = events.shape[0]
     pw = np.uint64(width + 2)
     uw = np.uint64(width)
     uh = np.uint64(height)
     ONE = np.uint64(1)
-    use_pol = pol.shape[0] > 0
     for i in range(n):
         e = events[i]
         t = e.t
@@ -434,7 +455,10 @@ def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T,
         if err != 0:
             return err, i
         prev = t
-        v = np.uint8(1 + pol[i]) if use_pol else np.uint8(1)
+        if pol is None:
+            v = np.uint8(1)
+        else:
+            v = np.uint8(1 + pol[i])
         base = np.uint64(np.int64(e.y)) * pw + np.uint64(np.int64(e.x))  # padded index of (x-1, y-1)
         me = base + pw + ONE
         cnt = 0
@@ -444,9 +468,9 @@ def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T,
                 gc = g + np.uint64(c)
                 vv = V[gc]
                 ok = (vv != 0) & (_age(t, T[gc], mask) < dt)
-                if use_pol:
+                if pol is not None:
                     ok &= vv == v
-                if excl:
+                if excl is not None:
                     ok &= gc != me
                 cnt += ok
         passed[i] = cnt >= k_min

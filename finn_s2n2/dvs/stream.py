@@ -219,10 +219,10 @@ class OrderNFilter(_Stream):
 
     def _kernel(self, V, start, status, emit):
         RI, CI, RT, CT = self._state
-        pol = _d.polarity_array(V, self.same_polarity)
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
-            self.exclude_self, self.min_support, pol, RI, CI, RT, CT, status, emit,
+            True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
+            _d.polarity_array(V, self.same_polarity), RI, CI, RT, CT, status, emit,
         )  # fmt: skip
         if err:
             self._raise(err, i - start, V[start:], self._prev if i == start else None)
@@ -319,7 +319,7 @@ class BaselineFilter(_MaskStream):
         pol = _d.polarity_array(ev, self.same_polarity)
         return _d._baseline_kernel(
             ev, self.width, self.height, self._kdt, self._mask, self._prev,
-            self.exclude_self, self.min_support, pol, T, V, passed,
+            True if self.exclude_self else None, self.min_support, pol, T, V, passed,
         )  # fmt: skip
 
 
