@@ -233,3 +233,20 @@ def test_structural_errors():
         from_snntorch(net, via="nir")
     with pytest.raises(ValueError, match="via must be"):
         from_snntorch(net, via="onnx")
+
+
+def test_pooled_snntorch_convnet_reaches_build_dataflow(tmp_path):
+    """A pooled snnTorch conv net (MaxPool -> FINN pooling, AvgPool folded) through FINN's build_dataflow
+    (S2N2 estimate steps): per-layer resource estimates for the LIF_MVAU and pooling nodes."""
+    import json
+
+    from finn_s2n2.finn.build import build_estimates
+
+    net = _pooled_convnet("subtract", 0)
+    x = (torch.rand(1, 4, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    imp = from_snntorch(net, weight_bit_width=4, acc_bits=12)
+    assert imp.exact, imp.errors
+    report = build_estimates(to_qonnx(imp.net, x), tmp_path / "build")
+    est = json.loads((report / "estimate_layer_resources.json").read_text())
+    kinds = sorted({k.rsplit("_", 1)[0] for k in est if k != "total"})
+    assert any(k.startswith("LIF_MVAU") for k in kinds) and any(k.startswith("Pool") for k in kinds), kinds
