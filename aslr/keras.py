@@ -220,7 +220,8 @@ class ASLRCallback:
 
     def _read_lr(self) -> float:
         opt, _ = self._optimizer()
-        return float(np.asarray(opt.learning_rate))
+        lr = opt.learning_rate
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
     def _set_lr(self, value: float) -> None:
         opt, _ = self._optimizer()

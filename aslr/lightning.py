@@ -192,6 +192,7 @@ def lr_range_test(
         raise ValueError(f"lr_range_test: start_lr ({start_lr}) must be < end_lr ({end_lr})")
     if not (isinstance(num_iter, int) and num_iter >= 3):
         raise ValueError(f"lr_range_test: num_iter must be an int >= 3, got {num_iter!r}")
+    step0 = trainer.global_step
     finder = Tuner(trainer).lr_find(
         model,
         train_dataloaders=train_dataloaders,
@@ -203,4 +204,22 @@ def lr_range_test(
         early_stop_threshold=early_stop_threshold,
         update_attr=False,
     )
-    return suggest_start_lr(finder.results["lr"], finder.results["loss"], step_mode=step_mode, drop=drop)
+    losses = _unbias(finder.results["loss"], step0)
+    return suggest_start_lr(finder.results["lr"], losses, step_mode=step_mode, drop=drop)
+
+
+def _unbias(smoothed, step0: int, beta: float = 0.98):
+    """Lightning's range-test curve with the EMA bias correction it intends.
+
+    Lightning (2.x ``_LRCallback``) keeps ``avg = beta*avg + (1-beta)*loss`` from ``avg = 0`` and logs
+    ``avg / (1 - beta**(global_step + 1))`` with ``global_step`` already counting the step just taken (and not
+    restarting at 0 on a trainer that has trained before), so its first points are biased low by up to a factor
+    2 and a short sweep looks like a rising loss.  Here ``avg`` is recovered and divided by
+    ``1 - beta**(k + 1)``, ``k`` = the index of the point in this sweep: the standard bias-corrected EMA.
+    """
+    import numpy as np
+
+    smoothed = np.asarray(smoothed, dtype=np.float64)
+    k = np.arange(len(smoothed))
+    avg = smoothed * (1.0 - beta ** (step0 + k + 2))
+    return avg / (1.0 - beta ** (k + 1))

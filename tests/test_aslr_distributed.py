@@ -115,3 +115,53 @@ def test_gloo_two_ranks_draw_identical_rates_and_keep_identical_parameters(tmp_p
     ref = ASLRSearch(0.05)
     expected = [0.05] + [ref.observe((a + b) / 2) for a, b in zip(*metrics)]
     assert r0["c"] == r1["c"] == expected == [0.05, 0.05, 0.05, 0.06]
+
+
+ONE_RANK_WORKER = textwrap.dedent(
+    """
+    import datetime, json, os, pathlib, time
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    rank = int(os.environ["RANK"])
+    # the default group keeps torch's long timeout: only ASLR's own group may end the wait
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=120))
+    from aslr.torch import ASLR
+
+    net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = ASLR(opt, 0.05, sync_timeout=3)
+    net(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    sched.step()
+    done = pathlib.Path(os.environ["ASLR_OUT"]).parent / "rank0.done"
+    if rank == 0:  # the mistake: validation and observe() on rank 0 only
+        t0 = time.monotonic()
+        try:
+            sched.observe(0.5)
+            out = {"raised": None}
+        except RuntimeError as exc:
+            out = {"raised": str(exc)}
+        out["seconds"] = time.monotonic() - t0
+        with open(os.environ["ASLR_OUT"], "w") as f:
+            json.dump(out, f)
+        done.touch()
+    else:  # rank 1 goes on without calling observe (stays alive until rank 0 has its answer)
+        for _ in range(600):
+            if done.exists():
+                break
+            time.sleep(0.1)
+        with open(os.environ["ASLR_OUT"], "w") as f:
+            json.dump({}, f)
+    os._exit(0)  # the process group is in an error state on rank 0: no collective teardown
+    """
+)
+
+
+def test_observe_on_one_rank_only_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "WORKER", ONE_RANK_WORKER)
+    r0, _ = _run_pair(tmp_path, [[0.0], [0.0]])
+    assert r0["raised"] is not None, "observe on rank 0 alone must not succeed"
+    assert "every rank" in r0["raised"] and "sync_timeout=3" in r0["raised"]
+    assert r0["seconds"] < 30, r0  # not the 30 min default process-group timeout

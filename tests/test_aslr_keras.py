@@ -76,7 +76,7 @@ def test_sgd_per_layer_draws_are_exact_per_layer_learning_rates(framework, digit
     assert detect_framework(model) == framework and is_sgd_family(model.optimizer)
     before = [w.numpy().copy() for w in model.trainable_variables]
     grads = _grads(mod, model, x, y)
-    cb = ASLRCallback(0.05, seed=3)
+    cb = ASLRCallback(0.05, monitor="val_loss", seed=3)
     model.fit(
         x, y, validation_data=(xv, yv), batch_size=len(x), epochs=1, shuffle=False, verbose=0, callbacks=[cb]
     )
@@ -138,7 +138,7 @@ def test_adaptive_optimizer_gets_one_draw_per_batch(framework, digits):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(float(self.model.optimizer.learning_rate.numpy()))
 
-    cb = ASLRCallback(0.003, seed=1)
+    cb = ASLRCallback(0.003, monitor="val_loss", seed=1)
     model.fit(x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[cb, Spy()])
     assert len(seen) == 8 and len(set(seen)) == 8
     assert len(cb.last_lr) == 1 and seen[-1] == pytest.approx(cb.last_lr[0], rel=1e-6)
@@ -158,12 +158,35 @@ def test_adaptive_optimizer_gets_one_draw_per_batch(framework, digits):
 def test_resume_state_gives_identical_draws(digits):
     x, y, xv, yv = digits
     a = ASLRCallback(0.02, seed=9)
-    b = ASLRCallback(1.0, seed=0)
+    b = ASLRCallback(0.02, seed=0)
     a.search.observe(0.5)
     a.rng.random(17)
     b.load_state_dict(a.state_dict())
     assert b.c == a.c and b.search.state_dict() == a.search.state_dict()
     np.testing.assert_array_equal(a.rng.random(5), b.rng.random(5))
+    # a state of another start value / mode / monitor is refused
+    with pytest.raises(ValueError, match="started at lr=0.02"):
+        ASLRCallback(1.0).load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="mode"):
+        ASLRCallback(0.02, mode="min").load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="monitor"):
+        ASLRCallback(0.02, monitor="val_acc").load_state_dict(a.state_dict())
+
+
+def test_load_state_dict_refuses_another_optimizer_class(digits):
+    x, y, xv, yv = digits
+    model = _keras3_model()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
+    a = ASLRCallback(0.05, seed=0)
+    model.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[a])
+    assert a.state_dict()["optimizer_class"].endswith("SGD")
+    other = _keras3_model()
+    other.compile(keras.optimizers.Adam(0.1), loss=loss, metrics=["accuracy"])
+    b = ASLRCallback(0.05)
+    b.load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match=r"saved for a .*SGD optimizer.*Adam"):
+        other.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[b])
 
 
 def test_bad_input(digits):
@@ -179,11 +202,154 @@ def test_bad_input(digits):
     model.compile(
         keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    with pytest.raises(ValueError, match="val_loss"):  # no validation data -> monitor missing, listed keys
+    with pytest.raises(ValueError, match="'val_accuracy' never appeared"):  # no validation data
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])
+    with pytest.raises(ValueError, match="'accuracy' is not in the epoch logs"):  # a non-val monitor: at once
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1, monitor="accuracy")])
     sched = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     model.compile(
         keras.optimizers.SGD(sched), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     with pytest.raises(ValueError, match="LearningRateSchedule"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ASLRCallback(0.1)])
+
+
+def test_default_monitor_is_the_validation_error():
+    cb = ASLRCallback(0.05)
+    assert cb.monitor == "val_accuracy" and cb.search.mode == "max"  # cost = -accuracy ~ 1 - accuracy
+    assert ASLRCallback(0.05, monitor="val_loss").search.mode == "min"
+    with pytest.raises(ValueError, match="mode"):
+        ASLRCallback(0.05, mode="maximum")
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_epochs_without_validation_are_skipped(framework, digits):
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    model = build(3)
+    model.compile(
+        mod.optimizers.SGD(learning_rate=0.1),
+        loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    cb = ASLRCallback(0.05, seed=0)
+    hist = model.fit(
+        x, y, validation_data=(xv, yv), validation_freq=2, batch_size=64, epochs=4, verbose=0, callbacks=[cb]
+    ).history
+    assert len(hist["val_accuracy"]) == 2  # epochs 2 and 4 only
+    ref = ASLRSearch(0.05, mode="max")
+    assert cb.c_history == [0.05] + [ref.observe(v) for v in hist["val_accuracy"]]
+    assert cb.search.epochs == 2
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_another_learning_rate_callback_is_detected(framework, digits):
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    for per_layer in (None, False):
+        model = build(4)
+        model.compile(
+            mod.optimizers.SGD(learning_rate=0.1),
+            loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        other = mod.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01)
+        cb = ASLRCallback(0.05, seed=0, per_layer=per_layer)
+        with pytest.warns(UserWarning, match="another learning-rate callback"):
+            model.fit(
+                x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[other, cb]
+            )
+    # alone: silent
+    model = build(4)
+    model.compile(
+        mod.optimizers.SGD(learning_rate=0.1),
+        loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(
+            x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[ASLRCallback(0.05)]
+        )
+
+
+def test_keras3_jax_backend_is_refused(digits, monkeypatch):
+    from aslr.keras import check_backend
+
+    with pytest.raises(ValueError, match="JAX backend.*stateless_apply"):
+        check_backend("keras3", "jax")
+    check_backend("keras3", "tensorflow")
+    check_backend("keras3", "torch")
+    check_backend("tf_keras", "jax")  # tf-keras always runs on TensorFlow
+    # the callback asks the real Keras for its backend at fit time and refuses before touching the optimizer
+    model = _keras3_model()
+    model.compile(
+        keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    cb = ASLRCallback(0.05)
+    cb.set_model(model)
+    with pytest.raises(ValueError, match="JAX backend"):
+        cb.on_train_begin()
+    assert "apply" not in vars(model.optimizer)
+
+
+def test_keras3_jax_backend_is_refused_in_a_real_fit(tmp_path):
+    pytest.importorskip(
+        "jax", reason="JAX is not installed: the backend detection is tested above without it"
+    )
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "jax_fit.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np, keras
+            from aslr.keras import ASLRCallback
+            m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+            m.compile(keras.optimizers.SGD(0.1), loss="mse")
+            try:
+                m.fit(np.ones((8, 4)), np.ones((8, 2)), epochs=1, verbose=0, callbacks=[ASLRCallback(0.05, "loss")])
+            except ValueError as e:
+                print("REFUSED", e)
+            """
+        )
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert "REFUSED" in out.stdout and "JAX backend" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("framework", ["keras3", "tf_keras"])
+def test_range_test_and_preflight_on_digits(framework, digits):
+    from aslr.keras import lr_range_test
+    from aslr.lr_finder import StartLRWarning
+
+    mod, build = FRAMEWORKS[framework]
+    x, y, xv, yv = digits
+    model = build(5)
+    model.compile(
+        mod.optimizers.SGD(learning_rate=1e-3, momentum=0.9),
+        loss=mod.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    before = [w.copy() for w in model.get_weights()]
+    r = lr_range_test(model, x, y, batch_size=32, start_lr=1e-4, end_lr=10.0, num_iter=60)
+    assert 1e-4 <= r.low < r.suggestion < r.high <= 10.0
+    assert r.losses.min() < r.losses[0]
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights())
+    )  # the caller's model untouched
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="above"):
+        ASLRCallback(10 * r.high, preflight=r, preflight_action="raise")
+    with pytest.warns(StartLRWarning, match="below"):
+        ASLRCallback(r.low / 10, preflight=r)
+    ASLRCallback(r.suggestion, preflight=r, preflight_action="raise")
+    with pytest.raises(ValueError, match="num_iter"):
+        lr_range_test(model, x, y, num_iter=2)
+    with pytest.raises(ValueError, match="same number"):
+        lr_range_test(model, x, y[:10])
