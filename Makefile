@@ -6,15 +6,22 @@ PIP := $(VPY) -m pip
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup test test-fast demo bench lint lock clean
+.PHONY: setup test test-fast test-wheel demo bench lint lock clean
 
-# Idempotent: creates .venv if missing, installs the pinned stack (constraints.txt), then finn-plus
-# without its (unsatisfiable) pins, then checks the result with `hwreshape env`.
+# Idempotent: creates .venv if missing, installs the pinned development stack (constraints.txt: every door
+# of hwreshape, TensorFlow 2.21, brevitas 0.13.4, the dev tools and the peers), then finn-plus without its
+# exact pins (they exclude TensorFlow 2.21's protobuf), then checks the result with `hwreshape env`.
+# A venv made before the one-TensorFlow change had `tensorflow-cpu` next to `tensorflow` (same files):
+# that one is removed and `tensorflow` reinstalled over the shared files.
 setup:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "setup: $(PY) not found (hwreshape needs Python 3.11)"; exit 1; }
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24" "setuptools>=77" wheel
-	$(PIP) install -c constraints.txt -e ".[dev,peers]"
+	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then \
+	  echo "setup: removing tensorflow-cpu (tensorflow, required by tf-keras, is the one TensorFlow)"; \
+	  $(PIP) uninstall -y -q tensorflow-cpu && \
+	  $(PIP) install -q -c constraints.txt --no-deps --force-reinstall tensorflow; fi
+	$(PIP) install -c constraints.txt -e ".[stack,dev,peers]"
 	$(PIP) install -c constraints.txt --no-deps "finn-plus==1.6.1"
 	$(VENV)/bin/hwreshape env
 	$(VPY) -m bm_ops._kernel
@@ -24,6 +31,11 @@ test:
 
 test-fast:
 	$(VPY) -m pytest -p no:cacheprovider -m "not slow"
+
+# Wheel-level check: wheel + sdist from a clean copy, installed non-editable with finn-plus 1.6.1 into a fresh
+# venv (pip's cache reused), `pip check`, smoke tests there (see .ci/run; WHEEL_CI_DIR sets the work folder).
+test-wheel:
+	bash .ci/run wheel
 
 demo:
 	$(VENV)/bin/hwreshape demo
