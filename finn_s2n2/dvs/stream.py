@@ -133,7 +133,7 @@ class _Stream:
     # ------------------------------------------------------------------ helpers
     def _push(self, out, like_dtype):
         if out is not None and out.size:
-            self._queue.append(_d._restore_names(out, _d._canonical_dtype(like_dtype, "events")))
+            self._queue.append(_d._restore_names(out, like_dtype))
 
     def _conform(self, ev):
         kind = "f" if ev.dtype["t"].kind == "f" else "i"
