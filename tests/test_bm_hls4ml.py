@@ -47,11 +47,14 @@ def test_register_idempotent_and_both_backends():
     register()
     assert layer_map["BMConv2D"].__module__ == "bm_ops.hls4ml.layer"
     assert BACKENDS == ("Vivado", "Vitis")
+    from hls4ml.model.flow import get_flow
+
     for name in BACKENDS:
-        be = get_backend(name)
-        assert any(str(p).endswith("nnet_bm_conv.h") for p in be.custom_source.values()) or any(
-            str(p).endswith("nnet_bm_conv.h") for p in be.custom_source
-        )
+        # opt-in: the header is copied by a write-flow pass into projects with a BM layer, never into every project
+        assert not any(str(p).endswith("nnet_bm_conv.h") for p in get_backend(name).custom_source.values())
+        assert f"{name.lower()}:bm_header" in get_flow(f"{name.lower()}:write").optimizers
+    convert = get_flow("convert").optimizers  # quantisation right before hls4ml's precision inference
+    assert convert.index("bm_quantize") == convert.index("infer_precision_types") - 1
 
 
 def test_csim_bit_exact_io_parallel_vivado(tmp_path):

@@ -23,6 +23,7 @@ __all__ = ["register", "HEADER", "BACKENDS"]
 HEADER = Path(__file__).resolve().parent / "nnet_utils" / "nnet_bm_conv.h"
 BACKENDS = ("Vivado", "Vitis")
 HEADER_PASS = "bm_header"
+QUANTIZE_PASS = "bm_quantize"
 _done: set[str] = set()
 _lock = threading.RLock()
 _deferred = False
@@ -73,13 +74,17 @@ def register(register_backend=None, register_writer=None, **_ignored) -> None:
         from hls4ml.backends.backend import get_backend
         from hls4ml.model.flow import get_backend_flows, get_flow
         from hls4ml.model.layers import layer_map, register_layer
-        from hls4ml.model.optimizer.optimizer import optimizer_map
+        from hls4ml.model.optimizer.optimizer import optimizer_map, register_pass
 
-        from bm_ops.hls4ml.layer import BMConv2D
+        from bm_ops.hls4ml.layer import BMConv2D, BMQuantize
         from bm_ops.hls4ml.templates import BMConv2DConfigTemplate, BMConv2DFunctionTemplate
 
         if layer_map.get("BMConv2D") is not BMConv2D:
             register_layer("BMConv2D", BMConv2D)
+        if QUANTIZE_PASS not in optimizer_map:
+            register_pass(QUANTIZE_PASS, BMQuantize)
+            convert = get_flow("convert").optimizers  # right before hls4ml's precision inference
+            convert.insert(convert.index("infer_precision_types"), QUANTIZE_PASS)
         for name in BACKENDS:
             if name in _done:
                 continue

@@ -2,8 +2,8 @@
 
 Seed ``000_5bd4b4fcc7d8a338``, *The BM Convolutional Layer* (``J = sum p^a p^b exp(ln I^a (.) v^b) + b``).
 The float log-domain weights ``v_pos_data``/``v_neg_data`` ``(F, C, Kh, Kw)`` and ``bias_data`` given by a
-frontend handler are converted once, here, with :func:`bm_ops.fixedpoint.quantize_bm_layer` against the
-input precision; the resulting integer arrays (weights, bias, log/exp tables) become hls4ml weight variables,
+frontend handler are converted once, by :meth:`BMConv2D.quantize` (the ``bm_quantize`` pass, which runs right
+after hls4ml's precision inference has fixed the input type) with :func:`bm_ops.fixedpoint.quantize_bm_layer`; the resulting integer arrays (weights, bias, log/exp tables) become hls4ml weight variables,
 so the C++ (``nnet_bm_conv.h``) uses exactly the numbers the Python reference uses.
 
 Layer configuration keys (``hls_config['LayerName'][name]``): ``LogTableBits``, ``LogFracBits``,
@@ -13,13 +13,16 @@ precision of ``auto`` becomes the exact accumulator type.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute
 from hls4ml.model.layers import Layer
+from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, NamedType
 
 from bm_ops.fixedpoint import BMFixedConfig, FixedType, quantize_bm_layer
 
-__all__ = ["BMConv2D"]
+__all__ = ["BMConv2D", "BMQuantize", "BMFixedState"]
 
 _GEOMETRY = (
     "in_height",
@@ -39,6 +42,38 @@ _GEOMETRY = (
 )
 
 _DEFAULTS = BMFixedConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class BMFixedState:
+    """What the C++ config needs from :class:`bm_ops.fixedpoint.BMFixedLayer` (the integer arrays are weights)."""
+
+    cfg: BMFixedConfig
+    input_t: FixedType
+    result_t: FixedType
+    weight_bits: int
+    sum_bits: int
+    accum_bits: int
+
+    @property
+    def sentinel(self) -> int:
+        return -(1 << (self.weight_bits - 1))
+
+
+class BMQuantize(OptimizerPass):
+    """Quantise each :class:`BMConv2D` once its input precision is known (placed before ``infer_precision_types``
+    in hls4ml's ``convert`` flow: hls4ml restarts the flow after each inferred result type, so this pass sees the
+    BM layer as soon as its input type is fixed, before the generic inference would default its result)."""
+
+    def match(self, node):
+        if not isinstance(node, BMConv2D) or node.is_quantized():
+            return False
+        inp = node.get_input_variable()
+        return inp is not None and type(inp.type.precision).__name__ != "UnspecifiedPrecisionType"
+
+    def transform(self, model, node):
+        node.quantize()
+        return True
 
 
 class BMConv2D(Layer):
@@ -83,6 +118,16 @@ class BMConv2D(Layer):
             shape = [self.attributes["n_filt"], self.attributes["out_height"], self.attributes["out_width"]]
         self.add_output_variable(shape)
 
+    def is_quantized(self) -> bool:
+        return self.get_attr("bm_state") is not None
+
+    def quantize(self) -> None:
+        """Quantise the float weights against the (now known) input precision (``bm_quantize`` pass).
+
+        Runs after hls4ml's precision inference has fixed the input type, so every config granularity and
+        ``auto`` precision works; an ``auto`` result becomes the exact accumulator type.
+        """
+        where = self._where()
         input_t = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
         out_var = self.get_output_variable()
         auto_result = type(out_var.type.precision).__name__ == "UnspecifiedPrecisionType"
@@ -96,11 +141,22 @@ class BMConv2D(Layer):
             self.fixed_config(),
             where=where,
         )
+        accum_prec = FixedPrecisionType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True)
         if auto_result:
-            prec = FixedPrecisionType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True)
-            self.add_output_variable(shape, precision=prec)
-            q.result_t = FixedType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True)
-        self.set_attr("bm_fixed", q)
+            out_var.type.precision = accum_prec
+            q.result_t = q.accum_t
+        # plain JSON-able state (hls4ml's serialize_model writes attributes as JSON)
+        self.set_attr(
+            "bm_state",
+            {
+                "input_t": dataclasses.asdict(q.input_t),
+                "result_t": dataclasses.asdict(q.result_t),
+                "cfg": dataclasses.asdict(q.cfg),
+                "weight_bits": int(q.weight_bits),
+                "sum_bits": int(q.sum_bits),
+                "accum_bits": int(q.accum_bits),
+            },
+        )
         self.set_attr("weight_bits", q.weight_bits)
         self.set_attr("sum_bits", q.sum_bits)
         self.set_attr("accum_bits", q.accum_bits)
@@ -133,17 +189,28 @@ class BMConv2D(Layer):
             precision=IntegerPrecisionType(q.cfg.exp_frac_bits + 2, False),
             data=q.exp_t,
         )
-        self.set_attr(
-            "accum_t",
-            NamedType(
-                f"layer{self.index}_bm_accum_t",
-                FixedPrecisionType(q.accum_bits, q.accum_bits - q.cfg.accum_frac_bits, True),
-            ),
+        self.set_attr("accum_t", NamedType(f"layer{self.index}_bm_accum_t", accum_prec))
+
+    def fixed_state(self) -> BMFixedState:
+        """The formats the weights were quantised for (from the serialisable ``bm_state`` attribute)."""
+        st = self.get_attr("bm_state")
+        if st is None:
+            raise ValueError(
+                f"{self._where()}: not quantised -- its input precision was never determined (give the layer "
+                "feeding it an explicit fixed-point precision)"
+            )
+        return BMFixedState(
+            cfg=BMFixedConfig(**st["cfg"]),
+            input_t=FixedType(**st["input_t"]),
+            result_t=FixedType(**st["result_t"]),
+            weight_bits=int(st["weight_bits"]),
+            sum_bits=int(st["sum_bits"]),
+            accum_bits=int(st["accum_bits"]),
         )
 
     def check_unchanged(self):
         """Raise if an optimizer pass changed the input/result precision after the weights were quantised."""
-        q = self.get_attr("bm_fixed")
+        q = self.fixed_state()
         where = self._where()
         now_in = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
         if now_in != q.input_t:
