@@ -463,7 +463,9 @@ def test_frames_must_be_whole_samples():
     """One frame = one tick: a frame count that is not a multiple of numTicks is refused by name."""
     from qonnx.core.onnx_exec import execute_onnx
 
-    model = finn_s2n2.make_lif_mvau_model(np.ones((4, 2)), decay_shift=3, threshold=1, num_ticks=3, name="lif_t")
+    model = finn_s2n2.make_lif_mvau_model(
+        np.ones((4, 2)), decay_shift=3, threshold=1, num_ticks=3, name="lif_t"
+    )
     model.set_tensor_shape("inp", [4, 4])
     with pytest.raises(ValueError, match=r"LIF_MVAU node 'lif_t'.*4 frames.*numTicks=3"):
         execute_onnx(model, {"inp": np.ones((4, 4), dtype=np.float32)})

@@ -201,10 +201,23 @@ def _check_report(report_dir, n_lif):
 def test_estimate_build_s2n2_rf1(tmp_path):
     from finn_s2n2.finn.build import build_estimates, s2n2_rf1_model
 
-    s2n2 = _check_report(build_estimates(s2n2_rf1_model(), tmp_path / "rf1"), 4)
-    # conv1: 16x16 output positions x 16 neurons x INT16 membrane = 4096 x 16 bits -> 4 x BRAM18 (4k x 4)
-    first = s2n2[sorted(s2n2)[0]]
-    assert first["membrane_bram18"] == 4 and first["cycles_per_sample"] == 128 * 256 * 16 * 25
+    rep_dir = build_estimates(s2n2_rf1_model(), tmp_path / "rf1")
+    s2n2 = _check_report(rep_dir, 4)
+    # conv1: 16x16 output positions x 16 neurons x INT16 membrane = 4096 x 16 bits -> 4 x BRAM18 (4k x 4);
+    # one frame = one tick: 256 positions x 16 neurons x 25 inputs = 102,400 cycles per tick (PE = SIMD = 1)
+    first, second = (s2n2[k] for k in sorted(s2n2)[:2])
+    assert first["membrane_bram18"] == 4 and first["cycles_per_tick"] == 256 * 16 * 25
+    # conv2 (8c5 on 16x16x16, no padding): 12x12 positions x 8 neurons x 400 inputs: the critical node
+    crit = 144 * 8 * 400
+    assert second["cycles_per_tick"] == crit
+    rep = json.loads((rep_dir / "s2n2_lif_mvau.json").read_text())
+    finn_perf = json.loads((rep_dir / "estimate_network_performance.json").read_text())
+    assert rep["critical_node"] == finn_perf["max_cycles_node_name"] == sorted(s2n2)[1]
+    assert rep["max_cycles_per_tick"] == finn_perf["max_cycles"] == crit
+    assert rep["cycles_per_sample"] == 128 * crit  # 128 ticks per sample
+    assert rep["samples_per_s"] == pytest.approx(1e8 / (128 * crit))
+    # FINN's fps is ticks per second here (one frame = one tick)
+    assert finn_perf["estimated_throughput_fps"] == pytest.approx(rep["ticks_per_s"])
 
 
 def test_estimate_build_s2n2_cv(tmp_path):
@@ -261,19 +274,36 @@ def test_dataflow_partition_cppsim_equals_python(tmp_path):
     np.testing.assert_array_equal(y.reshape(y_ref.shape), y_ref)
 
 
-def test_lif_folding_meets_target_cycles_per_tick():
-    from qonnx.custom_op.registry import getCustomOp
+@pytest.mark.parametrize("which", ["rf1", "cv"])
+def test_folding_target_met_by_every_node_or_named(tmp_path, which):
+    """FINN's SetFolding + LIF_MVAU folding at a cycles-per-tick target: every HW node of the partition
+    (sliding windows, padding, pooling included) meets it, or the report names the node; FINN's
+    estimate_network_performance names the same critical node as the S2N2 report."""
+    from finn_s2n2.finn.build import build_estimates, s2n2_cv_model, s2n2_rf1_model
 
-    from finn_s2n2.finn.build import lif_folding, s2n2_rf1_model
+    target = 4096
+    model = s2n2_rf1_model() if which == "rf1" else s2n2_cv_model()
+    rep_dir = build_estimates(model, tmp_path / which, target_cycles_per_tick=target)
+    rep = json.loads((rep_dir / "s2n2_lif_mvau.json").read_text())
+    finn_perf = json.loads((rep_dir / "estimate_network_performance.json").read_text())
+    cycles = json.loads((rep_dir / "estimate_layer_cycles.json").read_text())
+    assert rep["critical_node"] == finn_perf["max_cycles_node_name"]
+    assert rep["max_cycles_per_tick"] == finn_perf["max_cycles"] == max(cycles.values())
+    missed = {m["node"] for m in rep["folding"]["missed"]}
+    for name, c in cycles.items():
+        assert c <= target or name in missed, (name, c)
+    assert rep["folding"]["target_cycles_per_tick"] == target
 
-    m = lif_folding(convert_to_lif(s2n2_rf1_model()), 4096)
-    for node in m.get_nodes_by_op_type("LIF_MVAU"):
-        inst = getCustomOp(node)
-        per_tick = inst.get_exp_cycles() // inst.get_nodeattr("numTicks")
-        mw, mh = inst.get_nodeattr("MW"), inst.get_nodeattr("MH")
-        assert mw % inst.get_nodeattr("SIMD") == 0 and mh % inst.get_nodeattr("PE") == 0
-        full = per_tick == inst._layout()[4]  # already fully parallel
-        assert per_tick <= 4096 or full
+
+def test_unreachable_folding_target_is_named():
+    from finn_s2n2.finn.build import lif_folding
+
+    m = convert_to_lif(make_s2n2_network((1, 6, 6), [("conv", 2, 3, 1), ("dense", 3)], num_ticks=2))
+    with pytest.raises(
+        ValueError,
+        match=r"target 1 cycles/tick unreachable by LIF_MVAU_\d+ \(LIF_MVAU\): 36 cycles/tick > 1, fully parallel",
+    ):
+        lif_folding(m, 1, strict=True)
     with pytest.raises(ValueError, match="target_cycles_per_tick"):
         lif_folding(m, 0)
 
@@ -283,23 +313,23 @@ def test_seed_figure_2_5_three_layer_example():
     so the membrane is empty whenever it does not fire).  Input rows of the figure's table (ticks 0-3):
     in(00), in(01) = 01, 11, 00, 01; expected in(1x) = 1, 2, 0, 1; in(2x) = 2, 2, 0, 2; outputs 1, 1, 0, 1.
     With a delay of 3 ticks the output is the same sequence 3 ticks later (§2.2.2)."""
-    x = np.array([[0, 1], [1, 1], [0, 0], [0, 1]], dtype=np.float32)[None]
+    x = np.array([[0, 1], [1, 1], [0, 0], [0, 1]], dtype=np.float32)  # one frame per tick
     weights = [np.eye(2), np.ones((2, 2)), np.ones((2, 2))]
 
     def run(delays):
         h, currents = x, []
         for w, d in zip(weights, delays):
-            currents.append(h[0] @ w)
+            currents.append(h @ w)
             m = finn_s2n2.make_lif_mvau_model(
-                w, decay_shift=3, threshold=0, num_ticks=7 if h.shape[1] == 7 else 4, synaptic_delay=d
+                w, decay_shift=3, threshold=0, num_ticks=h.shape[0], synaptic_delay=d
             )
             h = execute_onnx(m, {"inp": h})["outp"]
-        return currents, h[0]
+        return currents, h
 
     currents, out = run([0, 0, 0])
     np.testing.assert_array_equal(currents[1][:, 0], [1, 2, 0, 1])
     np.testing.assert_array_equal(currents[2][:, 0], [2, 2, 0, 2])
     np.testing.assert_array_equal(out[:, 0], [1, 1, 0, 1])
-    x = np.concatenate([x, np.zeros((1, 3, 2), dtype=np.float32)], axis=1)  # 7 ticks, room for the delay
+    x = np.concatenate([x, np.zeros((3, 2), dtype=np.float32)], axis=0)  # 7 ticks, room for the delay
     _, out_d = run([0, 3, 0])
     np.testing.assert_array_equal(out_d[:, 0], [0, 0, 0, 1, 1, 0, 1])

@@ -48,9 +48,40 @@ def step_convert_to_lif(model, cfg):
 
 # ------------------------------------------------------------------------------------------ folding
 def _hw_nodes(model):
+    """Specialised (HLS/RTL) FINN nodes, plus LIF_MVAU nodes also before specialisation."""
     from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 
-    return [n for n in model.graph.node if is_hls_node(n) or is_rtl_node(n)]
+    return [
+        n
+        for n in model.graph.node
+        if is_hls_node(n)
+        or is_rtl_node(n)
+        or (n.op_type == "LIF_MVAU" and n.domain == "finn.custom_op.fpgadataflow")
+    ]
+
+
+#: model metadata key where S2N2SetFolding records its target (read by the S2N2 report)
+FOLDING_TARGET_KEY = "s2n2_target_cycles_per_tick"
+
+
+def folding_misses(model, target: int) -> list[dict]:
+    """HW nodes above ``target`` cycles per tick, with the reason (their most parallel setting reached)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    out = []
+    for node in _hw_nodes(model):
+        inst = getCustomOp(node)
+        cyc = int(inst.get_exp_cycles())
+        if cyc > target:
+            out.append(
+                dict(
+                    node=node.name,
+                    op_type=node.op_type,
+                    cycles_per_tick=cyc,
+                    reason=_why_unreachable(inst, node),
+                )
+            )
+    return out
 
 
 def _divisors(n: int):
@@ -75,16 +106,19 @@ def _make_s2n2_set_folding():
         ``LIF_MVAU_*`` nodes are folded like FINN's MVAU with embedded weights (SIMD through the divisors of
         MW, then PE through the divisors of MH, until the node meets the target); every other node is
         folded by FINN's own ``SetFolding`` (sliding windows, padding, pooling, label select ...).
-        Afterwards every HW node of the graph is checked: ``self.missed`` lists
-        ``(node, op_type, cycles_per_tick, reason)`` of the nodes above the target (logged as warnings
-        naming them); ``strict=True`` raises ValueError naming them instead.
+        Afterwards every HW node of the graph is checked: ``self.missed`` lists the nodes above the target
+        (:func:`folding_misses`: node, op_type, cycles_per_tick, reason; logged as a warning naming them);
+        ``strict=True`` raises ValueError naming them instead.  The target is recorded in the model's
+        metadata (``s2n2_target_cycles_per_tick``) for the S2N2 report.
         """
 
         def __init__(self, target_cycles_per_frame, strict=False, **kw):
             kw.setdefault("two_pass_relaxation", False)
             super().__init__(target_cycles_per_frame, **kw)
             if int(target_cycles_per_frame) < 1:
-                raise ValueError(f"S2N2SetFolding: target cycles per tick must be >= 1, got {target_cycles_per_frame}")
+                raise ValueError(
+                    f"S2N2SetFolding: target cycles per tick must be >= 1, got {target_cycles_per_frame}"
+                )
             self.strict = strict
             self.missed = []
 
@@ -120,14 +154,13 @@ def _make_s2n2_set_folding():
             finally:
                 for lg in loggers:
                     lg.removeFilter(flt)
-            self.missed = []
-            for node in _hw_nodes(model):
-                inst = getCustomOp(node)
-                cyc = int(inst.get_exp_cycles())
-                if cyc > target:
-                    self.missed.append((node.name, node.op_type, cyc, _why_unreachable(inst, node)))
+            model.set_metadata_prop(FOLDING_TARGET_KEY, str(int(target)))
+            self.missed = folding_misses(model, target)
             if self.missed:
-                lines = "; ".join(f"{n} ({o}): {c} cycles/tick > {target}, {why}" for n, o, c, why in self.missed)
+                lines = "; ".join(
+                    f"{m['node']} ({m['op_type']}): {m['cycles_per_tick']} cycles/tick > {target}, {m['reason']}"
+                    for m in self.missed
+                )
                 if self.strict:
                     raise ValueError(f"S2N2SetFolding: target {target} cycles/tick unreachable by {lines}")
                 logging.getLogger(__name__).warning(f"S2N2SetFolding: target missed by {lines}")
@@ -159,7 +192,9 @@ def lif_folding(model, target_cycles_per_tick: int, strict: bool = False):
     cycles per tick with :func:`S2N2SetFolding`; returns the model."""
     if not isinstance(target_cycles_per_tick, (int, np.integer)) or target_cycles_per_tick < 1:
         raise ValueError(f"target_cycles_per_tick must be an int >= 1, got {target_cycles_per_tick!r}")
-    return model.transform(S2N2SetFolding(int(target_cycles_per_tick), strict=strict), apply_to_subgraphs=True)
+    return model.transform(
+        S2N2SetFolding(int(target_cycles_per_tick), strict=strict), apply_to_subgraphs=True
+    )
 
 
 def step_s2n2_target_fps_parallelization(model, cfg):
@@ -252,7 +287,9 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
                 positions=inst.positions()[0],
                 numTicks=p.num_ticks,
                 cycles_per_tick=cycles[node.name],
-                weight_bits=inst.get_nodeattr("MW") * inst.get_nodeattr("MH") * inst.get_weight_datatype().bitwidth(),
+                weight_bits=inst.get_nodeattr("MW")
+                * inst.get_nodeattr("MH")
+                * inst.get_weight_datatype().bitwidth(),
                 membrane_bits=inst.calc_mmem() * pe * p.acc_bits,
                 delay_bits=0 if p.output_mode == "counts" else p.delay * inst.calc_mmem() * pe,
                 weight_bram18=inst.weight_bram_estimation(),
@@ -303,7 +340,12 @@ def step_s2n2_report(model, cfg):
 
     rep = s2n2_performance(model, cfg.synth_clk_period_ns, cfg._resolve_fpga_part())
     finn_perf = model.transform(AnnotateCycles()).analysis(dataflow_performance)
-    rep["finn_dataflow_performance"] = {k: v for k, v in finn_perf.items() if isinstance(v, (int, float, str))}
+    rep["finn_dataflow_performance"] = {
+        k: v for k, v in finn_perf.items() if isinstance(v, (int, float, str))
+    }
+    target = model.get_metadata_prop(FOLDING_TARGET_KEY)
+    if target:
+        rep["folding"] = {"target_cycles_per_tick": int(target), "missed": folding_misses(model, int(target))}
     report_dir = Path(cfg.output_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "s2n2_lif_mvau.json").write_text(json.dumps(rep, indent=2))
@@ -325,7 +367,11 @@ S2N2_ESTIMATE_STEPS = [
 
 #: the hardware flow up to FINN's code generation (no Vivado/Vitis needed): estimate steps, then DWC/FIFO/TLast
 #: insertion and ``step_hw_codegen`` (PrepareIP: HLS C++ and RTL generated for every node)
-S2N2_CODEGEN_STEPS = S2N2_ESTIMATE_STEPS[:-1] + [step_s2n2_insert_dwc_fifo, "step_hw_codegen", step_s2n2_report]
+S2N2_CODEGEN_STEPS = S2N2_ESTIMATE_STEPS[:-1] + [
+    step_s2n2_insert_dwc_fifo,
+    "step_hw_codegen",
+    step_s2n2_report,
+]
 
 
 # ------------------------------------------------------------------------------------------ networks
@@ -490,7 +536,9 @@ def build_estimates(
     steps = list(S2N2_ESTIMATE_STEPS)
     target_fps = None
     if target_cycles_per_tick is not None:
-        steps[steps.index(step_s2n2_target_fps_parallelization)] = make_step_lif_folding(target_cycles_per_tick)
+        steps[steps.index(step_s2n2_target_fps_parallelization)] = make_step_lif_folding(
+            target_cycles_per_tick
+        )
     cfg = DataflowBuildConfig(
         target_fps=target_fps,
         output_dir=str(out),

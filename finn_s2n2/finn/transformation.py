@@ -491,8 +491,10 @@ class FixTickBatchShapes(Transformation):
     def apply(self, model):
         changed = False
         for node in model.graph.node:
-            frame_wise = node.domain.startswith(FD) or node.op_type in ("Flatten", "Identity") or (
-                node.op_type == "Transpose" and list(_attr(node, "perm", [0]))[0] == 0
+            frame_wise = (
+                node.domain.startswith(FD)
+                or node.op_type in ("Flatten", "Identity")
+                or (node.op_type == "Transpose" and list(_attr(node, "perm", [0]))[0] == 0)
             )
             if not frame_wise or not node.input or not node.output:
                 continue

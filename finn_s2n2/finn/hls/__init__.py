@@ -45,7 +45,12 @@ def finn_include_flags(code_dir: str | Path | None = None) -> list[str]:
     warnings are not ours), the open ``ap_axi_sdata.h``, this folder and ``code_dir``."""
     from hwreshape.compat import ap_types_include, finn_hlslib_dir
 
-    flags = [f"-isystem{ap_types_include()}", f"-isystem{finn_hlslib_dir()}", f"-isystem{OPEN_INCLUDE}", f"-I{HLS_DIR}"]
+    flags = [
+        f"-isystem{ap_types_include()}",
+        f"-isystem{finn_hlslib_dir()}",
+        f"-isystem{OPEN_INCLUDE}",
+        f"-I{HLS_DIR}",
+    ]
     if code_dir is not None:
         flags.append(f"-I{code_dir}")
     return flags

@@ -1,0 +1,149 @@
+"""A conv + pool + dense S2N2 net, written here, through FINN's own build flow up to ``step_hw_codegen``.
+
+Khodamoradi 2021, §2.2.3 (sliding-window unit + LIF MVTU, binary pooling unit).  One frame = one tick: every
+FINN pass (partitioning, specialisation, SetFolding, MinimizeAccumulatorWidth, estimates, InsertDWC,
+InsertFIFO, InsertTLastMarker, PrepareIP code generation) runs unchanged on the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.basic import qonnx_make_model
+
+import finn_s2n2  # noqa: F401  (registers the LIF node)
+
+TICKS = 3
+
+
+def conv_pool_dense_net(samples: int, seed: int = 0):
+    """Spikes (N*T, 1, 8, 8) -> Conv 4c3 pad 1 -> LIF -> MaxPool 2 -> Flatten -> MatMul 64x5 -> LIF (counts)."""
+    rng = np.random.default_rng(seed)
+    frames = samples * TICKS
+    lif = dict(
+        domain="finn_s2n2", decay_shift=2, threshold=3, numTicks=TICKS, accDataType="INT10", tickAxis=0
+    )
+    nodes = [
+        helper.make_node("Conv", ["inp", "w0"], ["c0"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv0"),
+        helper.make_node("LIF", ["c0"], ["s0"], name="lif0", outputMode="spikes", **lif),
+        helper.make_node("MaxPool", ["s0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2], name="pool0"),
+        helper.make_node("Flatten", ["p0"], ["f0"], axis=1, name="flat0"),
+        helper.make_node("MatMul", ["f0", "w1"], ["c1"], name="fc1"),
+        helper.make_node("LIF", ["c1"], ["outp"], name="lif1", outputMode="counts", **lif),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_pool_dense",
+        [helper.make_tensor_value_info("inp", TensorProto.FLOAT, [frames, 1, 8, 8])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, None)],
+    )
+    model = ModelWrapper(qonnx_make_model(graph, producer_name="test"))
+    model.set_initializer("w0", rng.integers(-3, 5, size=(4, 1, 3, 3)).astype(np.float32))
+    model.set_initializer("w1", rng.integers(-4, 6, size=(64, 5)).astype(np.float32))
+    for t, dt in (("inp", "BINARY"), ("w0", "INT4"), ("w1", "INT4")):
+        model.set_tensor_datatype(t, DataType[dt])
+    return model.transform(InferShapes()).transform(InferDataTypes())
+
+
+def test_conv_pool_net_builds_through_finn_codegen(tmp_path):
+    from hwreshape.compat import prepare_finn
+
+    prepare_finn()  # finn-plus as a library: settings, no-Vivado stand-ins
+    from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2.finn import hls
+    from finn_s2n2.finn.build import S2N2_CODEGEN_STEPS
+
+    model = conv_pool_dense_net(samples=1)
+    model.save(str(tmp_path / "net.onnx"))
+    target_cycles = 200  # per tick: needs folding of the sliding windows, the pool and both LIF layers
+    cfg = DataflowBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        synth_clk_period_ns=10.0,
+        fpga_part="xc7z020clg400-1",
+        target_fps=int(1e8 / target_cycles),
+        steps=S2N2_CODEGEN_STEPS,
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
+        verbose=False,
+        enable_build_pdb_debug=False,
+    )
+    assert build_dataflow_cfg(str(tmp_path / "net.onnx"), cfg) == 0
+    log = (tmp_path / "out" / "build_dataflow.log").read_text()
+    warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
+    assert not [w for w in warnings if re.search(r"LIF|S2N2|s2n2", w)], warnings
+    steps = [s if isinstance(s, str) else s.__name__ for s in S2N2_CODEGEN_STEPS]
+    assert {
+        "step_s2n2_target_fps_parallelization",
+        "step_minimize_bit_width",
+        "step_s2n2_insert_dwc_fifo",
+    } <= set(steps)
+    final = ModelWrapper(str(tmp_path / "out" / "intermediate_models" / "step_hw_codegen.onnx"))
+    ops = [n.op_type for n in final.graph.node]
+    for op in (
+        "FMPadding_rtl",
+        "ConvolutionInputGenerator_rtl",
+        "LIF_MVAU_hls",
+        "Pool_hls",
+        "StreamingFIFO_rtl",
+    ):
+        assert op in ops, ops
+    assert ops[-1] == "TLastMarker_hls", ops
+    # every node meets the cycles-per-tick target (the report would name the ones that cannot)
+    rep = json.loads((tmp_path / "out" / "report" / "s2n2_lif_mvau.json").read_text())
+    assert rep["folding"] == {"target_cycles_per_tick": target_cycles, "missed": []}
+    assert max(rep["cycles_per_tick"].values()) <= target_cycles
+    assert rep["critical_node"] == rep["finn_dataflow_performance"]["max_cycles_node_name"]
+    assert rep["ticks_per_sample"] == TICKS and rep["memory_bits"]["sliding_window_buffers"] > 0
+    # PrepareIP generated code for every node; our HLS nodes pass g++ -fsyntax-only -Wall cleanly
+    for node in final.graph.node:
+        inst = getCustomOp(node)
+        code_dir = inst.get_nodeattr("code_gen_dir_ipgen")
+        assert code_dir, node.name
+        if node.op_type == "LIF_MVAU_hls":
+            try:
+                diag = hls.syntax_check(f"{code_dir}/top_{node.name}.cpp")
+            except FileNotFoundError as e:  # no finn-hlslib on this machine
+                pytest.skip(str(e))
+            assert diag == "", diag
+
+
+@pytest.mark.parametrize("samples", [2, 3])
+def test_plain_execute_onnx_of_converted_dense_net_equals_qonnx_pattern(samples):
+    """One frame = one tick: plain qonnx execute_onnx runs the converted graph on whole samples (batch 2, 3)."""
+    from finn_s2n2.finn.build import make_s2n2_network
+    from finn_s2n2.finn.transformation import convert_to_lif
+
+    m = make_s2n2_network(
+        (1, 4, 4), [("dense", 7), ("dense", 4)], num_ticks=TICKS, num_samples=samples, seed=2, threshold=1
+    )
+    x = (np.random.default_rng(samples).random((samples * TICKS, 1, 4, 4)) < 0.5).astype(np.float32)
+    ref = execute_onnx(m, {"inp": x})["outp"]
+    y = execute_onnx(convert_to_lif(m), {"inp": x})["outp"]
+    assert ref.shape == (samples, 4) and ref.sum() > 0
+    np.testing.assert_array_equal(y.reshape(ref.shape), ref)
+
+
+@pytest.mark.parametrize("samples", [2, 3])
+def test_converted_conv_pool_net_equals_qonnx_pattern(samples):
+    """The conv + pool net at batch 2 and 3: the converted FINN graph (execute_s2n2: FINN's sliding window
+    per frame, see its docstring) == the QONNX pattern's python execution."""
+    from finn_s2n2.finn.build import execute_s2n2
+    from finn_s2n2.finn.transformation import convert_to_lif
+
+    m = conv_pool_dense_net(samples, seed=samples)
+    x = (np.random.default_rng(samples).random((samples * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    ref = execute_onnx(m, {"inp": x})["outp"]
+    y = execute_s2n2(convert_to_lif(m), {"inp": x})["outp"]
+    assert ref.shape == (samples, 5) and ref.sum() > 0
+    np.testing.assert_array_equal(y.reshape(ref.shape), ref)
