@@ -58,10 +58,13 @@ class SnnTorchImport:
 
     ``errors[layer]``: ``decay`` (|beta - (1 - 2^-k)|), ``weight`` (largest |w - w_q| after the threshold
     fold), ``threshold`` (``T - floor(T / s) * s``) and ``frac_bits`` F of the membrane; ``exact`` is True when
-    every error is 0."""
+    every error is 0.  ``exact_ticks[layer]`` = ``F // k + 1``: for integer (or ``2^-F``-grid) weights and
+    thresholds, the shift decay equals ``beta * m`` exactly for at least that many ticks of a sample (each
+    decay adds k fractional bits); beyond it the membrane is rounded up by ``m - (m >> k)``."""
 
     net: SpikingNet
     errors: dict[str, dict[str, float]] = field(default_factory=dict)
+    exact_ticks: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -263,6 +266,7 @@ def from_snntorch(
                 "threshold": float(t_ref - thr_int * scale),
                 "frac_bits": float(frac),
             }
+            res.exact_ticks[name] = frac // k + 1
             layers.append(TimeDistributed(q))
             layers.append(
                 LIF(
