@@ -59,6 +59,7 @@ def test_keras3_fused_within_float_precision(tmp_path):
     cfg = hls4ml.utils.config_from_keras_model(
         model, granularity="name", backend="Vitis", default_precision="fixed<24,10>"
     )
+    cfg["Model"]["ShortSkipFusion"] = True
     hm = hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, output_dir=str(tmp_path), io_type="io_stream", backend="Vitis"
     )
@@ -76,31 +77,42 @@ def test_keras3_fused_within_float_precision(tmp_path):
 
 
 def _torch_net(c):
+    """Three blocks, one per PyTorch spelling of the ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``), with the
+    skip as the second, first and second operand of the add."""
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
     class Block(nn.Module):
-        def __init__(self):
+        def __init__(self, spelling):
             super().__init__()
             self.conv = nn.Conv2d(c, c, 3, padding=1)
             self.bn = nn.BatchNorm2d(c)
             self.relu = nn.ReLU()
+            self.spelling = spelling
 
-        def forward(self, x):  # seed Listing 4.2 (Trimmer): out1 = act(BN1(conv1(inp))); out1 += inp
-            return self.relu(self.bn(self.conv(x))) + x
+        def forward(
+            self, x
+        ):  # Khodamoradi 2021, Listing 4.2 (Trimmer): out1 = act(BN1(conv1(inp))); out1 += inp
+            y = self.bn(self.conv(x))
+            if self.spelling == "module":
+                return self.relu(y) + x
+            if self.spelling == "functional":
+                return x + F.relu(y)
+            return torch.relu(y) + x
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.b0, self.b1 = Block(), Block()
+            self.b0, self.b1, self.b2 = Block("module"), Block("functional"), Block("torch")
 
         def forward(self, x):
-            return self.b1(self.b0(x))
+            return self.b2(self.b1(self.b0(x)))
 
     torch.manual_seed(0)
     net = Net().eval()
     with torch.no_grad():
-        for b in (net.b0, net.b1):
+        for b in (net.b0, net.b1, net.b2):
             b.bn.running_mean.uniform_(-0.3, 0.3)
             b.bn.running_var.uniform_(0.5, 1.5)
             b.bn.weight.uniform_(0.5, 1.5)
@@ -109,7 +121,8 @@ def _torch_net(c):
 
 
 @pytest.mark.slow
-def test_pytorch_frontend_channels_last_internal(tmp_path):
+@pytest.mark.parametrize("io_type,backend", [("io_stream", "Vivado"), ("io_parallel", "Vitis")])
+def test_pytorch_frontend_channels_last_internal(tmp_path, io_type, backend):
     """torch.fx path.  ``channels_last_conversion='internal'`` (inputs given channels-last): with 'full',
     hls4ml 1.3 feeds the untransposed input into the first skip Add (ENVIRONMENT.md pitfall) -- that block is
     then correctly left unfused (its skip operand is not the conv input)."""
@@ -126,21 +139,21 @@ def test_pytorch_frontend_channels_last_internal(tmp_path):
             net,
             input_shape=(c, h, w),
             granularity="name",
-            backend="Vivado",
+            backend=backend,
             default_precision="fixed<24,10>",
             channels_last_conversion="internal",
         )
         cfg["Model"]["ShortSkipFusion"] = fuse
         hm = hls4ml.converters.convert_from_pytorch_model(
-            net, hls_config=cfg, output_dir=str(tmp_path / str(fuse)), io_type="io_stream", backend="Vivado"
+            net, hls_config=cfg, output_dir=str(tmp_path / str(fuse)), io_type=io_type, backend=backend
         )
         n_fused = [layer.class_name for layer in hm.get_layers()].count("ShortSkipConv2D")
-        assert n_fused == (2 if fuse else 0), hm.shortskip_report
+        assert n_fused == (3 if fuse else 0), getattr(hm, "shortskip_report", None)
         hm.compile()
         ys[fuse] = np.asarray(hm.predict(x_cl)).reshape(len(x), -1)
     np.testing.assert_array_equal(ys[True], ys[False])
     lsb, e, x_in = 2.0**-14, 2.0**-14, torch.from_numpy(x)
-    for blk in (net.b0, net.b1):  # propagate the bound block by block (BN folded as hls4ml does)
+    for blk in (net.b0, net.b1, net.b2):  # propagate the bound block by block (BN folded as hls4ml does)
         scale = (blk.bn.weight / torch.sqrt(blk.bn.running_var + blk.bn.eps)).detach()
         w_fold = (blk.conv.weight.detach() * scale[:, None, None, None]).permute(2, 3, 1, 0).numpy()
         e = block_error_bound(w_fold, float(x_in.abs().max()), e, lsb)
@@ -155,7 +168,7 @@ os.environ['TF_USE_LEGACY_KERAS'] = '1'; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3
 import numpy as np
 from hwreshape.compat import qkeras_to_hls, qkeras_config
 import tf_keras as keras
-from qkeras import QConv2D, QActivation, quantized_bits
+from qkeras import QConv2D, QConv2DBatchnorm, QActivation, quantized_bits
 rng = np.random.default_rng(0)
 C, H, W = 4, 6, 5
 inp = keras.Input((H, W, C), name='x')
@@ -163,22 +176,35 @@ outs = []
 for br in ('f', 'u'):   # identical branches: f fused, u with per-layer ShortSkipFusion=False
     x = inp
     for i in range(2):
-        y = QConv2D(C, 3, padding='same', kernel_quantizer=quantized_bits(8, 2, alpha=1),
-                    bias_quantizer=quantized_bits(8, 2, alpha=1), name=f'{br}_c{i}')(x)
-        y = keras.layers.BatchNormalization(name=f'{br}_bn{i}')(y)
+        q = dict(kernel_quantizer=quantized_bits(8, 2, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1))
+        if i == 0:   # QConv2D + BatchNormalization
+            y = QConv2D(C, 3, padding='same', name=f'{br}_c{i}', **q)(x)
+            y = keras.layers.BatchNormalization(name=f'{br}_bn{i}')(y)
+        else:        # QConv2DBatchnorm (BN folded by QKeras/hls4ml), skip as the first Add operand
+            y = QConv2DBatchnorm(C, 3, padding='same', name=f'{br}_c{i}', **q)(x)
         y = QActivation('quantized_relu(8,3)', name=f'{br}_r{i}')(y)
-        x = keras.layers.Add(name=f'{br}_a{i}')([y, x])
+        x = keras.layers.Add(name=f'{br}_a{i}')([y, x] if i == 0 else [x, y])
     outs.append(x)
 model = keras.Model(inp, outs)
 for layer in model.layers:
     if layer.weights and layer.name.startswith('f_'):
         if 'bn' in layer.name:
             wts = [rng.uniform(0.5, 1.5, C), rng.uniform(-.3, .3, C), rng.uniform(-.3, .3, C), rng.uniform(.5, 1.5, C)]
+        elif isinstance(layer, QConv2DBatchnorm):   # kernel, bias, BN gamma/beta/mean/variance, step counter
+            draw = {'kernel': lambda s: rng.normal(0, .4, s), 'bias': lambda s: rng.normal(0, .4, s),
+                    'gamma': lambda s: rng.uniform(.5, 1.5, s), 'beta': lambda s: rng.uniform(-.3, .3, s),
+                    'moving_mean': lambda s: rng.uniform(-.3, .3, s),
+                    'moving_variance': lambda s: rng.uniform(.5, 1.5, s)}
+            wts = []
+            for v, cur in zip(layer.weights, layer.get_weights()):
+                key = v.name.split('/')[-1].split(':')[0]
+                wts.append(draw[key](cur.shape) if key in draw else cur)
         else:
             wts = [rng.normal(0, .4, w.shape) for w in layer.get_weights()]
         layer.set_weights(wts)
         model.get_layer('u_' + layer.name[2:]).set_weights(wts)
 cfg = qkeras_config(model)
+cfg['Model']['ShortSkipFusion'] = True
 for i in range(2):
     cfg['LayerName'][f'u_c{i}']['ShortSkipFusion'] = False
 cfg['LayerName']['x']['Precision']['result'] = 'fixed<12,4>'
@@ -217,7 +243,8 @@ def test_qkeras_frontend_through_keras_v2_converter():
         "f_a1": "fused into f_c1_shortskip",
         "u_a1": "disabled by ShortSkipFusion=False",
     }
-    assert res["fused_bn"] == [True, True]  # quantized conv weights: BN stays a separate scale/bias stage
+    # QConv2D + BN: quantized conv weights, BN stays a separate scale/bias stage; QConv2DBatchnorm: folded
+    assert res["fused_bn"] == [True, False]
     assert res["bit_exact"]
     # hls4ml's own deviation from QKeras (BN in fixed<16,6>, quantized_relu(8,3) steps of 2^-5) is the same
     # for the fused and the unfused model: fusion adds no error.
@@ -252,9 +279,11 @@ def test_brevitas_qonnx_block_stays_unfused(tmp_path):
     mw = cleanup_model(ModelWrapper(str(onnx_path)))
     mw = cleanup_model(mw.transform(ConvertToChannelsLastAndClean()))
     cfg = hls4ml.utils.config.config_from_onnx_model(mw, granularity="name", backend="Vivado")
+    cfg["Model"]["ShortSkipFusion"] = True
     hm = hls4ml.converters.convert_from_onnx_model(
         mw, hls_config=cfg, output_dir=str(tmp_path / "prj"), io_type="io_stream", backend="Vivado"
     )
     kinds = [layer.class_name for layer in hm.get_layers()]
     assert "ShortSkipConv2D" not in kinds and "ApplyAlpha" in kinds and "Merge" in kinds
-    assert list(hm.shortskip_report.values()) == ["not a Conv2D->(BN)->ReLU->Add(conv input) block"]
+    (reason,) = hm.shortskip_report.values()
+    assert reason.startswith("not a Conv2D->(BN)->ReLU->Add(conv input) block: operand 0 comes from"), reason
