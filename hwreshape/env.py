@@ -38,6 +38,21 @@ HOSTS: list[tuple[str, str, str, str]] = [
     ("qkeras", "qkeras", "import qkeras", "legacy"),
 ]
 
+#: the hwreshape extra that installs each host (``pip install 'hwreshape[<extra>]'``, docs/install.md)
+HOST_EXTRA: dict[str, str] = {
+    "finn-plus": "finn",
+    "qonnx": "qonnx",
+    "hls4ml": "hls4ml",
+    "brevitas": "torch",
+    "torch": "torch",
+    "tensorflow": "keras",
+    "keras": "keras",
+    "nir": "snn",
+    "onnxruntime": "qonnx",
+    "tf-keras": "qkeras",
+    "qkeras": "qkeras",
+}
+
 _CHILD = r"""
 import json, sys, traceback
 res = {}
@@ -115,7 +130,9 @@ def collect(hosts: list[tuple[str, str, str, str]] | None = None) -> list[HostSt
     out = []
     for name, dist, _, _ in hosts:
         if versions[name] is None:
-            out.append(HostStatus(name, None, False, f"not installed (distribution '{dist}')"))
+            extra = HOST_EXTRA.get(name)
+            hint = f"; pip install 'hwreshape[{extra}]'" if extra else ""
+            out.append(HostStatus(name, None, False, f"not installed (distribution '{dist}'{hint})"))
         elif errors.get(name):
             out.append(HostStatus(name, versions[name], False, f"installed but broken: {errors[name]}"))
         else:

@@ -235,3 +235,14 @@ def test_sdist_contents(built):
         assert need in names, f"{need} not in the sdist"
     missing_files = _shipped_sources(src) - names
     assert not missing_files, f"not in the sdist: {sorted(missing_files)}"
+
+
+def test_env_names_the_extra_of_a_missing_host():
+    from hwreshape.env import HOST_EXTRA, HOSTS, collect
+
+    assert {name for name, *_ in HOSTS} == set(HOST_EXTRA) and set(HOST_EXTRA.values()) <= set(EXTRAS)
+    (status, *_) = collect([("torch", "hwreshape-no-such-distribution", "import json", "main")])
+    assert not status.ok
+    assert status.detail == (
+        "not installed (distribution 'hwreshape-no-such-distribution'; pip install 'hwreshape[torch]')"
+    )
