@@ -7,7 +7,7 @@
 
 Frameworks: ``--framework torch`` (PyTorch / Brevitas with ``--quant``) or ``keras`` (Keras 3; QKeras via
 tf-keras with ``--quant``).  Data: ``--data mnist`` (the MNIST 10k split, ``../shared/data/mnist`` or
-``--data-dir``), ``digits`` (sklearn), ``cifar10``/``cifar100``/``svhn`` (``--data-dir``, python/mat files).
+``--data-dir``), ``cluttered-mnist`` (the 10k split cluttered and translated), ``digits`` (sklearn), ``cifar10``/``cifar100``/``svhn`` (``--data-dir``, python/mat files).
 ASLR is the default learning-rate scheduler.  Every run writes into ``--out``: the model, ``log.json``
 (per-epoch metrics and modifications), ``checkpoint`` (``--resume`` continues the same schedule) and
 ``result.json`` (test accuracy).
@@ -32,7 +32,11 @@ def _args(argv):
     for name in ("teacher", "skipper", "trimmer", "nonresnet"):
         p = sub.add_parser(name)
         p.add_argument("--framework", choices=["torch", "keras"], default="torch")
-        p.add_argument("--data", default="mnist", choices=["mnist", "digits", "cifar10", "cifar100", "svhn"])
+        p.add_argument(
+            "--data",
+            default="mnist",
+            choices=["mnist", "cluttered-mnist", "digits", "cifar10", "cifar100", "svhn"],
+        )
         p.add_argument("--data-dir", default=None)
         p.add_argument("--n-train", type=int, default=None, help="training examples (mnist/digits split)")
         p.add_argument("--val-fraction", type=float, default=0.1)
