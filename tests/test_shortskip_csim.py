@@ -197,7 +197,8 @@ def test_fused_equals_unfused_csim(io_type, backend, spec):
 
 def _spelling_chain():
     """One chain with every Keras spelling: Activation + unfolded BN (explicit conv type), ReLU() + BN folded
-    into the conv (auto conv type), Conv2D(activation='relu'); the skip is the first Add operand twice."""
+    into the conv (auto conv type), Conv2D(activation="relu") with the Resource strategy; the skip is the first
+    Add operand twice."""
     block = {
         "kernel": (3, 3),
         "weight": "fixed<8,2>",
@@ -213,7 +214,15 @@ def _spelling_chain():
     blocks = [
         dict(block, relu="Activation", bn=True, conv_result="fixed<18,7>", skip_first=False),
         dict(block, relu="ReLU", bn=True, conv_result="auto", skip_first=True),
-        dict(block, relu="conv", bn=False, conv_result="auto", skip_first=True, kernel=(1, 3)),
+        dict(
+            block,
+            relu="conv",
+            bn=False,
+            conv_result="auto",
+            skip_first=True,
+            kernel=(1, 3),
+            strategy="Resource",
+        ),
     ]
     return {"h": 4, "w": 5, "c": 3, "input": "fixed<12,4>", "blocks": blocks, "seed": 7}
 

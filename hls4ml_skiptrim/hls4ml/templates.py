@@ -36,6 +36,7 @@ shortskip_config_template = """struct config{index}_ssk : nnet::shortskip_config
     static const unsigned n_scale_bias = {n_scale_bias};
     static const unsigned skip_row = {skip_row};
     static const unsigned skip_col = {skip_col};
+    static const bool vitis_style = {vitis_style};
     template<class x_T, class y_T>
     using bn_product = nnet::product::{bn_product}<x_T, y_T>;
 }};\n"""
@@ -67,6 +68,8 @@ class ShortSkipConv2DConfigTemplate(Conv2DConfigTemplate):
             "n_scale_bias": node.get_attr("n_filt") if use_bn else 1,
             "skip_row": node.get_attr("skip_row"),
             "skip_col": node.get_attr("skip_col"),
+            # Vitis: unconditional pipeline pragmas in per-strategy loops (hls4ml's own templates/vitis do this)
+            "vitis_style": "true" if node.model.config.backend.name == "Vitis" else "false",
         }
         if use_bn:
             scale = node.get_weights("bn_scale")

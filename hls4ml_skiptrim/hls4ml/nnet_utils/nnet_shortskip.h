@@ -31,6 +31,7 @@ struct shortskip_config {
     static const unsigned n_scale_bias = 1;
     static const unsigned skip_row = 0; // centre tap row inside the window
     static const unsigned skip_col = 0; // centre tap column inside the window
+    static const bool vitis_style = false; // Vitis: per-strategy loops with unconditional pipeline pragmas
 };
 
 // One output element of the fused chain (ReLU before addition, Listing 4.2/4.3).
@@ -189,20 +190,14 @@ void shortskip_compute_1d(const data_T &in_elem, hls::stream<res_T> &res_stream,
     pX = (pX + 1 == (int)conv_cfg::in_width) ? 0 : pX + 1;
 }
 
+// Vivado HLS (as hls4ml's templates/vivado conv_2d_buffer_cl): pipeline pragma under the strategy test
 template <class data_T, class res_T, typename CONFIG_T>
-void shortskip_conv_2d_cl(
-    hls::stream<data_T> &data, hls::stream<res_T> &res,
+void shortskip_stream_vivado(hls::stream<data_T> &data, hls::stream<res_T> &res,
     typename CONFIG_T::conv_config::weight_t weights[CONFIG_T::conv_config::filt_height * CONFIG_T::conv_config::filt_width *
                                                     CONFIG_T::conv_config::n_chan * CONFIG_T::conv_config::n_filt],
     typename CONFIG_T::conv_config::bias_t biases[CONFIG_T::conv_config::n_filt],
     typename CONFIG_T::scale_t scale[CONFIG_T::n_scale_bias], typename CONFIG_T::bn_bias_t bias[CONFIG_T::n_scale_bias]) {
     typedef typename CONFIG_T::conv_config conv_cfg;
-    static_assert(conv_cfg::n_chan == conv_cfg::n_filt, "short skip needs n_chan == n_filt");
-    static_assert(conv_cfg::stride_height == 1 && conv_cfg::stride_width == 1, "short skip needs stride 1");
-    static_assert(conv_cfg::pad_top == 0 && conv_cfg::pad_bottom == 0 && conv_cfg::pad_left == 0 && conv_cfg::pad_right == 0,
-                  "io_stream: padding is done by the ZeroPadding2D layer before the fused layer");
-    static_assert(data_T::size == conv_cfg::n_chan && res_T::size == conv_cfg::n_filt, "one pixel per stream word");
-
     static ap_shift_reg<typename data_T::value_type, conv_cfg::in_width> line_buffer[MAX(conv_cfg::filt_height - 1, 1)]
                                                                                    [conv_cfg::n_chan];
     #pragma HLS ARRAY_PARTITION variable = line_buffer complete dim = 2
@@ -221,6 +216,85 @@ ShortSkipReadHeight:
                 shortskip_compute_1d<data_T, res_T, CONFIG_T>(data.read(), res, weights, biases, scale, bias);
             }
         }
+    }
+}
+
+// Vitis HLS, latency strategy (as hls4ml's templates/vitis conv_2d_buffer_latency_cl)
+template <class data_T, class res_T, typename CONFIG_T>
+void shortskip_stream_latency(hls::stream<data_T> &data, hls::stream<res_T> &res,
+    typename CONFIG_T::conv_config::weight_t weights[CONFIG_T::conv_config::filt_height * CONFIG_T::conv_config::filt_width *
+                                                    CONFIG_T::conv_config::n_chan * CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::conv_config::bias_t biases[CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::scale_t scale[CONFIG_T::n_scale_bias], typename CONFIG_T::bn_bias_t bias[CONFIG_T::n_scale_bias]) {
+    typedef typename CONFIG_T::conv_config conv_cfg;
+    static ap_shift_reg<typename data_T::value_type, conv_cfg::in_width> line_buffer[MAX(conv_cfg::filt_height - 1, 1)]
+                                                                                   [conv_cfg::n_chan];
+    #pragma HLS ARRAY_PARTITION variable = line_buffer complete dim = 2
+
+ShortSkipReadHeight:
+    for (unsigned i_ih = 0; i_ih < conv_cfg::in_height; i_ih++) {
+    ShortSkipReadWidth:
+        for (unsigned i_iw = 0; i_iw < conv_cfg::in_width; i_iw++) {
+            #pragma HLS LOOP_FLATTEN
+            #pragma HLS PIPELINE II = conv_cfg::reuse_factor
+            if (conv_cfg::filt_height > 1) {
+                shortskip_compute_2d<data_T, res_T, CONFIG_T>(data.read(), line_buffer, res, weights, biases, scale, bias);
+            } else {
+                shortskip_compute_1d<data_T, res_T, CONFIG_T>(data.read(), res, weights, biases, scale, bias);
+            }
+        }
+    }
+}
+
+// Vitis HLS, resource strategy (as hls4ml's templates/vitis conv_2d_buffer_resource_cl)
+template <class data_T, class res_T, typename CONFIG_T>
+void shortskip_stream_resource(hls::stream<data_T> &data, hls::stream<res_T> &res,
+    typename CONFIG_T::conv_config::weight_t weights[CONFIG_T::conv_config::filt_height * CONFIG_T::conv_config::filt_width *
+                                                    CONFIG_T::conv_config::n_chan * CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::conv_config::bias_t biases[CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::scale_t scale[CONFIG_T::n_scale_bias], typename CONFIG_T::bn_bias_t bias[CONFIG_T::n_scale_bias]) {
+    typedef typename CONFIG_T::conv_config conv_cfg;
+    static ap_shift_reg<typename data_T::value_type, conv_cfg::in_width> line_buffer[MAX(conv_cfg::filt_height - 1, 1)]
+                                                                                   [conv_cfg::n_chan];
+    #pragma HLS ARRAY_PARTITION variable = line_buffer complete dim = 2
+
+ShortSkipReadHeight:
+    for (unsigned i_ih = 0; i_ih < conv_cfg::in_height; i_ih++) {
+    ShortSkipReadWidth:
+        for (unsigned i_iw = 0; i_iw < conv_cfg::in_width; i_iw++) {
+            #pragma HLS LOOP_FLATTEN
+            if (conv_cfg::filt_height > 1) {
+                shortskip_compute_2d<data_T, res_T, CONFIG_T>(data.read(), line_buffer, res, weights, biases, scale, bias);
+            } else {
+                shortskip_compute_1d<data_T, res_T, CONFIG_T>(data.read(), res, weights, biases, scale, bias);
+            }
+        }
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void shortskip_conv_2d_cl(
+    hls::stream<data_T> &data, hls::stream<res_T> &res,
+    typename CONFIG_T::conv_config::weight_t weights[CONFIG_T::conv_config::filt_height * CONFIG_T::conv_config::filt_width *
+                                                    CONFIG_T::conv_config::n_chan * CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::conv_config::bias_t biases[CONFIG_T::conv_config::n_filt],
+    typename CONFIG_T::scale_t scale[CONFIG_T::n_scale_bias], typename CONFIG_T::bn_bias_t bias[CONFIG_T::n_scale_bias]) {
+    typedef typename CONFIG_T::conv_config conv_cfg;
+    static_assert(conv_cfg::n_chan == conv_cfg::n_filt, "short skip needs n_chan == n_filt");
+    static_assert(conv_cfg::stride_height == 1 && conv_cfg::stride_width == 1, "short skip needs stride 1");
+    static_assert(conv_cfg::pad_top == 0 && conv_cfg::pad_bottom == 0 && conv_cfg::pad_left == 0 && conv_cfg::pad_right == 0,
+                  "io_stream: padding is done by the ZeroPadding2D layer before the fused layer");
+    static_assert(data_T::size == conv_cfg::n_chan && res_T::size == conv_cfg::n_filt, "one pixel per stream word");
+
+    if (CONFIG_T::vitis_style) {
+        // Vitis HLS: no pragma inside a conditional -- one function per strategy, as hls4ml's templates/vitis
+        if (conv_cfg::strategy == nnet::latency) {
+            shortskip_stream_latency<data_T, res_T, CONFIG_T>(data, res, weights, biases, scale, bias);
+        } else {
+            shortskip_stream_resource<data_T, res_T, CONFIG_T>(data, res, weights, biases, scale, bias);
+        }
+    } else {
+        shortskip_stream_vivado<data_T, res_T, CONFIG_T>(data, res, weights, biases, scale, bias);
     }
 }
 
