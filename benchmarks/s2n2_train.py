@@ -5,10 +5,13 @@ Parts (all by default; select with --parts):
 * ``peer``   — time of one training step (forward + backward) of S2N2_rf1 built with ``finn_s2n2.snn.nn`` vs the same
   network built with snnTorch (``nn.Conv2d``/``nn.Linear`` + ``snntorch.Leaky(beta=0.875, threshold=1,
   reset_mechanism="zero")``, stepped tick by tick as snnTorch tutorials do), same batch, same thread count.
-* ``rf1``    — train S2N2_rf1 on synthetic AMC (``finn_s2n2.training.datasets.synthetic_amc``; *not* RadioML), report
-  validation accuracy overall and at SNR ≥ 10 dB, accuracy-vs-SNR plot, per-layer spike ratios.
-* ``cv``     — train S2N2_cv on rate-coded MNIST-10k (``shared/data/mnist``), report validation accuracy and
-  spike ratios.
+* ``rf1``    — train S2N2_rf1 on synthetic AMC (``finn_s2n2.training.datasets.synthetic_amc``; *not* RadioML;
+  ``--channel radioml`` adds Rician multipath and a sample-rate offset), report the validation accuracy of the
+  float net and of the **quantized graph** (LIF_MVAU fixed point, what FINN executes) overall and at SNR ≥ 10 dB,
+  and, on the same split in the same run, the two baselines of ``finn_s2n2.training.baselines`` (a CNN on the
+  time-summed constellation = rate histogram; a 1-D CNN on the event sequence); accuracy-vs-SNR plot, spike ratios.
+* ``cv``     — train S2N2_cv on rate-coded MNIST-10k (``shared/data/mnist``; its held-out test part), report the
+  float and the quantized-graph accuracy and spike ratios.
 * ``report`` — read the saved JSON results and print the Table 2.3 / 2.8-style buffer comparison for our
   trained nets through ``finn_s2n2.finn.buffers`` (the FINN back-end's Eq 2.5 implementation).
 
@@ -97,34 +100,58 @@ def part_peer(args) -> dict:
 
 def part_rf1(args, out: Path) -> dict:
     from finn_s2n2.snn.encoding import iq_to_spikes
-    from finn_s2n2.training.recipes import spike_ratios, train_rf1
+    from finn_s2n2.training.baselines import BASELINES, baseline_features, train_baseline
+    from finn_s2n2.training.datasets import synthetic_amc
+    from finn_s2n2.training.recipes import accuracy_by_group, amc_split, spike_ratios, train_rf1
 
+    n = 2 if args.quick else args.rf1_n
     kw = (
-        dict(n_per_class_snr=2, epochs=1, width=0.25)
+        dict(epochs=1, width=0.25)
         if args.quick
         else dict(
-            n_per_class_snr=args.rf1_n,
-            epochs=args.rf1_epochs,
-            width=args.width,
-            lr=args.rf1_lr,
-            batch=args.rf1_batch,
+            epochs=args.rf1_epochs, width=args.width, lr=args.rf1_lr, batch=args.rf1_batch, loss=args.rf1_loss
         )
     )
+    data = synthetic_amc(n, length=128, seed=0, channel=args.channel, snr_convention=args.snr_convention)
+    iq, y, snr = data
+    val, tr = amc_split(len(iq), 0)
+    hi = snr[val] >= 10
+    base = {}
+    feats = baseline_features(iq, 4)
+    for kind in BASELINES:
+        t0 = time.perf_counter()
+        pred, info = train_baseline(
+            kind, feats[kind][tr], y[tr], feats[kind][val], epochs=2 if args.quick else args.base_epochs
+        )
+        base[kind] = dict(
+            acc=float(np.mean(pred == y[val])),
+            acc_ge10db=float(np.mean(pred[hi] == y[val][hi])),
+            acc_by_snr=accuracy_by_group(pred, y[val], snr[val]),
+            seconds=time.perf_counter() - t0,
+            **info,
+        )
     t0 = time.perf_counter()
-    res = train_rf1(**kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
+    res = train_rf1(data=data, **kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
     secs = time.perf_counter() - t0
     ex = res.extra
     x = torch.from_numpy(iq_to_spikes(ex["val_iq"][:32]))
     mean_r, max_r = spike_ratios(res.net, x)
     torch.save(res.net.state_dict(), out / "rf1.pt")
     by = ex["acc_by_snr"]
-    print("\n== S2N2_rf1 on synthetic AMC (NOT RadioML)")
+    print(
+        f"\n== S2N2_rf1 on synthetic AMC (NOT RadioML), channel={args.channel}, SNR convention={args.snr_convention}"
+    )
     print(
         f"train {ex['n_train']} / val {ex['n_val']} examples, {ex['ticks']} ticks, width {kw['width']}, {secs:.0f} s"
     )
-    print(f"val accuracy overall {res.val_acc:.4f}, at SNR >= 10 dB {ex['acc_ge10db']:.4f}")
-    print("SNR  " + " ".join(f"{k:>5d}" for k in by))
-    print("acc  " + " ".join(f"{v:>5.2f}" for v in by.values()))
+    print(f"{'reader':<34} {'overall':>8} {'>=10 dB':>8}")
+    print(f"{'S2N2_rf1 float':<34} {res.val_acc:>8.4f} {ex['acc_ge10db']:>8.4f}")
+    print(f"{'S2N2_rf1 quantized graph (FINN)':<34} {ex['q_acc']:>8.4f} {ex['q_acc_ge10db']:>8.4f}")
+    for kind, b in base.items():
+        print(f"{'baseline ' + kind:<34} {b['acc']:>8.4f} {b['acc_ge10db']:>8.4f}   ({b['seconds']:.0f} s)")
+    print("SNR    " + " ".join(f"{k:>5d}" for k in by))
+    print("float  " + " ".join(f"{v:>5.2f}" for v in by.values()))
+    print("quant  " + " ".join(f"{v:>5.2f}" for v in ex["q_acc_by_snr"].values()))
     print(
         "input spike ratio per layer (mean / max over 32 val samples):",
         [f"{a:.4f}/{b:.4f}" for a, b in zip(mean_r, max_r)],
@@ -150,6 +177,12 @@ def part_rf1(args, out: Path) -> dict:
     return dict(
         val_acc=res.val_acc,
         acc_ge10db=ex["acc_ge10db"],
+        q_acc=ex["q_acc"],
+        q_acc_ge10db=ex["q_acc_ge10db"],
+        q_acc_by_snr=ex["q_acc_by_snr"],
+        baselines=base,
+        channel=args.channel,
+        snr_convention=args.snr_convention,
         acc_by_snr=by,
         ratios_mean=mean_r,
         ratios_max=max_r,
@@ -182,13 +215,14 @@ def part_cv(args, out: Path) -> dict:
         f"\n== S2N2_cv on {ex['source']}: train {ex['n_train']} / val {ex['n_val']}, {ex['ticks']} ticks "
         f"(rate code p={ex['max_rate']}), width {kw['width']}, {secs:.0f} s"
     )
-    print(f"val accuracy {res.val_acc:.4f}")
+    print(f"test-part accuracy: float {res.val_acc:.4f}, quantized graph (FINN) {ex['q_acc']:.4f}")
     print(
         "input spike ratio per layer (mean / max over 32 val samples):",
         [f"{a:.4f}/{b:.4f}" for a, b in zip(mean_r, max_r)],
     )
     return dict(
         val_acc=res.val_acc,
+        q_acc=ex["q_acc"],
         source=ex["source"],
         ratios_mean=mean_r,
         ratios_max=max_r,
@@ -241,9 +275,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rf1-epochs", type=int, default=4)
     ap.add_argument("--rf1-lr", type=float, default=5e-3)
     ap.add_argument("--rf1-batch", type=int, default=16)
+    ap.add_argument("--rf1-loss", choices=["smooth_l1", "ce"], default="smooth_l1")
     ap.add_argument("--cv-n", type=int, default=9000)
     ap.add_argument("--cv-epochs", type=int, default=2)
     ap.add_argument("--cv-ticks", type=int, default=16)
+    ap.add_argument("--channel", choices=["awgn", "radioml"], default="awgn")
+    ap.add_argument("--snr-convention", choices=["power", "radioml"], default="power")
+    ap.add_argument("--base-epochs", type=int, default=20, help="training epochs of each baseline")
     ap.add_argument("--budget", type=float, default=None, help="time budget in s per training run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)

@@ -32,6 +32,8 @@ from finn_s2n2.snn.nn import SpikingNet, TimeDistributed
 __all__ = [
     "TrainResult",
     "accuracy_by_group",
+    "amc_split",
+    "evaluate_quantized",
     "buffer_comparison",
     "evaluate",
     "fit",
@@ -195,6 +197,23 @@ def fit(
     return res
 
 
+def evaluate_quantized(net: SpikingNet, data, labels, encode, *, batch: int = 64, loss: str = "smooth_l1"):
+    """:func:`evaluate` of a copy of ``net`` with every LIF in ``LIF_MVAU`` fixed point — the graph that
+    ``to_qonnx`` exports and FINN executes (bit-exact, tested in ``tests/test_s2n2_frontend_export.py``)."""
+    import copy
+
+    q = copy.deepcopy(net).set_quantized(True)
+    return evaluate(q, data, labels, encode, batch=batch, loss=loss)
+
+
+def amc_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, train) indices of the 10 % / 90 % AMC split (Khodamoradi 2021, §2.3) used by the SNN and
+    the baselines alike."""
+    perm = np.random.default_rng(seed + 1).permutation(n)
+    n_val = max(1, n // 10)
+    return perm[:n_val], perm[n_val:]
+
+
 def accuracy_by_group(pred: np.ndarray, labels: np.ndarray, group: np.ndarray) -> dict[int, float]:
     """Accuracy per value of ``group`` (e.g. SNR in dB)."""
     return {int(g): float(np.mean(pred[group == g] == labels[group == g])) for g in np.unique(group)}
@@ -285,10 +304,7 @@ def train_rf1(
 
     iq, y, snr = data if data is not None else synthetic_amc(n_per_class_snr, length=ticks, seed=seed)
     iq = iq[:, :, :ticks]
-    rng = np.random.default_rng(seed + 1)
-    perm = rng.permutation(len(iq))
-    n_val = max(1, len(iq) // 10)
-    val, tr = perm[:n_val], perm[n_val:]
+    val, tr = amc_split(len(iq), seed)
     torch.manual_seed(seed)
     net = s2n2_rf1(
         num_classes=int(y.max()) + 1 if data is not None else 11, bits=bits, width=width, quantized=quantized
@@ -311,12 +327,16 @@ def train_rf1(
         time_budget_s=time_budget_s,
     )
     _, acc, pred = evaluate(net, iq[val], y[val], enc, loss=loss)
+    _, q_acc, q_pred = evaluate_quantized(net, iq[val], y[val], enc, loss=loss)
     by_snr = accuracy_by_group(pred, y[val], snr[val])
     hi = snr[val] >= 10
     res.val_acc = acc
     res.extra = dict(
         acc_by_snr=by_snr,
         acc_ge10db=float(np.mean(pred[hi] == y[val][hi])) if hi.any() else float("nan"),
+        q_acc=q_acc,
+        q_acc_ge10db=float(np.mean(q_pred[hi] == y[val][hi])) if hi.any() else float("nan"),
+        q_acc_by_snr=accuracy_by_group(q_pred, y[val], snr[val]),
         val_iq=iq[val],
         val_y=y[val],
         val_snr=snr[val],
@@ -391,7 +411,23 @@ def train_cv(
         loss=loss,
         time_budget_s=time_budget_s,
     )
+    eval_rng = np.random.default_rng(seed + 3)  # the same rate-code draw for the float and the quantized net
+    enc_eval = lambda a: rate_code(
+        a, ticks, max_rate=max_rate, seed=np.random.default_rng(eval_rng.integers(1 << 31))
+    )
+    state = eval_rng.bit_generator.state
+    _, f_acc, _ = evaluate(net, xva, yva, enc_eval, loss=loss)
+    eval_rng.bit_generator.state = state
+    _, q_acc, _ = evaluate_quantized(net, xva, yva, enc_eval, loss=loss)
+    res.val_acc = f_acc
     res.extra = dict(
-        source=source, n_train=len(xtr), n_val=len(xva), ticks=ticks, max_rate=max_rate, val_x=xva, val_y=yva
+        source=source,
+        n_train=len(xtr),
+        n_val=len(xva),
+        ticks=ticks,
+        max_rate=max_rate,
+        val_x=xva,
+        val_y=yva,
+        q_acc=q_acc,
     )
     return res
