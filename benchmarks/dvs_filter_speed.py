@@ -1,132 +1,168 @@
-"""Throughput of the O(N) DVS background-activity filter (seed 002 §3.2) vs tonic and dv-processing.
+"""Throughput of the O(N) DVS background-activity filter (Khodamoradi 2021, §3.2) against its peers, like for like.
 
-All three filters run on the same synthetic stream (moving bars + Poisson BA noise, 1.5 Hz per pixel by
-default, on a DAVIS346-sized sensor, µs timestamps) in one process:
+Contenders, each on its native input prepared outside the timing, same window ``dt`` (µs):
 
-* ours: ``finn_s2n2.dvs.denoise.order_n_filter`` (numba; validation + filter + recovery + output array),
-  and ``baseline_filter`` for reference;
-* tonic 1.7 ``tonic.functional.denoise_numpy`` (pure python loop, 4-neighbourhood);
-* dv-processing ``dv.noise.BackgroundActivityNoiseFilter`` (C++; ``accept`` + ``generateEvents``).  Its
-  input ``dv.EventStore`` is built before timing (its native format, as the structured array is ours).
+* ``ours O(N)``            — ``finn_s2n2.dvs.denoise.order_n_filter`` (numba; validation + filter + recovery +
+  output array, time order), one call over the stream;
+* ``ours O(N) 10ms-stream``— ``finn_s2n2.dvs.stream.OrderNFilter`` fed 10 ms packets (emission order);
+* ``dv KNoiseFilter``      — ``dv.noise.KNoiseFilter`` (C++; *the same O(N) row/column algorithm*):
+  ``accept`` + ``generateEvents`` on a prebuilt ``dv.EventStore``;
+* ``ours baseline``        — ``baseline_filter`` (per pixel, numba);
+* ``dv BackgroundActivity``— ``dv.noise.BackgroundActivityNoiseFilter`` (C++, per pixel);
+* ``tonic numba port``     — tonic's ``denoise_numpy`` algorithm compiled with numba
+  (``finn_s2n2.dvs.peers.tonic_denoise_numba``, same output as tonic);
+* ``tonic as shipped``     — ``tonic.functional.denoise_numpy`` (a Python loop), on the first
+  ``--tonic-events`` events of each stream (its rate does not depend on the length).
 
-Ours and dv-processing are timed as the best of ``--repeat`` runs, interleaved round-robin (the machine may
-be shared; the best run is the least disturbed one); tonic once (in ``--quick`` mode on a prefix of the
-stream).  Prints Mev/s and the ratios ours / peer.
+Streams: moving bars + Poisson BA noise (``--noise-hz`` per pixel) at 346×260, 640×480 and 1280×720, about
+``--events`` events each, and the shared DAVIS346 recording (``../shared/data/dvs/emlb-demo-01.aedat4``, when
+present) as one stream.  Each contender runs ``--runs`` times per stream; the order of the contenders is
+reversed every other run (alternated), all in this one process.  Time is CPU time of the process
+(``time.process_time``: the kernels are single-threaded; a peer's helper threads would be counted).  Printed:
+median ns/event and Mev/s with the spread (min–max) over the runs, passed events, and the ratio
+``KNoiseFilter time / ours`` (median of the per-run ratios, and its min–max).  The load average is printed:
+on a shared machine every number moves with it.
 
-    .venv/bin/python benchmarks/dvs_filter_speed.py [--quick] [--events N] [--repeat R] [--dt US]
+    .venv/bin/python benchmarks/dvs_filter_speed.py [--quick] [--events N] [--runs R] [--dt US]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from finn_s2n2.dvs import denoise  # noqa: E402
+from finn_s2n2.dvs import denoise, peers  # noqa: E402
 from finn_s2n2.dvs.scenes import make_scene  # noqa: E402
+from finn_s2n2.dvs.stream import OrderNFilter  # noqa: E402
 
-W, H = 346, 260
+RESOLUTIONS = ((346, 260), (640, 480), (1280, 720))
+CLIP = ROOT / ".." / "shared" / "data" / "dvs" / "emlb-demo-01.aedat4"
 
 
-def make_stream(n_events: int, noise_hz: float = 1.5, seed: int = 0) -> np.ndarray:
-    """Moving bars + Poisson BA noise of ``noise_hz`` per pixel: a 1 s scene repeated (shifted by 1 s each
-    time) until the stream holds at least ``n_events`` events."""
-    base, _ = make_scene("bars", W, H, 1_000_000, noise_hz=noise_hz, seed=seed, speed_px_s=300.0)
+def synthetic_stream(width, height, n_events, noise_hz=1.5, seed=0) -> np.ndarray:
+    """Moving bars + Poisson BA noise: a 1 s scene repeated (shifted by 1 s) until ``n_events`` are reached."""
+    base, _ = make_scene("bars", width, height, 1_000_000, noise_hz=noise_hz, seed=seed, speed_px_s=300.0)
     reps = max(1, -(-n_events // base.size))
     ev = np.concatenate([base] * reps)
     ev["t"] += np.repeat(np.arange(reps, dtype=np.int64) * 1_000_000, base.size)
-    return ev
+    return ev[:n_events] if reps > 1 else ev
 
 
-def best_interleaved(fns: dict, repeat: int) -> dict:
-    """Best-of-``repeat`` time of each callable, the callables interleaved round-robin so that a busy machine
-    slows them alike; returns ``{name: (seconds, last output)}``."""
-    times = {k: [] for k in fns}
-    outs = {}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            outs[k] = fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: (min(v), outs[k]) for k, v in times.items()}
+def contenders(ev, width, height, dt, store, n_tonic):
+    import tonic.functional as tf
+
+    packets = np.split(ev, np.searchsorted(ev["t"], np.arange(ev["t"][0] + 10_000, ev["t"][-1] + 1, 10_000)))
+
+    def stream():
+        f = OrderNFilter(width, height, dt)
+        out = [f(p) for p in packets]
+        return sum(o.size for o in out) + f.flush().size
+
+    head = ev[:n_tonic]
+    return {
+        "ours O(N)": (ev.size, lambda: denoise.order_n_filter(ev, width, height, dt).size),
+        "ours O(N) 10ms-stream": (ev.size, stream),
+        "dv KNoiseFilter": (
+            ev.size,
+            lambda: peers.dv_filter("KNoiseFilter", store, width, height, dt).size(),
+        ),
+        "ours baseline": (ev.size, lambda: denoise.baseline_filter(ev, width, height, dt).size),
+        "dv BackgroundActivity": (
+            ev.size,
+            lambda: peers.dv_filter("BackgroundActivityNoiseFilter", store, width, height, dt).size(),
+        ),
+        "tonic numba port": (ev.size, lambda: peers.tonic_denoise_numba(ev, dt).size),
+        "tonic as shipped": (head.size, lambda: tf.denoise_numpy(head, filter_time=dt).size),
+    }
+
+
+def bench(fns: dict, runs: int) -> dict:
+    """``runs`` CPU-time measurements of each callable, the order reversed every other run."""
+    names = list(fns)
+    times = {k: [] for k in names}
+    passed = {}
+    for r in range(runs):
+        for k in names if r % 2 == 0 else names[::-1]:
+            n, fn = fns[k]
+            t0 = time.process_time()
+            passed[k] = fn()
+            times[k].append(time.process_time() - t0)
+    return {k: (fns[k][0], np.array(times[k]), passed[k]) for k in names}
+
+
+def report(title, res, ref="ours O(N)", peer="dv KNoiseFilter"):
+    print(f"\n{title}")
+    print(f"{'contender':<24} {'events':>9} {'ns/event':>9} {'(min-max)':>15} {'Mev/s':>7} {'passed':>8}")
+    for k, (n, t, p) in res.items():
+        ns = t * 1e9 / n
+        print(
+            f"{k:<24} {n:>9} {np.median(ns):>9.1f} {f'({ns.min():.1f}-{ns.max():.1f})':>15} "
+            f"{n / np.median(t) / 1e6:>7.2f} {p:>8}"
+        )
+    r = res[peer][1] / res[ref][1]  # per-run ratios, same run
+    print(
+        f"ratio {peer} time / {ref} time: median {np.median(r):.2f}x (min {r.min():.2f}, max {r.max():.2f})"
+    )
+    return float(np.median(r)), float(r.min()), float(r.max())
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small stream, fewer repeats")
-    ap.add_argument("--events", type=int, default=None, help="approximate stream size")
-    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="300k events per stream, 5 runs")
+    ap.add_argument("--events", type=int, default=None, help="events per synthetic stream (default 2M)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per contender (default 7, >= 5)")
     ap.add_argument("--dt", type=float, default=2000.0, help="temporal window in µs (default 2000)")
     ap.add_argument("--noise-hz", type=float, default=1.5, help="BA noise per pixel (default 1.5 Hz, 60 °C)")
+    ap.add_argument("--tonic-events", type=int, default=30_000, help="events given to tonic as shipped")
     args = ap.parse_args(argv)
-    n_target = args.events or (600_000 if args.quick else 3_000_000)
-    repeat = args.repeat or (5 if args.quick else 15)
+    n_events = args.events or (300_000 if args.quick else 2_000_000)
+    runs = args.runs or (5 if args.quick else 7)
     dt = args.dt
+    print(f"load average before: {os.getloadavg()} on {os.cpu_count()} CPUs; dt = {dt:g} µs, {runs} runs")
 
-    ev = make_stream(n_target, args.noise_hz)
-    n = ev.size
-    print(
-        f"stream: {n} events (moving bars + {args.noise_hz:g} Hz/pixel BA noise), {W}x{H}, "
-        f"{ev['t'][-1] / 1e6:.2f} s, dt = {dt:g} µs, best of {repeat}"
-    )
-
-    # warm-up (numba compile / cache load) outside the timing
-    denoise.order_n_filter(ev[:1000], W, H, dt)
-    denoise.baseline_filter(ev[:1000], W, H, dt)
-
-    import dv_processing as dv
-
-    store = dv.EventStore()
-    for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist()):
-        store.push_back(t, x, y, bool(p))
-
-    def run_dv():
-        f = dv.noise.BackgroundActivityNoiseFilter(
-            (W, H), backgroundActivityDuration=datetime.timedelta(microseconds=dt)
+    streams = []
+    for w, h in RESOLUTIONS:
+        streams.append(
+            (
+                f"bars + {args.noise_hz:g} Hz noise, {w}x{h}",
+                synthetic_stream(w, h, n_events, args.noise_hz),
+                w,
+                h,
+            )
         )
-        f.accept(store)
-        return f.generateEvents()
+    if CLIP.exists():
+        from finn_s2n2.dvs.io import read_aedat4
 
-    res = best_interleaved(
-        {
-            "ours": lambda: denoise.order_n_filter(ev, W, H, dt),
-            "dv": run_dv,
-            "base": lambda: denoise.baseline_filter(ev, W, H, dt),
-        },
-        repeat,
-    )
-    rows = [
-        ("ours order_n_filter (O(N) + recovery)", n, res["ours"][0], res["ours"][1].size),
-        ("ours baseline_filter (per-pixel)", n, res["base"][0], res["base"][1].size),
-        ("dv-processing BackgroundActivityNoiseFilter", n, res["dv"][0], res["dv"][1].size()),
-    ]
+        ev, (w, h) = read_aedat4(CLIP)
+        streams.append((f"real DAVIS346 clip (E-MLB demo-01), {w}x{h}", ev, w, h))
+    else:
+        print(f"(real clip not found at {CLIP}: skipped)")
 
-    import tonic.functional as tf
+    # compile / load the numba kernels outside the timing
+    warm = streams[0][1][:2000]
+    denoise.order_n_filter(warm, 346, 260, dt)
+    denoise.baseline_filter(warm, 346, 260, dt)
+    peers.tonic_denoise_numba(warm, dt)
+    OrderNFilter(346, 260, dt)(warm)
 
-    n_tonic = min(n, 200_000) if args.quick else n
-    t0 = time.perf_counter()
-    out = tf.denoise_numpy(ev[:n_tonic], filter_time=dt)
-    t_tonic = time.perf_counter() - t0
-    label = f"tonic denoise_numpy (first {n_tonic} events)" if n_tonic < n else "tonic denoise_numpy"
-    rows.append((label, n_tonic, t_tonic, out.size))
-
-    rate = {name: cnt / t / 1e6 for name, cnt, t, _ in rows}
-    ours = rate[rows[0][0]]
-    print(f"\n{'filter':<48} {'events':>9} {'time s':>8} {'Mev/s':>8} {'passed':>8} {'ours/this':>10}")
-    for name, cnt, t, passed in rows:
-        print(f"{name:<48} {cnt:>9} {t:>8.4f} {rate[name]:>8.2f} {passed:>8} {ours / rate[name]:>9.2f}x")
-    r_dv = ours / rate[rows[2][0]]
-    r_tonic = ours / rate[rows[3][0]]
-    print(
-        f"\nO(N) filter vs dv-processing: {r_dv:.2f}x (target >= 1.0x)  vs tonic: {r_tonic:.0f}x (target >= 100x)"
-    )
-    return {"ours_mev_s": ours, "ratio_dv": r_dv, "ratio_tonic": r_tonic}
+    summary = {}
+    for title, ev, w, h in streams:
+        store = peers.to_dv_store(ev)
+        res = bench(contenders(ev, w, h, dt, store, args.tonic_events), runs)
+        summary[title] = report(f"{title}: {ev.size} events, {(ev['t'][-1] - ev['t'][0]) / 1e6:.2f} s", res)
+    print(f"\nload average after: {os.getloadavg()}")
+    print("KNoiseFilter / ours O(N) (median of per-run ratios; target >= 1.5x):")
+    for title, (med, lo, hi) in summary.items():
+        print(f"  {title:<48} {med:.2f}x  (runs {lo:.2f}-{hi:.2f})")
+    return summary
 
 
 if __name__ == "__main__":
