@@ -93,7 +93,12 @@ def prepare_finn() -> None:
             if name not in vars(xsi):
                 setattr(xsi, name, _MissingXSI(name))
         # build_dataflow's exit_buildflow records Path(get_vivado_root()).name as "tool_version" even for
-        # estimate-only builds and raises without Vivado; record "none" there instead.
+        # estimate-only builds and raises without Vivado; record "none" there instead.  When we are called
+        # from inside the import of finn.builder.build_dataflow_steps (an import hook of a plugin), importing
+        # build_dataflow now would be circular: leave this part to the next call.
+        steps = sys.modules.get("finn.builder.build_dataflow_steps")
+        if steps is not None and getattr(getattr(steps, "__spec__", None), "_initializing", False):
+            return
         import finn.builder.build_dataflow as build_dataflow
 
         build_dataflow.get_vivado_root = _no_vivado_root

@@ -575,12 +575,13 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
 
     Nodes run through qonnx' ``execute_node`` (python exec or cppsim per node ``exec_mode``), except:
 
-    * FINN's single-frame ops (sliding window, padding) in python mode run once per frame: qonnx' ``Im2Col``
+    * FINN's single-frame ops (sliding window, padding) in python mode (and the RTL ones in FINN's
+      "cppsim" mode, which is python for them) run once per frame: qonnx' ``Im2Col``
       python execution — used by FINN's ``ConvolutionInputGenerator`` — interleaves the batch wrongly for
       more than one frame (its column matrix is ``(C*k*k, OH*OW*N)`` but is reshaped as
       ``(N, C, k, k, OH, OW)``), and ``FMPadding`` reshapes to its annotated output shape;
-    * specialised FINN nodes whose HLS class has no python mode (``Pool_hls``) use the python execution of
-      FINN's abstract op (``Pool``) when their ``exec_mode`` is python;
+    * specialised FINN nodes (``*_hls``/``*_rtl``) with ``exec_mode`` "" or "python" use the python
+      execution of FINN's abstract op (``Pool_hls`` has no python mode, ``FMPadding_rtl`` does nothing);
     * ``StreamingDataflowPartition`` nodes are executed recursively with this function.
     """
     from qonnx.core.modelwrapper import ModelWrapper
@@ -602,7 +603,17 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
             continue
         inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
         mode = inst.get_nodeattr("exec_mode") if inst is not None else ""
-        if mode in ("", "python") and node.op_type.startswith(SINGLE_FRAME_OPS):
+        # python mode of a specialised FINN node: FINN's abstract op (its *_rtl/*_hls classes execute only in
+        # cppsim/rtlsim; with exec_mode "" e.g. FMPadding_rtl leaves its output untouched)
+        base = _python_exec_of_specialised(node) if mode in ("", "python") else None
+        runner = None
+        if base is not None and not node.op_type.startswith("LIF_MVAU"):
+            runner = base(node)
+        if (
+            mode in ("", "python", "cppsim")
+            and node.op_type.startswith(SINGLE_FRAME_OPS)
+            and (mode != "cppsim" or node.op_type.endswith("_rtl"))
+        ):
             x = ctx[node.input[0]]
             oshape = list(model.get_tensor_shape(node.output[0]))
             outs = []
@@ -611,13 +622,15 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
                     node.input[0]: x[f : f + 1],
                     node.output[0]: np.zeros([1] + oshape[1:], dtype=np.float32),
                 }
-                execute_node(node, sub, model.graph, opset)
+                if runner is not None:
+                    runner.execute_node(sub, model.graph)
+                else:
+                    execute_node(node, sub, model.graph, opset)
                 outs.append(sub[node.output[0]])
             ctx[node.output[0]] = np.concatenate(outs, axis=0)
             continue
-        base = _python_exec_of_specialised(node) if mode in ("", "python") else None
-        if base is not None and node.op_type.startswith("Pool"):
-            base(node).execute_node(ctx, model.graph)
+        if runner is not None:
+            runner.execute_node(ctx, model.graph)
             continue
         execute_node(node, ctx, model.graph, opset)
     if return_full_exec_context:

@@ -47,12 +47,12 @@ def register_qonnx() -> None:
 def register_finn() -> None:
     """Register ``LIF_MVAU`` and ``LIF_MVAU_hls`` with FINN (imports finn-plus; idempotent)."""
     global _FINN_DONE
+    from hwreshape.compat import prepare_finn
+
     with _LOCK:
+        prepare_finn()  # cheap once done; completes a preparation deferred by an import cycle
         if _FINN_DONE:
             return
-        from hwreshape.compat import prepare_finn
-
-        prepare_finn()
         import finn.custom_op.fpgadataflow as fd
         import finn.custom_op.fpgadataflow.hls as fd_hls
         from qonnx.custom_op.registry import add_op_to_domain

@@ -101,14 +101,14 @@ void lif_mvau_core(hls::stream<TI> &in, hls::stream<TO> &out, const TW *weights,
                     // accumulator initialised with the decayed membrane (Fig 2.7 lower), Eq 2.3
                     const ap_int<ACC_BITS> m_dec = lif_decay<ACC_BITS>(mem[idx], c.K);
                     // reset "subtract": the previous tick's spike takes the threshold off after the decay
-                    const ap_int<66> sub = (c.reset_subtract && prev[idx]) ? ap_int<66>(thr) : ap_int<66>(0);
+                    const ap_int<66> sub = (c.reset_subtract && prev[idx] == 1) ? ap_int<66>(thr) : ap_int<66>(0);
                     const ap_int<ACC_BITS> m_t =
                         lif_overflow<ACC_BITS>(ap_int<66>(m_dec) + ap_int<66>(cur) - sub, c.saturate);
                     const bool spike = m_t > thr;  // comparator, Eq 2.4
                     // reset selector: zero (Eq 2.3) or keep m_t (subtract: applied next tick)
                     const ap_int<ACC_BITS> m_store = (spike && !c.reset_subtract) ? ap_int<ACC_BITS>(0) : m_t;
                     mem[idx] = last ? ap_int<ACC_BITS>(0) : m_store;  // last tick: membrane reset
-                    prev[idx] = (spike && !last) ? 1 : 0;
+                    if (c.reset_subtract) prev[idx] = (spike && !last) ? 1 : 0;
                     ap_uint<32> val;
                     if (c.counts) {
                         // counter of label idx; a delay D drops the spikes of the last D ticks
