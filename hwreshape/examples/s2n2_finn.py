@@ -135,7 +135,9 @@ def stage(ctx):
             res[f"{name}_bram18"] = int(res_json["total"]["BRAM_18K"])
             res[f"{name}_membrane_bram18"] = sum(v["membrane_bram18"] for v in s2n2["lif_mvau"].values())
             res[f"{name}_lut_est"] = int(res_json["total"]["LUT"])
-            res[f"{name}_max_cycles_per_sample"] = s2n2["max_cycles_per_sample"]
+            res[f"{name}_cycles_per_tick"] = s2n2["max_cycles_per_tick"]
+            res[f"{name}_critical_node"] = s2n2["critical_node"]
+            res[f"{name}_samples_per_s"] = round(s2n2["samples_per_s"], 2)
             (out / f"s2n2_{name}_estimates.json").write_text(
                 json.dumps({"finn": res_json, "s2n2": s2n2}, indent=2)
             )
@@ -160,7 +162,7 @@ def stage(ctx):
             batch=2,
             specialize=True,
         )
-        xs = (rng.random((2, 10, 16)) < 0.4).astype(np.float32)
+        xs = (rng.random((20, 16)) < 0.4).astype(np.float32)  # 2 samples x 10 ticks, one frame per tick
         y_py = execute_onnx(node, {"inp": xs})["outp"]
         node = node.transform(SetExecMode("cppsim")).transform(PrepareCppSim()).transform(CompileCppSim())
         res["cppsim_eq_python"] = bool(np.array_equal(y_py, execute_onnx(node, {"inp": xs})["outp"]))
