@@ -3,7 +3,9 @@
 1. Estimated BRAM18 (``hls4ml_skiptrim.hls4ml.estimate.stream_memory``, io_stream) of the Fig. 4.4 variants of a
    ResNet-8 (3 blocks) and, without ``--quick``, a ResNet-20 (9 blocks) on 32x32x3 inputs with 16 filters:
    long skips (original), no skips (Skipper), short skips vanilla hls4ml (Trimmer), short skips fused
-   (Trimmer + this layer) -- next to seed Table 4.5.
+   (Trimmer + this layer) -- with hls4ml's default FIFO depths, with depths after FIFO optimisation
+   (occupancy model) and as a design total with weights (Resource strategy), next to Table 4.5
+   (Khodamoradi 2021, §4).
 2. C-simulation of the short-skip network, fused vs unfused: hls4ml ``compile()`` time, ``predict()`` time
    and bit-exactness.
 
@@ -26,25 +28,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
-def bram_table(n_blocks, size, filters):
+def bram_table(n_blocks, size, filters, reuse=16):
+    """Estimated BRAM18 beside Table 4.5: hls4ml's default FIFO depths, depths after FIFO optimisation
+    (occupancy model), and the dissertation-style total (optimised streams + weights with the Resource
+    strategy at ``reuse``; Table 4.5 counts every BRAM of the design)."""
     from hls4ml_skiptrim.hls4ml.estimate import SEED_TABLE_4_5
     from hwreshape.examples.shortskip import table_4_5_estimates
 
-    est = table_4_5_estimates(input_shape=(size, size, 3), filters=filters, n_blocks=n_blocks)
-    ref = est["long skip (4.4.a)"].bram18
-    seed_ref = SEED_TABLE_4_5["long skip (4.4.a)"]
+    shape = (size, size, 3)
+    default = table_4_5_estimates(input_shape=shape, filters=filters, n_blocks=n_blocks)
+    opt = table_4_5_estimates(input_shape=shape, filters=filters, n_blocks=n_blocks, fifo_depths="optimized")
+    total = table_4_5_estimates(
+        input_shape=shape,
+        filters=filters,
+        n_blocks=n_blocks,
+        fifo_depths="optimized",
+        include_weights=True,
+        Strategy="Resource",
+        ReuseFactor=reuse,
+    )
+    first = next(iter(default))
+    seed_ref = SEED_TABLE_4_5[first]
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if b else "  n/a"
+
     print(
-        f"\nResNet-{2 * n_blocks + 2}-style, {size}x{size}x3, {filters} filters, io_stream, fixed<16,6> (estimate)"
+        f"\nResNet-{2 * n_blocks + 2}-style, {size}x{size}x3, {filters} filters, io_stream, fixed<16,6> "
+        "(estimate; nothing synthesised)"
     )
     print(
-        f"{'variant':<22} {'FIFOs':>5} {'buffer kbit':>11} {'BRAM18':>7} {'ratio':>6}   {'seed BRAM':>9} {'seed ratio':>10}"
+        f"{'variant':<22} {'FIFOs':>5} {'default':>8} {'ratio':>6} {'optimised':>9} {'ratio':>6} "
+        f"{'+weights RF' + str(reuse):>14} {'ratio':>6}   {'Table 4.5':>9} {'ratio':>6}"
     )
-    for label, e in est.items():
+    for label in default:
+        d, o, t = default[label], opt[label], total[label]
         print(
-            f"{label:<22} {e.n_fifos:>5} {e.total_bits / 1024:>11.1f} {e.bram18:>7} {e.bram18 / ref:>6.2f}"
-            f"   {SEED_TABLE_4_5[label]:>9} {SEED_TABLE_4_5[label] / seed_ref:>10.2f}"
+            f"{label:<22} {d.n_fifos:>5} {d.bram18:>8} {ratio(d.bram18, default[first].bram18):>6} "
+            f"{o.bram18:>9} {ratio(o.bram18, opt[first].bram18):>6} "
+            f"{t.bram18_total:>14} {ratio(t.bram18_total, total[first].bram18_total):>6}   "
+            f"{SEED_TABLE_4_5[label]:>9} {SEED_TABLE_4_5[label] / seed_ref:>6.2f}"
         )
-    return est
+    return default, opt, total
 
 
 def csim(n_blocks, size, filters, n_samples, io_type):

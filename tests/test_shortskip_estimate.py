@@ -78,3 +78,52 @@ def test_bad_input():
         compare({})
     with pytest.raises(ValueError, match="variant"):
         resnet_variant("medium")
+
+
+def test_occupancy_model_hand_computed(tmp_path):
+    """4x4x1 input, one 3x3 'same' conv, long skip: worked out by hand from the model's rules.
+
+    Input word j arrives at cycle j and the Clone writes both copies then.  ZeroPadding2D (6x6) emits padded
+    word k at cycle k, reading input (r-1, c-1) there: inputs 0-3 at cycles 7-10, 4-7 at 13-16, 8-11 at 19-22,
+    12-15 at 25-28.  The conv emits output 0 when it has padded word (2, 2) = 14 (cycle 14), so the Add reads
+    skip word 0 at cycle 14 while the Clone has written 15 skip words: occupancy 15 (depth 16, the frame).
+    The ZeroPadding2D copy: at cycle 15, 16 words written, 6 read (cycles 7-10, 13, 14): occupancy 10.
+    """
+    import hls4ml
+    import keras
+
+    from hls4ml_skiptrim.hls4ml.estimate import fifo_occupancy
+
+    inp = keras.Input((4, 4, 1), name="x")
+    y = keras.layers.Conv2D(1, 3, padding="same", name="c0")(inp)
+    model = keras.Model(inp, keras.layers.Add(name="a0")([y, inp]))
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="model")
+    hm = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=str(tmp_path), io_type="io_stream"
+    )
+    assert fifo_occupancy(hm) == {"x": 1, "x_cpy1": 10, "x_cpy2": 15, "zp2d_c0": 1, "c0": 1}
+    opt = sorted((b.layer, b.depth) for b in stream_memory(hm, "optimized").buffers if b.kind == "stream")
+    assert opt == [("c0", 2), ("clone_x", 11), ("clone_x", 16), ("zp2d_c0", 2)]  # max occupancy + 1 (hls4ml)
+
+
+def test_optimized_depths_and_weights(tmp_path):
+    """Optimised depths never exceed hls4ml's defaults; only FIFOs waiting for a parallel path stay deep.
+    Line buffers are SRL (0 BRAM); Resource-strategy weights go to BRAM by reuse factor, Latency ones do not."""
+    model = resnet_variant("long", (8, 8, 3), filters=8, n_blocks=1, head=False)
+    hm = to_hls(model, fuse=False, output_dir=str(tmp_path / "l"))
+    default, opt = stream_memory(hm), stream_memory(hm, "optimized")
+    d = {b.name: b.depth for b in default.buffers if b.kind == "stream"}
+    o = {b.name: b.depth for b in opt.buffers if b.kind == "stream"}
+    assert set(d) == set(o) and all(o[k] <= d[k] for k in d)
+    deep = [k for k in o if o[k] > 2]
+    assert len(deep) >= 1 and any("cpy" in k for k in deep)  # the skip copy waits for the two convs
+    lbs = [b for b in default.buffers if b.kind == "line_buffer"]
+    assert lbs and all(b.bram18 == 0 and b.srl_luts > 0 for b in lbs)
+    assert stream_memory(hm, include_weights=True).weight_bram18 == 0  # Latency: weights in LUT ROM
+    res = to_hls(model, fuse=False, output_dir=str(tmp_path / "r"), Strategy="Resource", ReuseFactor=8)
+    est = stream_memory(res, "optimized", include_weights=True)
+    w = [b for b in est.buffers if b.kind == "weights" and b.bram18 > 0]
+    assert w and all(b.depth == res.graph[b.layer].get_attr("reuse_factor") > 1 for b in w)
+    assert est.bram18_total == est.bram18 + est.weight_bram18
+    with pytest.raises(ValueError, match="fifo_depths"):
+        stream_memory(hm, "small")

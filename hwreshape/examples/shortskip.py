@@ -102,9 +102,20 @@ def to_hls(
 
 
 def table_4_5_estimates(
-    input_shape=(32, 32, 3), filters=16, n_blocks=3, io_type="io_stream", backend="Vivado"
+    input_shape=(32, 32, 3),
+    filters=16,
+    n_blocks=3,
+    io_type="io_stream",
+    backend="Vivado",
+    fifo_depths="default",
+    include_weights=False,
+    **cfg,
 ):
-    """``{Fig. 4.4 label: StreamMemory}`` for the four networks (conversion only, no compile)."""
+    """``{Fig. 4.4 label: StreamMemory}`` for the four networks (conversion only, no compile).
+
+    ``fifo_depths``/``include_weights`` as in :func:`~hls4ml_skiptrim.hls4ml.estimate.stream_memory`; ``cfg``
+    goes to ``hls_config['Model']`` (e.g. ``Strategy='Resource', ReuseFactor=16``).
+    """
     from hls4ml_skiptrim.hls4ml.estimate import stream_memory
 
     out = {}
@@ -113,7 +124,9 @@ def table_4_5_estimates(
         tmp = tempfile.mkdtemp(prefix="ssk_est_")
         try:
             out[label] = stream_memory(
-                to_hls(model, fuse=fuse, io_type=io_type, backend=backend, output_dir=tmp)
+                to_hls(model, fuse=fuse, io_type=io_type, backend=backend, output_dir=tmp, **cfg),
+                fifo_depths=fifo_depths,
+                include_weights=include_weights,
             )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
