@@ -367,31 +367,26 @@ def _order_n_kernel(
             passed = nsup >= k_min
             need &= passed  # (with one supporter, need implies passed)
         if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
-            for r in range(yi, yi + 3):
-                info = RI[r]
-                if (info & BK) == 0 and _sup(
-                    info, xi, sx if r == yi + 1 else NOSELF, pinfo, polmask, RT[r], t, dt, mask
-                ):
+            for k, h, info in ((0, h0, i0), (1, h1, i1), (2, h2, i2)):
+                if h & ((info & BK) == 0):
                     j = info >> 32
                     status[j] = 2
                     emit[n_emit] = j
                     n_emit += 1
-                    RI[r] = info | BK
+                    RI[yi + k] = info | BK
                     pc = (info & _POS_MASK) + 1  # the same event in its column cell?
-                    if (CI[pc] & _POS_MASK) == r - 1:
+                    if (CI[pc] & _POS_MASK) == yi + k - 1:
                         CI[pc] |= BK
-            for c in range(xi, xi + 3):
-                info = CI[c]
-                if (info & BK) == 0 and _sup(
-                    info, yi, sy if c == xi + 1 else NOSELF, pinfo, polmask, CT[c], t, dt, mask
-                ):
+            for k, h in ((0, g0), (1, g1), (2, g2)):
+                info = CI[xi + k]
+                if h & ((info & BK) == 0):
                     j = info >> 32
                     status[j] = 2
                     emit[n_emit] = j
                     n_emit += 1
-                    CI[c] = info | BK
+                    CI[xi + k] = info | BK
                     pr = (info & _POS_MASK) + 1
-                    if (RI[pr] & _POS_MASK) == c - 1:
+                    if (RI[pr] & _POS_MASK) == xi + k - 1:
                         RI[pr] |= BK
         emit[n_emit] = i  # branch-free: kept only when passed
         n_emit += passed
