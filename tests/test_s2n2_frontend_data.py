@@ -162,3 +162,38 @@ def test_image_coders_bad_input(fn):
         fn(np.zeros((1, 1, 2, 2), dtype=np.float32), 0)
     with pytest.raises(ValueError, match="shape"):
         fn(np.zeros((2, 2), dtype=np.float32), 3)
+
+
+def test_synthetic_amc_radioml_channel_and_snr_convention():
+    # RadioML.2016 passes 10^(-SNR/10) as the noise AMPLITUDE: noise power 10^(-SNR/5)
+    for snr in (-10, 0):
+        x, _, _ = synthetic_amc(40, snrs=[snr], seed=1, snr_convention="radioml")
+        p = float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=1)))
+        assert p == pytest.approx(1 + 10 ** (-snr / 5), rel=0.05)
+    # Rician multipath + sample-rate offset: unit channel power, reproducible, and different from plain AWGN
+    a, y, s = synthetic_amc(20, snrs=[18], seed=3, channel="radioml")
+    b, _, _ = synthetic_amc(20, snrs=[18], seed=3, channel="radioml")
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (20 * 11, 2, 128)
+    p = float(np.mean(np.sum(a.astype(np.float64) ** 2, axis=1)))
+    assert p == pytest.approx(1 + 10**-1.8, rel=0.05)
+    # the channel itself: a unit-power FIR with a dominant line-of-sight tap, and a resampling ratio 1 + eps
+    from finn_s2n2.training.datasets import _radioml_channel
+
+    m = 64
+    delta = np.zeros((200, m), dtype=complex)
+    delta[:, 0] = 1.0
+    h = _radioml_channel(delta, np.random.default_rng(0), m, 0.0, 4, 0.5)[:, :4]
+    np.testing.assert_allclose(np.sum(np.abs(h) ** 2, axis=1), 1.0, rtol=1e-9)
+    assert np.mean(np.abs(h[:, 0]) ** 2) > 0.5 and np.all(np.abs(h[:, 1:]) > 0)
+    ramp = np.tile(np.arange(m, dtype=complex), (50, 1))
+    out = _radioml_channel(ramp, np.random.default_rng(1), m, 0.01, 1, 0.5)
+    ratio = np.abs(out[:, 40]) / 40.0  # |LOS| = 1 after normalisation, so |out| = (1 + eps) t
+    assert np.all(np.abs(ratio - 1) <= 0.01 + 1e-9) and np.std(ratio) > 0.001
+    for kw, match in (
+        (dict(channel="rayleigh"), "channel must be"),
+        (dict(snr_convention="db"), "snr_convention must be"),
+        (dict(channel="radioml", taps=0), "taps"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            synthetic_amc(1, **kw)

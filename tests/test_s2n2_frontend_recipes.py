@@ -75,3 +75,53 @@ def test_spike_ratios_first_layer_is_one_event_per_tick():
     mean_r, max_r = spike_ratios(s2n2_rf1(width=0.25), torch.from_numpy(iq_to_spikes(iq)))
     assert mean_r[0] == pytest.approx(1 / 256) and max_r[0] == pytest.approx(1 / 256)
     assert len(mean_r) == 4 and all(a <= b for a, b in zip(mean_r, max_r))
+
+
+def test_baselines_read_the_same_events_and_learn():
+    from finn_s2n2.snn.encoding import iq_to_spikes
+    from finn_s2n2.training.baselines import baseline_features, event_sequence, rate_histogram, train_baseline
+    from finn_s2n2.training.datasets import synthetic_amc
+    from finn_s2n2.training.recipes import amc_split
+
+    iq, y, _ = synthetic_amc(60, snrs=[18], classes=["BPSK", "AM-DSB", "CPFSK"], length=32, seed=0)
+    s = iq_to_spikes(iq[:5], 4)
+    h = rate_histogram(s)
+    np.testing.assert_allclose(
+        h.mean(axis=(1, 2, 3)), 1.0, rtol=1e-6
+    )  # one spike per tick: mean rate x H W = 1
+    e = event_sequence(s)
+    assert e.shape == (5, 2, 32) and e.min() >= 0 and e.max() <= 1
+    # the (I, Q) cell read back from the sequence is where the plane has its spike
+    n, t = 2, 7
+    i, q = (e[n, :, t] * 15).round().astype(int)
+    assert s[n, t, 0, q, i] == 1
+    with pytest.raises(ValueError, match="exactly one spike"):
+        event_sequence(np.zeros((1, 2, 1, 4, 4)))
+    feats = baseline_features(iq, 4, chunk=16)
+    val, tr = amc_split(len(iq), 0)
+    assert len(set(val) & set(tr)) == 0 and len(val) + len(tr) == len(iq)
+    for kind in ("rate_histogram", "event_sequence"):
+        pred, info = train_baseline(
+            kind, feats[kind][tr], y[tr], feats[kind][val], epochs=20, batch=8, seed=0
+        )
+        assert np.mean(pred == y[val]) >= 0.6, kind  # 3 clearly separable classes at 18 dB; chance 1/3
+        assert info["params"] > 0
+    with pytest.raises(ValueError, match="kind must be one of"):
+        train_baseline("mlp", feats["rate_histogram"], y, feats["rate_histogram"])
+
+
+def test_evaluate_quantized_is_the_exported_graph():
+    from finn_s2n2.snn.export import execute_qonnx, to_qonnx
+    from finn_s2n2.training.recipes import evaluate_quantized
+
+    rng = np.random.default_rng(0)
+    x, y = _toy(24, rng)
+    enc = lambda p: (np.random.default_rng(3).random((len(p), 8, 16)) < p[:, None, :]).astype(np.float32)
+    torch.manual_seed(0)
+    net = spiking_mlp([16, 12, 2])
+    net.calibrate(torch.from_numpy(enc(x)), target=0.2)
+    _, acc, pred = evaluate_quantized(net, x, y, enc)
+    assert not any(getattr(m, "quantized", False) for m in net)  # the float net is left as it was
+    counts = execute_qonnx(to_qonnx(net, torch.from_numpy(enc(x))), torch.from_numpy(enc(x)))
+    np.testing.assert_array_equal(pred, counts.argmax(1))
+    assert acc == pytest.approx(float(np.mean(counts.argmax(1) == y)))

@@ -32,11 +32,12 @@ BASELINES = ("rate_histogram", "event_sequence")
 
 
 def rate_histogram(spikes: np.ndarray) -> np.ndarray:
-    """``(N, T, 1, L, L)`` spikes → ``(N, 1, L, L)`` float32 spike counts / T."""
+    """``(N, T, C, H, W)`` spikes → ``(N, C, H, W)`` float32 spike rate per cell × H·W (the time-summed
+    constellation, scaled so that one spike per tick spread evenly gives 1 per cell: a well-conditioned CNN input)."""
     s = np.asarray(spikes)
     if s.ndim != 5:
         raise ValueError(f"rate_histogram: spikes must be (N, T, C, H, W), got shape {s.shape}")
-    return (s.sum(axis=1) / s.shape[1]).astype(np.float32)
+    return (s.sum(axis=1) * (s.shape[3] * s.shape[4] / s.shape[1])).astype(np.float32)
 
 
 def event_sequence(spikes: np.ndarray) -> np.ndarray:
