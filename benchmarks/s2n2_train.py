@@ -1,4 +1,4 @@
-"""S2N2 front-end training benchmark (seed 002 §2.3 / §2.4): our SpikingNet vs snnTorch, trained rf1 and cv.
+"""S2N2 front-end training benchmark (Khodamoradi 2021, §2.3 / §2.4): our SpikingNet vs snnTorch, trained rf1 and cv.
 
 Parts (all by default; select with --parts):
 
@@ -249,7 +249,9 @@ def part_report(results: dict) -> None:
         net = builder(width=r["width"])
         cases = [(f"our {r['ticks']} ticks", r["ticks"])]
         if seed_ticks != r["ticks"]:
-            cases.append((f"seed's {seed_ticks} ticks (ratios of our {r['ticks']}-tick run)", seed_ticks))
+            cases.append(
+                (f"the dissertation's {seed_ticks} ticks (ratios of our {r['ticks']}-tick run)", seed_ticks)
+            )
         for label, ticks in cases:
             rows = buffer_comparison(net, shape, r["ratios_max"], ticks)
             print(

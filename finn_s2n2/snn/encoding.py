@@ -3,11 +3,11 @@ rate / latency coding (§2.4).
 
 * :func:`iq_to_spikes` — §2.3: each complex sample (I, Q) is quantised with a *uniform* ``bits``-bit quantiser
   per axis; tick t of the output holds one 2^bits × 2^bits binary plane with exactly one spike at
-  (row = Q index, column = I index).  The seed feeds "one sample per tick" and uses 4-bit planes (16 × 16),
+  (row = Q index, column = I index).  The dissertation feeds "one sample per tick" and uses 4-bit planes (16 × 16),
   so the first layer sees a spike ratio of 1/256 = 0.39 % (Table 2.3).  The quantiser range is not given in the
-  seed: we use the symmetric range [−A, A] with A the example's peak |I|/|Q| (``scale="max"``, default),
+  dissertation: we use the symmetric range [−A, A] with A the example's peak |I|/|Q| (``scale="max"``, default),
   A = ``clip``·RMS (``scale="rms"``) or a fixed float.
-* :func:`rate_code` — §2.4: the seed converts MNIST with DECOLLE's script (Poisson/Bernoulli rate coding:
+* :func:`rate_code` — §2.4: the dissertation converts MNIST with DECOLLE's script (Poisson/Bernoulli rate coding:
   each pixel fires in each 1 ms tick with probability ``gain``·x·dt, 50 Hz at full intensity → p = 0.05,
   which reproduces the 0.7 % input spike ratio of Table 2.8 for MNIST's mean intensity).  We implement this
   Bernoulli rate code with ``max_rate`` = spike probability per tick at intensity 1; our CPU recipes use fewer

@@ -1,4 +1,4 @@
-"""Export a trained :class:`finn_s2n2.snn.nn.SpikingNet` to QONNX for the FINN back-end (seed 002, §2.2.3).
+"""Export a trained :class:`finn_s2n2.snn.nn.SpikingNet` to QONNX for the FINN back-end (Khodamoradi 2021, §2.2.3).
 
 :func:`to_qonnx` writes the graph contract documented in :mod:`finn_s2n2.finn.custom_op.lif` and consumed by
 :class:`finn_s2n2.finn.transformation.InferLIFLayers`:

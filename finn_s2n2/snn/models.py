@@ -1,10 +1,10 @@
-"""The S2N2 network builders of seed 002: S2N2_rf1 (Table 2.2 / Fig 2.11), S2N2_rf2 (Fig 2.13 / Table 2.5) and
+"""The S2N2 network builders of Khodamoradi 2021: S2N2_rf1 (Table 2.2 / Fig 2.11), S2N2_rf2 (Fig 2.13 / Table 2.5) and
 S2N2_cv (Table 2.7 / Fig 2.15), as :class:`finn_s2n2.snn.nn.SpikingNet` over ``(N, T, C, H, W)`` binary spikes.
 
 Every synapse is a Brevitas ``QuantConv2d`` / ``QuantLinear`` without bias (the ``LIF_MVAU`` has no bias)
-with a per-tensor weight scale, followed by a :class:`~finn_s2n2.snn.nn.LIF` (d = 0.875, k = 3, as in the seed's
+with a per-tensor weight scale, followed by a :class:`~finn_s2n2.snn.nn.LIF` (d = 0.875, k = 3, as in the dissertation's
 synthesis runs).  The last LIF counts spikes per label (Fig 2.8 counters): the network output is ``(N, classes)``
-spike counts.  Shapes are read off the seed's buffer tables (the figures themselves are not in the text):
+spike counts.  Shapes are read off the dissertation's buffer tables (the figures themselves are not in the text):
 
 * **S2N2_rf1** — 16×16 binary plane → 16c5 (padding 2, 16×16) → 8c5 (valid, 12×12) → 128 → 11
   (Table 2.3: Conv.2 input 16×16×16, Dense 1 input 8×12×12).
@@ -13,7 +13,7 @@ spike counts.  Shapes are read off the seed's buffer tables (the figures themsel
 * **S2N2_cv** — 28×28 → 16c7 (padding 2, 26×26) → max-pool 2 (13×13) → 24c7 (padding 2, 11×11) → 32c7 (padding 2,
   9×9) → max-pool 2 (4×4) → 10 (Table 2.7 "28x28-16c7-24c7-32c7-10"; Table 2.8 input sizes 16×13×13,
   24×11×11, 32×4×4 fix the paddings and the DECOLLE-style pools).  Max-pooling binary spikes is FINN's binary
-  pooling unit, used "as is" by the seed (§2.2.3).
+  pooling unit, used "as is" by the dissertation (§2.2.3).
 
 ``width`` multiplies every hidden channel/neuron count (``width < 1`` gives the reduced nets used in CI).
 """

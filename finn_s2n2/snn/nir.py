@@ -1,6 +1,6 @@
 """NIR (Neuromorphic Intermediate Representation, ``nir`` package) import/export for S2N2 networks.
 
-Seed 002 §2.1.1: S2N2 neurons are the one-variable LIF of Eq 2.3–2.4 with a shift decay d = 1 − 2^−k and
+Khodamoradi 2021, §2.1.1: S2N2 neurons are the one-variable LIF of Eq 2.3–2.4 with a shift decay d = 1 − 2^−k and
 reset to zero.  NIR describes continuous-time neurons; we map them with the forward-Euler step of width ``dt``
 (snnTorch's NIR convention, ``dt = 1e-4``)::
 

@@ -1,4 +1,4 @@
-"""Trainable spiking layers for S2N2 in PyTorch / Brevitas (seed 002, §2.1.1 Eq 2.2–2.4, §2.2.3).
+"""Trainable spiking layers for S2N2 in PyTorch / Brevitas (Khodamoradi 2021, §2.1.1 Eq 2.2–2.4, §2.2.3).
 
 Tensors carry time on axis 1: spikes and currents are ``(N, T, ...)`` (N samples, T ticks).
 
@@ -28,7 +28,7 @@ Tensors carry time on axis 1: spikes and currents are ``(N, T, ...)`` (N samples
   quantized :class:`LIF` the weight scale of the Brevitas layer before it, and records per-layer input spike
   ratios (Fig 2.12 / 2.16) when asked.
 
-Deviation from the seed: the seed does not say which surrogate gradient it used (it trained with the
+Deviation from the dissertation: it does not say which surrogate gradient it used (it trained with the
 DECOLLE / [37] scripts); we default to the fast-sigmoid (SuperSpike) surrogate with slope 10.  The reset term
 is detached from the graph (as snnTorch does by default).
 """
@@ -110,7 +110,7 @@ class LIF(nn.Module):
 
     Parameters
     ----------
-    decay_shift: k of d = 1 − 2^−k (the seed trains with k = 3, d = 0.875).
+    decay_shift: k of d = 1 − 2^−k (the dissertation trains with k = 3, d = 0.875).
     threshold: T of Eq 2.4 in the units of the input current (float).
     reset: ``"zero"`` (Eq 2.3) or ``"subtract"`` (snnTorch's reset by subtraction, see module docstring).
     surrogate: name (``fast_sigmoid``, ``atan``, ``sigmoid``) or a callable smooth step.
@@ -394,7 +394,7 @@ class SpikingNet(nn.Sequential):
 
         With a fixed threshold (Eq 2.4, T = 1) the default PyTorch init leaves deep layers silent on sparse
         inputs such as the one-spike-per-tick I/Q planes; a silent network has no useful gradient.  This is a
-        layer-sequential unit-rate initialisation (our choice; the seed does not describe its init)."""
+        layer-sequential unit-rate initialisation (our choice; the dissertation does not describe its init)."""
         if not 0 < target < 1:
             raise ValueError(f"calibrate: target rate must be in (0, 1), got {target}")
         self.check_input(x)

@@ -1,6 +1,6 @@
-"""Radio data for the S2N2 automatic-modulation-classification networks (seed 002, §2.3 "Datasets").
+"""Radio data for the S2N2 automatic-modulation-classification networks (Khodamoradi 2021, §2.3 "Datasets").
 
-The seed trains S2N2_rf1 on RadioML.2016 (11 modulations, 20 SNR levels from −20 dB to 18 dB in 2 dB steps,
+The dissertation trains S2N2_rf1 on RadioML.2016 (11 modulations, 20 SNR levels from −20 dB to 18 dB in 2 dB steps,
 128 complex I/Q samples per example).  RadioML cannot be downloaded in this environment, so
 :func:`synthetic_amc` **generates a synthetic stand-in** with the same classes, example length and SNR grid.
 It is *not* RadioML: by default the channel is simpler (``channel="awgn"``: a single AWGN + phase +

@@ -1,16 +1,16 @@
-"""Training recipes for the S2N2 networks (seed 002, §2.3 S2N2_rf1 and §2.4 S2N2_cv) with ASLR (chapter 5).
+"""Training recipes for the S2N2 networks (Khodamoradi 2021, §2.3 S2N2_rf1 and §2.4 S2N2_cv) with ASLR (chapter 5).
 
 * :func:`train_rf1` — S2N2_rf1 on I/Q constellation events (:func:`finn_s2n2.snn.encoding.iq_to_spikes`,
   4-bit 16×16 plane, one spike per tick) of :func:`finn_s2n2.training.datasets.synthetic_amc` (or real RadioML arrays
-  passed in), 90 % / 10 % train/validation split as in the seed.
+  passed in), 90 % / 10 % train/validation split as in the dissertation.
 * :func:`train_cv` — S2N2_cv on rate-coded images (:func:`finn_s2n2.snn.encoding.rate_code`), MNIST 10k
   split from ``shared/data/mnist`` or sklearn digits (upsampled to 28×28) when absent.
-* :func:`spike_ratios` — mean input spike ratio of every weight layer (Fig 2.12 / 2.16; the seed collects them
+* :func:`spike_ratios` — mean input spike ratio of every weight layer (Fig 2.12 / 2.16; the dissertation collects them
   over one input, we average over a validation batch and also report the maximum per sample).
 * :func:`buffer_comparison` — feeds our measured ratios into :mod:`finn_s2n2.finn.buffers` (Eq 2.5 tick-batching
   bits vs. streaming bits), the Table 2.3 / 2.8 comparison for *our* trained nets.
 
-Loss: smooth-L1 on the output spike rates against target rates (the seed's loss for S2N2_rf1, §2.3; target
+Loss: smooth-L1 on the output spike rates against target rates (the dissertation's loss for S2N2_rf1, §2.3; target
 rates 0.5 / 0.05 are our choice), see :func:`count_loss`; cross-entropy on scaled counts is an option
 (the S2N2_cv result in the README was trained with it).
 Optimiser: Adam whose per-layer learning rates are driven by :class:`aslr.torch.ASLR` (``step()`` per batch,
@@ -64,7 +64,7 @@ def count_loss(
 ) -> torch.Tensor:
     """Loss on the output spike counts ``(N, classes)`` of ``ticks`` ticks.
 
-    ``"smooth_l1"`` (the seed's loss, §2.3): smooth-L1 between the output rates ``counts / ticks`` and target
+    ``"smooth_l1"`` (the dissertation's loss, §2.3): smooth-L1 between the output rates ``counts / ticks`` and target
     rates (``correct_rate`` for the label, ``incorrect_rate`` elsewhere; β = 0.1).  ``"ce"``: cross-entropy on
     ``counts · logit_scale / ticks`` — it lets the net silence every output (all counts 0, a tie), which we
     observed on the AMC data, hence the default."""

@@ -1,4 +1,4 @@
-"""``hwreshape demo`` stage "s2n2 snn front-end" (seed 002 §2.3): synthetic AMC → I/Q constellation events →
+"""``hwreshape demo`` stage "s2n2 snn front-end" (Khodamoradi 2021, §2.3): synthetic AMC → I/Q constellation events →
 a tiny quantized S2N2_rf1 trained for a few steps → QONNX export → qonnx exec and FINN python exec (after
 ``InferLIFLayers``) equal the torch model bit for bit → NIR round trip.  Writes ``s2n2_frontend_events.png``."""
 
