@@ -46,6 +46,22 @@ def step_convert_to_lif(model, cfg):
     return convert_to_lif(model).transform(GiveUniqueNodeNames())
 
 
+def make_step_s2n2_label_select(k: int = 1):
+    """A build step that appends FINN's ``LabelSelect`` (top-``k``) to the counting output layer
+    (:class:`~finn_s2n2.finn.transformation.InsertLabelSelect`); run it after :func:`step_convert_to_lif`."""
+
+    def step_s2n2_label_select(model, cfg):
+        from qonnx.transformation.general import GiveUniqueNodeNames
+
+        from finn_s2n2.finn.transformation import FixTickBatchShapes, InsertLabelSelect
+
+        model = model.transform(InsertLabelSelect(k)).transform(GiveUniqueNodeNames())
+        return model.transform(FixTickBatchShapes())
+
+    step_s2n2_label_select.__name__ = f"step_s2n2_label_select_top{k}"
+    return step_s2n2_label_select
+
+
 # ------------------------------------------------------------------------------------------ folding
 def _hw_nodes(model):
     """Specialised (HLS/RTL) FINN nodes, plus LIF_MVAU nodes also before specialisation."""

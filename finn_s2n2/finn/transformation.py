@@ -514,6 +514,64 @@ class FixTickBatchShapes(Transformation):
         return model, changed
 
 
+class InsertLabelSelect(Transformation):
+    """Read-out: FINN's ``LabelSelect`` (top-k) after a ``LIF_MVAU`` whose per-label spike counters
+    (``outputMode="counts"``) are a graph output, so that the build ends in class indices like an MVAU
+    classifier (§2.2.3, Fig 2.8 counters).  The graph output keeps its name and becomes the ``(N, k)`` label
+    indices (largest count first; ties go to the lower label, as ONNX TopK and ``argmax`` do)."""
+
+    def __init__(self, k: int = 1):
+        super().__init__()
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"InsertLabelSelect: k must be an int >= 1, got {k!r}")
+        self.k = k
+
+    def apply(self, model):
+        outs = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            if not node.op_type.startswith("LIF_MVAU") or node.output[0] not in outs:
+                continue
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("outputMode") != "counts":
+                raise ValueError(
+                    f"LIF_MVAU node '{node.name}': attribute outputMode must be 'counts' for a LabelSelect "
+                    f"read-out (got {inst.get_nodeattr('outputMode')!r})"
+                )
+            labels = inst.get_nodeattr("MH")
+            if inst.positions()[0] != 1:
+                raise ValueError(
+                    f"LIF_MVAU node '{node.name}': a LabelSelect read-out needs a dense last layer"
+                )
+            if self.k > labels:
+                raise ValueError(f"InsertLabelSelect: k={self.k} > {labels} labels of '{node.name}'")
+            out_name = node.output[0]
+            counts = model.make_new_valueinfo_name()
+            node.output[0] = counts
+            cshape = list(model.get_tensor_shape(out_name))
+            model.set_tensor_shape(counts, cshape)
+            model.set_tensor_datatype(counts, inst.get_output_datatype())
+            odt = DataType.get_smallest_possible(labels - 1)
+            ls = helper.make_node(
+                "LabelSelect",
+                [counts],
+                [out_name],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"LabelSelect_{node.name}",
+                Labels=labels,
+                PE=1,
+                K=self.k,
+                inputDataType=inst.get_output_datatype().name,
+                outputDataType=odt.name,
+                numInputVectors=[1],
+            )
+            model.graph.node.insert(list(model.graph.node).index(node) + 1, ls)
+            model.set_tensor_shape(out_name, cshape[:-1] + [self.k])
+            model.set_tensor_datatype(out_name, odt)
+            return model, False
+        raise ValueError("InsertLabelSelect: no LIF_MVAU node with per-label counters drives a graph output")
+
+
 def convert_to_lif(model, push_delays: bool = True):
     """Run the whole conversion: InferLIFLayers, transpose clean-up, flatten absorption, delays, shapes."""
     register_finn()
