@@ -286,15 +286,15 @@ def _check_event(e, t, prev, uw, uh):
 
 @njit(cache=True, error_model="numpy")
 def _order_n_kernel(
-    events, start, width, height, dt, mask, prev, excl, k_min, pol, RI, CI, RT, CT, status, emit
+    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, RI, CI, RT, CT, status, emit
 ):
     """O(N) filter (§3.2) on ``events[start:]`` (``events[:start]`` are earlier events still referenced by the
     cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
     ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
 
     Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
-    required, ``None`` = 1; ``pol``: ON flags for equal polarity), so that numba compiles a variant per
-    combination with the unused code pruned.
+    required, ``None`` = 1; ``pol``: ON flags for equal polarity; ``norec``: ``True`` turns past-event
+    recovery off), so that numba compiles a variant per combination with the unused code pruned.
 
     State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
     columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``
@@ -366,28 +366,29 @@ def _order_n_kernel(
         if k_min is not None:
             passed = nsup >= k_min
             need &= passed  # (with one supporter, need implies passed)
-        if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
-            for k, h, info in ((0, h0, i0), (1, h1, i1), (2, h2, i2)):
-                if h & ((info & BK) == 0):
-                    j = info >> 32
-                    status[j] = 2
-                    emit[n_emit] = j
-                    n_emit += 1
-                    RI[yi + k] = info | BK
-                    pc = (info & _POS_MASK) + 1  # the same event in its column cell?
-                    if (CI[pc] & _POS_MASK) == yi + k - 1:
-                        CI[pc] |= BK
-            for k, h in ((0, g0), (1, g1), (2, g2)):
-                info = CI[xi + k]
-                if h & ((info & BK) == 0):
-                    j = info >> 32
-                    status[j] = 2
-                    emit[n_emit] = j
-                    n_emit += 1
-                    CI[xi + k] = info | BK
-                    pr = (info & _POS_MASK) + 1
-                    if (RI[pr] & _POS_MASK) == xi + k - 1:
-                        RI[pr] |= BK
+        if norec is None:
+            if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+                for k, h, info in ((0, h0, i0), (1, h1, i1), (2, h2, i2)):
+                    if h & ((info & BK) == 0):
+                        j = info >> 32
+                        status[j] = 2
+                        emit[n_emit] = j
+                        n_emit += 1
+                        RI[yi + k] = info | BK
+                        pc = (info & _POS_MASK) + 1  # the same event in its column cell?
+                        if (CI[pc] & _POS_MASK) == yi + k - 1:
+                            CI[pc] |= BK
+                for k, h in ((0, g0), (1, g1), (2, g2)):
+                    info = CI[xi + k]
+                    if h & ((info & BK) == 0):
+                        j = info >> 32
+                        status[j] = 2
+                        emit[n_emit] = j
+                        n_emit += 1
+                        CI[xi + k] = info | BK
+                        pr = (info & _POS_MASK) + 1
+                        if (RI[pr] & _POS_MASK) == xi + k - 1:
+                            RI[pr] |= BK
         emit[n_emit] = i  # branch-free: kept only when passed
         n_emit += passed
         status[i] = passed

@@ -177,7 +177,9 @@ class OrderNFilter(_Stream):
     """Stateful O(N) filter (§3.2) with past-event recovery; see the module docstring for ``order``.
 
     ``exclude_self``, ``same_polarity``, ``min_support`` (1…6): support options of
-    :mod:`finn_s2n2.dvs.denoise` (defaults: the dissertation's Eq 3.2).  ``timestamp_bits=32`` compares ages
+    :mod:`finn_s2n2.dvs.denoise` (defaults: the dissertation's Eq 3.2).  ``recover=False`` turns past-event
+    recovery off (then nothing is held back and ``bk`` stays unused), the variant dv-processing's
+    ``KNoiseFilter`` implements.  ``timestamp_bits=32`` compares ages
     modulo 2^32 like the HLS filter.
     """
 
@@ -193,6 +195,7 @@ class OrderNFilter(_Stream):
         exclude_self: bool = False,
         same_polarity: bool = False,
         min_support: int = 1,
+        recover: bool = True,
         timestamp_bits: int = 64,
     ):
         if order not in ("time", "emission"):
@@ -201,6 +204,9 @@ class OrderNFilter(_Stream):
         self.exclude_self, self.same_polarity, self.min_support = _d.check_options(
             exclude_self, same_polarity, min_support, max_support=_ORDER_N_MAX_SUPPORT
         )
+        if not isinstance(recover, bool | np.bool_):
+            raise TypeError(f"recover must be a bool, got {type(recover).__name__} {recover!r}")
+        self.recover = bool(recover)
         super().__init__(width, height, dt, timestamp_bits=timestamp_bits)
 
     def reset(self) -> None:
@@ -222,7 +228,8 @@ class OrderNFilter(_Stream):
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
-            _d.polarity_array(V, self.same_polarity), RI, CI, RT, CT, status, emit,
+            _d.polarity_array(V, self.same_polarity), None if self.recover else True,
+            RI, CI, RT, CT, status, emit,
         )  # fmt: skip
         if err:
             self._raise(err, i - start, V[start:], self._prev if i == start else None)
