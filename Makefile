@@ -6,7 +6,7 @@ PIP := $(VPY) -m pip
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup test test-fast test-wheel demo bench lint lock clean
+.PHONY: setup test test-fast test-wheel demo bench lint lock clean docker docker-test
 
 # Idempotent: creates .venv if missing, installs the pinned development stack (constraints.txt: every door
 # of hwreshape, TensorFlow 2.21, brevitas 0.13.4, the dev tools and the peers), then finn-plus without its
@@ -49,6 +49,15 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/Dockerfile
+
+# Container image with podman (no Docker daemon): `make docker` builds hwreshape:latest on a debootstrap Debian 12
+# base, or on a FINN-style image with Python >= 3.11: `make docker BASE_IMAGE=<image>` (docker/build.sh, docs/install.md).
+# `make docker-test` builds it and runs `hwreshape env` and a smoke subset of the tests inside.
+docker:
+	bash docker/build.sh
+
+docker-test:
+	bash docker/test.sh
 
 # Re-pin every installed distribution (run after changing dependencies, then commit constraints.txt).
 lock:
