@@ -1,6 +1,8 @@
 """``hwreshape demo`` stage "s2n2 snn front-end" (Khodamoradi 2021, §2.3): synthetic AMC → I/Q constellation events →
 a tiny quantized S2N2_rf1 trained for a few steps → QONNX export → qonnx exec and FINN python exec (after
-``InferLIFLayers``) equal the torch model bit for bit → NIR round trip.  Writes ``s2n2_frontend_events.png``."""
+``InferLIFLayers``) equal the torch model bit for bit → NIR round trip; and an snnTorch ``Leaky`` net (default
+reset by subtraction, max and average pooling) imported with ``from_snntorch`` whose FINN execution equals
+snnTorch spike for spike.  Writes ``s2n2_frontend_events.png``."""
 
 from __future__ import annotations
 
@@ -73,6 +75,48 @@ def run_pipeline(
     )
 
 
+def snntorch_check(seed: int = 0) -> dict:
+    """A small pooled snnTorch conv net (integer weights, snnTorch's default subtract reset) → ``from_snntorch``
+    → QONNX → FINN python execution; returns whether torch, FINN and snnTorch spikes are identical."""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from finn_s2n2.finn.build import execute_s2n2
+    from finn_s2n2.finn.transformation import convert_to_lif
+    from finn_s2n2.snn.export import spikes_to_frames, to_qonnx
+    from finn_s2n2.snn.snntorch import from_snntorch, run_snntorch
+
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.5, threshold=2.0, init_hidden=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.75, init_hidden=True),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 5, bias=False),
+        snn.Leaky(beta=0.5, init_hidden=True),
+    )
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.weight.copy_(torch.randint(-2, 4, m.weight.shape, generator=g).float())
+    x = (torch.rand(2, 6, 1, 8, 8, generator=g) < 0.4).float()
+    ref = run_snntorch(net, x).numpy()
+    imp = from_snntorch(net, output_mode="spikes")
+    with torch.no_grad():
+        ours = imp.net(x).numpy()
+    finn = convert_to_lif(to_qonnx(imp.net, x))
+    f = execute_s2n2(finn, {finn.graph.input[0].name: spikes_to_frames(x)})[finn.graph.output[0].name]
+    return dict(
+        snntorch_exact_mapping=imp.exact,
+        snntorch_spikes=int(ref.sum()),
+        snntorch_equal=bool(np.array_equal(ours, ref) and np.array_equal(f.reshape(ref.shape), ref)),
+    )
+
+
 def plot_events(iq: np.ndarray, spikes: np.ndarray, path, title: str = "") -> None:
     """I/Q samples and the summed constellation events of one example (Fig 2.9/2.10 style)."""
     import matplotlib
@@ -107,7 +151,8 @@ def stage(ctx) -> dict:
     )
     if not (r["qonnx_equal"] and r["finn_equal"] and r["nir_roundtrip_equal"]):
         raise RuntimeError(f"s2n2 front-end: torch/qonnx/FINN/NIR outputs differ: {r}")
-    return {
-        k: r[k]
-        for k in ("val_acc", "qonnx_equal", "finn_equal", "nir_roundtrip_equal", "lif_mvau_nodes", "seconds")
-    }
+    sn = snntorch_check()
+    if not sn["snntorch_equal"]:
+        raise RuntimeError(f"s2n2 front-end: snnTorch import differs from snnTorch: {sn}")
+    keys = ("val_acc", "qonnx_equal", "finn_equal", "nir_roundtrip_equal", "lif_mvau_nodes", "seconds")
+    return {**{k: r[k] for k in keys}, **sn}
