@@ -341,6 +341,40 @@ def overhead(data, n=300):
 
 
 # ------------------------------------------------------------------------------------------------- main
+def compile_check(backend: str, steps: int = 20) -> dict:
+    """``torch.compile(opt.step)`` under ASLR: graphs compiled and step times, float lr vs ``tensor_lr=True``."""
+    from torch._dynamo.utils import counters
+
+    out = {}
+    for tensor_lr in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        torch.manual_seed(0)
+        net = float_cnn(14)
+        opt = torch.optim.SGD(layer_param_groups(net, momentum=0.9), lr=0.05)
+        sched = ASLR(opt, 0.05, generator=torch.Generator().manual_seed(0), tensor_lr=tensor_lr)
+        x, y = torch.randn(64, 1, 14, 14), torch.randint(0, 10, (64,))
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()  # state-creating first step eagerly
+        sched.step()
+        step = torch.compile(opt.step, backend=backend)
+        times = []
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            t = time.process_time()
+            step()
+            times.append(time.process_time() - t)
+            sched.step()
+        out["tensor lr" if tensor_lr else "float lr"] = {
+            "graphs": int(counters["stats"]["unique_graphs"]),
+            "first_steps_s": sum(times[:10]),
+            "median_later_step_ms": 1e3 * float(np.median(times[10:])),
+        }
+    torch._dynamo.reset()
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 epochs, 1 seed, no tuning (smoke run)")
@@ -361,6 +395,12 @@ def main(argv=None):
         "--fresh", action="store_true", help="ignore the stored per-run results (<out>/aslr_runs)"
     )
     ap.add_argument(
+        "--compile-check",
+        default=None,
+        metavar="BACKEND",
+        help="only measure torch.compile(opt.step) under ASLR, float vs tensor lr (e.g. inductor, aot_eager)",
+    )
+    ap.add_argument(
         "--monitor",
         default="val_err",
         choices=("val_err", "val_loss"),
@@ -372,6 +412,14 @@ def main(argv=None):
         help="folder for the PNG and the JSON results",
     )
     args = ap.parse_args(argv)
+    if args.compile_check:
+        for k, v in compile_check(args.compile_check).items():
+            print(
+                f"torch.compile(opt.step, backend={args.compile_check!r}) with ASLR, {k}: {v['graphs']} graph(s) "
+                f"compiled; CPU time of the first 10 compiled steps {v['first_steps_s']:.2f} s, median later "
+                f"step {v['median_later_step_ms']:.2f} ms"
+            )
+        return None
     epochs = args.epochs or (2 if args.quick else 90)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     out = Path(args.out)
