@@ -294,7 +294,8 @@ def _order_n_kernel(
 
     Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
     required, ``None`` = 1; ``pol``: ON flags for equal polarity; ``norec``: ``True`` turns past-event
-    recovery off), so that numba compiles a variant per combination with the unused code pruned.
+    recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba compiles a variant per
+    combination with the unused code pruned.
 
     State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
     columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``
@@ -372,7 +373,8 @@ def _order_n_kernel(
                     if h & ((info & BK) == 0):
                         j = info >> 32
                         status[j] = 2
-                        emit[n_emit] = j
+                        if emit is not None:
+                            emit[n_emit] = j
                         n_emit += 1
                         RI[yi + k] = info | BK
                         pc = (info & _POS_MASK) + 1  # the same event in its column cell?
@@ -383,13 +385,15 @@ def _order_n_kernel(
                     if h & ((info & BK) == 0):
                         j = info >> 32
                         status[j] = 2
-                        emit[n_emit] = j
+                        if emit is not None:
+                            emit[n_emit] = j
                         n_emit += 1
                         CI[xi + k] = info | BK
                         pr = (info & _POS_MASK) + 1
                         if (RI[pr] & _POS_MASK) == xi + k - 1:
                             RI[pr] |= BK
-        emit[n_emit] = i  # branch-free: kept only when passed
+        if emit is not None:
+            emit[n_emit] = i  # branch-free: kept only when passed
         n_emit += passed
         status[i] = passed
         tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
@@ -540,7 +544,8 @@ def _gather(events, idx, n, out):
 
 # ------------------------------------------------------------------------------------------ public filters
 def _one_shot(kind: str, events, width, height, dt, *, sort=False, allow_empty=True, order="time", **opts):
-    """Run one fresh stream of filter ``kind`` over the whole of ``events`` (see :mod:`.stream`)."""
+    """Run one fresh stream of filter ``kind`` over the whole of ``events`` (see :mod:`.stream`); the O(N)
+    filter returns ``(status, emission)``, ``emission`` ``None`` for ``order="time"`` (not computed)."""
     from finn_s2n2.dvs.stream import make_stream
 
     ev = check_events(events, allow_empty=allow_empty)
@@ -562,7 +567,7 @@ def order_n_status(
     ``exclude_self``, ``same_polarity``, ``min_support``, ``timestamp_bits``.
     """
     ev, _, (status, emission) = _one_shot(
-        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts
+        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, order="emission", **opts
     )
     return ev, status, emission
 
@@ -588,10 +593,10 @@ def order_n_filter(
     if order not in ("time", "emission"):
         raise ValueError(f"order must be 'time' or 'emission', got {order!r}")
     ev, _, (status, emission) = _one_shot(
-        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts
+        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, order=order, **opts
     )
     if order == "time":
-        out = np.empty(emission.shape[0] + 1, ev.dtype)
+        out = np.empty(int(np.count_nonzero(status)) + 1, ev.dtype)
         k = _compact(ev, status, out)
         out = out[:k]
     else:
@@ -623,8 +628,10 @@ def subsampling_mask(events, width, height, dt, s=2, *, sort=False, allow_empty=
 
 def order_n_mask(events, width, height, dt, *, sort=False, allow_empty=True, **opts):
     """``(events, passed)`` of the O(N) filter, recovered events included."""
-    events, status, _ = order_n_status(events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts)
-    return events, status != DROPPED
+    ev, _, (status, _) = _one_shot(
+        "order_n", events, width, height, dt, sort=sort, allow_empty=allow_empty, **opts
+    )
+    return ev, status != DROPPED
 
 
 def refractory_mask(events, width, height, period, *, sort=False, allow_empty=True, **opts):

@@ -234,10 +234,10 @@ class OrderNFilter(_Stream):
         if err:
             self._raise(err, i - start, V[start:], self._prev if i == start else None)
         self._prev = V["t"][-1]
-        return emit[:n_emit]
+        return None if emit is None else emit[:n_emit]
 
     def _empty_result(self):
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        return np.zeros(0, np.uint8), (np.zeros(0, np.int64) if self.order == "emission" else None)
 
     def _run_fresh(self, ev):
         if ev.shape[0] > _d.MAX_EVENTS:
@@ -245,7 +245,7 @@ class OrderNFilter(_Stream):
                 f"events has {ev.shape[0]} events; at most {_d.MAX_EVENTS} per call (split the stream)"
             )
         status = np.zeros(ev.shape[0], np.uint8)
-        emit = np.empty(ev.shape[0] + 1, np.int64)
+        emit = np.empty(ev.shape[0] + 1, np.int64) if self.order == "emission" else None
         return status, self._kernel(ev, 0, status, emit)
 
     def _process(self, ev):
@@ -261,7 +261,7 @@ class OrderNFilter(_Stream):
             raise ValueError(
                 f"packet has {ev.shape[0]} events; at most {_d.MAX_EVENTS - start} here (split it)"
             )
-        emit = np.empty(V.shape[0] + 1, np.int64)
+        emit = np.empty(V.shape[0] + 1, np.int64) if self.order == "emission" else None
         emission = self._kernel(V, start, status, emit)
         RI, CI, RT, CT = self._state
         expire = self.timestamp_bits == 64
