@@ -394,6 +394,14 @@ def quantize_bm_layer(
     )
 
 
+def log_bits(input_t: FixedType, cfg: BMFixedConfig) -> int:
+    """Exact signed width of a log value ``L`` of an ``input_t`` magnitude (the io_stream line-buffer word)."""
+    FL = cfg.log_frac_bits
+    l_min = -input_t.frac * (1 << FL)
+    l_max = (input_t.width - 1 - input_t.frac) * (1 << FL) + (1 << FL)
+    return _bits_signed(l_min, l_max)
+
+
 # ----------------------------------------------------------------------------------------------- datapath
 
 

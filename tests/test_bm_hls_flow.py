@@ -134,3 +134,84 @@ def test_serialize_model_round_trip(tmp_path):
     orig, back = _files(tmp_path / "orig"), _files(tmp_path / "loaded")
     assert "firmware/nnet_utils/nnet_bm_conv.h" in orig
     assert orig == back
+
+
+@pytest.mark.parametrize(
+    "k,hw,stride,pads",
+    [
+        (3, (6, 7), (2, 1), (1, 0, 1, 1)),  # stride 2 rows, asymmetric padding
+        pytest.param(3, (5, 4), (1, 2), (2, 2, 0, 2), marks=pytest.mark.slow),  # window rows fully in padding
+    ],
+)
+def test_io_stream_line_buffer_bit_exact(tmp_path, k, hw, stride, pads):
+    """io_stream keeps a line buffer (not the frame) and emits outputs as their last pixel arrives (bottom
+    padding rows wait for earlier rows): C-sim == bm_conv2d_fixed bit for bit."""
+    from bm_ops.fixedpoint import BMFixedConfig
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 2, k, k))
+    w[rng.random(w.shape) < 0.2] = 0.0
+    w[:, 0, 0, 0] = rng.normal(size=3) + 0.05
+    from bm_ops.functional import to_log_weights
+
+    vp, vn = to_log_weights(w)
+    b = rng.normal(size=3)
+    it, rt = FixedType(10, 4), FixedType(16, 7, True, "RND", "SAT")
+    m = bm_layer_model(
+        vp,
+        vn,
+        b,
+        (*hw, 2),
+        it,
+        rt,
+        stride,
+        pads,
+        BMFixedConfig(),
+        "io_stream",
+        "Vivado",
+        str(tmp_path / "prj"),
+    )
+    m.compile()
+    x = rng.integers(it.min_raw, it.max_raw + 1, size=(4, 2, *hw))
+    x[rng.random(x.shape) < 0.15] = 0
+    y = np.asarray(m.predict(np.ascontiguousarray(it.to_float(x).transpose(0, 2, 3, 1).reshape(4, -1))))
+    q = quantize_bm_layer(vp, vn, b, it, rt, BMFixedConfig())
+    ref = rt.to_float(bm_conv2d_fixed(x, q, stride, pads)).transpose(0, 2, 3, 1).reshape(4, -1)
+    np.testing.assert_array_equal(y.reshape(4, -1), ref)
+
+
+def _struct(text, base):
+    """``{name: value}`` of the ``static const`` members of the first ``struct configN : nnet::<base>``."""
+    import re
+
+    body = re.search(r"struct config\d+ : nnet::" + base + r" \{(.*?)\n\};", text, re.S).group(1)
+    return {k: int(v) for k, v in re.findall(r"static const (?:unsigned|int) (\w+) = (-?\d+);", body)}
+
+
+def test_io_stream_buffer_at_most_twice_hls4ml_conv_line_buffer(tmp_path):
+    """32x32x16 3x3 'same', io_stream, fixed<14,5> input: the BM line buffer ((filt_height-1) rows + filt_width
+    pixels of ap_int<log_bits> logs + 2-bit signs per channel) against hls4ml's Conv2D line buffer ((filt_height-1) x n_chan
+    ap_shift_reg of depth in_width, input element type) -- sizes from the written projects' parameters.h."""
+    import re
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 16), name="x")
+    plain = keras.Model(inp, keras.layers.Conv2D(16, 3, padding="same", name="c")(inp))
+    bm = keras.Model(inp, BMConv2D(16, 3, padding="same", name="c")(inp))
+    sizes = {}
+    for tag, model in (("conv", plain), ("bm", bm)):
+        hm = _convert(model, tmp_path / tag, "model", "Vivado", "io_stream")
+        hm.write()
+        params = (tmp_path / tag / "firmware" / "parameters.h").read_text()
+        if tag == "conv":
+            cfg = _struct(params, "conv2d_config")
+            defines = (tmp_path / tag / "firmware" / "defines.h").read_text()
+            elem = int(re.search(r"typedef nnet::array<ap_fixed<(\d+),\d+>, 16\*1> \w+;", defines).group(1))
+            sizes[tag] = (cfg["filt_height"] - 1) * cfg["n_chan"] * cfg["in_width"] * elem
+        else:
+            cfg = _struct(params, "bm_conv2d_config")  # bm_lb<CONFIG_T>::size pixels (nnet_bm_conv.h)
+            rows = min(cfg["filt_height"] - 1, cfg["in_height"] - 1)
+            pixels = rows * cfg["in_width"] + min(cfg["filt_width"], cfg["in_width"])
+            sizes[tag] = pixels * cfg["n_chan"] * (cfg["log_bits"] + 2)
+    assert sizes["conv"] == 2 * 16 * 34 * 14  # fixed<14,5>, padded width 34 (ZeroPadding2D before the conv)
+    assert sizes["bm"] <= 2 * sizes["conv"], sizes

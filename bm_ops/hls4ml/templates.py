@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 
+from bm_ops.fixedpoint import log_bits
 from bm_ops.hls4ml.layer import BMConv2D
 
 __all__ = ["BMConv2DConfigTemplate", "BMConv2DFunctionTemplate", "INCLUDE"]
@@ -38,6 +39,7 @@ bm_conv2d_config_template = """struct config{index} : nnet::bm_conv2d_config {{
     static const unsigned accum_bits = {accum_bits};
     static const long long weight_sentinel = {weight_sentinel}LL;
     static const unsigned reuse_factor = {reuse};
+    static const unsigned log_bits = {log_bits};
     typedef {weight_type} weight_t;
     typedef {bias_type} bias_t;
     typedef {log_table_type} log_table_t;
@@ -70,6 +72,7 @@ class BMConv2DConfigTemplate(LayerConfigTemplate):
             accum_frac_bits=c.accum_frac_bits,
             accum_bits=q.accum_bits,
             weight_sentinel=q.sentinel,
+            log_bits=log_bits(q.input_t, c),
         )
         params["weight_type"] = node.get_weights("v_pos").type.name
         params["bias_type"] = node.get_weights("bias").type.name

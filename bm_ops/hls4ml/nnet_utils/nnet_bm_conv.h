@@ -12,8 +12,8 @@
 //      right shifts round half up
 //   4. acc = T++ - T+- - T-+ + T-- + B  (exact), res = (res_T) acc  (res_T's own rounding/overflow mode)
 // Base-2 log/exp are used instead of ln/exp: exp(ln x + v) = 2^(log2 x + v log2 e), log2 e folded into V.
-// Arithmetic is done in 64-bit integers; the widths that are actually needed (weight_bits, sum_bits,
-// accum_bits) are computed by the Python side and given in the config.
+// The io_stream line buffer stores logs in their exact width (log_bits); the arithmetic of one window is still
+// written with 64-bit integers (the exact widths weight_bits, sum_bits, accum_bits are in the config).
 #ifndef NNET_BM_CONV_H_
 #define NNET_BM_CONV_H_
 
@@ -50,6 +50,7 @@ struct bm_conv2d_config {
     static const unsigned accum_bits = 32;
     static const long long weight_sentinel = -32768;
     static const unsigned reuse_factor = 1;
+    static const unsigned log_bits = 20; // exact signed width of a log value L (io_stream line buffer)
     typedef ap_int<16> weight_t;
     typedef ap_int<32> bias_t;
     typedef ap_uint<15> log_table_t;
@@ -234,8 +235,89 @@ BMCast:
     }
 }
 
+// io_stream line buffer: the last bm_lb_size<CONFIG_T>() pixels of the input (all channels), in the log domain.
+// An output (oh, ow) needs input pixels from (r_first, c_first) to (r_last, c_last); it is emitted (in row-major
+// order) as soon as pixel (r_last, c_last) has arrived, so at most (filt_height-1) rows + filt_width pixels
+// are ever needed at once -- the same reach as hls4ml's conv line buffer.
+template <typename CONFIG_T> struct bm_lb {
+    static const unsigned rows = (CONFIG_T::filt_height - 1 < CONFIG_T::in_height - 1) ? CONFIG_T::filt_height - 1
+                                                                                          : CONFIG_T::in_height - 1;
+    static const unsigned cols = (CONFIG_T::filt_width < CONFIG_T::in_width) ? CONFIG_T::filt_width : CONFIG_T::in_width;
+    static const unsigned size = rows * CONFIG_T::in_width + cols;
+};
+
+// accumulator of one output (oh, ow, f) read from the line buffer; same arithmetic as bm_conv_2d_acc
+template <typename CONFIG_T, class log_T, class sgn_T>
+long long bm_window_acc(const log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan],
+                        const sgn_T lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan], unsigned oh, unsigned ow, unsigned f,
+                        const typename CONFIG_T::weight_t v_pos[], const typename CONFIG_T::weight_t v_neg[],
+                        const typename CONFIG_T::bias_t bias[], const typename CONFIG_T::exp_table_t exp_table[],
+                        const bm_geom &g) {
+    #pragma HLS INLINE
+    const unsigned taps = CONFIG_T::n_chan * CONFIG_T::filt_height * CONFIG_T::filt_width;
+    long long mx[4] = {0, 0, 0, 0};
+    bool valid[4] = {false, false, false, false};
+BMWinChan:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+    BMWinKh:
+        for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+            int ih = (int)(oh * CONFIG_T::stride_height + kh) - (int)CONFIG_T::pad_top;
+            if (ih < 0 || ih >= (int)CONFIG_T::in_height)
+                continue;
+        BMWinKw:
+            for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
+                int iw = (int)(ow * CONFIG_T::stride_width + kw) - (int)CONFIG_T::pad_left;
+                if (iw < 0 || iw >= (int)CONFIG_T::in_width)
+                    continue;
+                const unsigned slot = ((unsigned)ih * CONFIG_T::in_width + (unsigned)iw) % bm_lb<CONFIG_T>::size;
+                int s = lb_sgn[slot][c].to_int();
+                if (s == 0)
+                    continue; // ln 0 = -inf
+                long long lx = lb_log[slot][c].to_int64();
+                unsigned wi = f * taps + (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
+                unsigned q0 = (s > 0) ? 0 : 2;
+                long long vp = (long long)v_pos[wi];
+                long long vn = (long long)v_neg[wi];
+                if (vp != CONFIG_T::weight_sentinel) {
+                    long long sum = lx + vp;
+                    if (!valid[q0] || sum > mx[q0]) {
+                        mx[q0] = sum;
+                        valid[q0] = true;
+                    }
+                }
+                if (vn != CONFIG_T::weight_sentinel) {
+                    long long sum = lx + vn;
+                    if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
+                        mx[q0 + 1] = sum;
+                        valid[q0 + 1] = true;
+                    }
+                }
+            }
+        }
+    }
+    long long acc = (long long)bias[f];
+BMWinExp:
+    for (unsigned q = 0; q < 4; q++) {
+        if (!valid[q])
+            continue;
+        long long t = bm_exp2<typename CONFIG_T::exp_table_t>(mx[q], exp_table, g);
+        acc += (q == 0 || q == 3) ? t : -t;
+    }
+    return acc;
+}
+
+// linear index of the last input pixel output (oh, ow) needs (clamped to the image: padding needs no input)
+template <typename CONFIG_T> inline int bm_last_pixel(unsigned oh, unsigned ow) {
+    int r = (int)(oh * CONFIG_T::stride_height + CONFIG_T::filt_height) - 1 - (int)CONFIG_T::pad_top;
+    int c = (int)(ow * CONFIG_T::stride_width + CONFIG_T::filt_width) - 1 - (int)CONFIG_T::pad_left;
+    r = r < 0 ? 0 : (r > (int)CONFIG_T::in_height - 1 ? (int)CONFIG_T::in_height - 1 : r);
+    c = c < 0 ? 0 : (c > (int)CONFIG_T::in_width - 1 ? (int)CONFIG_T::in_width - 1 : c);
+    return r * (int)CONFIG_T::in_width + c;
+}
+
 // io_stream entry point: one stream word = all channels of one pixel (row-major over the image).
-// The frame is buffered in the log domain (one log per value as it arrives), then the outputs are streamed.
+// One log per value as it arrives, stored in its exact width (ap_int<log_bits> + a 2-bit sign) in the line
+// buffer above (not the frame).  ReuseFactor sets the initiation interval of the pixel loop.
 template <class data_T, class res_T, typename CONFIG_T>
 void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * CONFIG_T::n_chan *
@@ -245,32 +327,49 @@ void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
                    const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
                    const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
+    typedef ap_int<CONFIG_T::log_bits> log_T;
+    typedef ap_int<2> sgn_T;
     const bm_geom g = bm_geom_of<CONFIG_T>();
-    const unsigned n_in = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
-    const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt;
-    long long logx[n_in];
-    signed char sgn[n_in];
-    long long acc[n_out];
-BMReadPixel:
-    for (unsigned p = 0; p < CONFIG_T::in_height * CONFIG_T::in_width; p++) {
-        data_T word = data.read();
-    BMReadChan:
-        for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-            unsigned i = p * CONFIG_T::n_chan + c;
-            bm_log_value<typename data_T::value_type, typename CONFIG_T::log_table_t>(word[c], log_table, g, logx[i],
-                                                                                     sgn[i]);
+    log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
+    sgn_T lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
+    #pragma HLS ARRAY_PARTITION variable = lb_log complete dim = 2
+    #pragma HLS ARRAY_PARTITION variable = lb_sgn complete dim = 2
+    unsigned eh = 0, ew = 0; // next output to emit (row-major)
+BMStreamRow:
+    for (unsigned ih = 0; ih < CONFIG_T::in_height; ih++) {
+    BMStreamPixel:
+        for (unsigned iw = 0; iw < CONFIG_T::in_width; iw++) {
+            #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
+            const int p = (int)(ih * CONFIG_T::in_width + iw);
+            const unsigned slot = (unsigned)p % bm_lb<CONFIG_T>::size;
+            data_T word = data.read();
+        BMStreamLog:
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                #pragma HLS UNROLL
+                long long lx;
+                signed char sg;
+                bm_log_value<typename data_T::value_type, typename CONFIG_T::log_table_t>(word[c], log_table, g, lx, sg);
+                lb_log[slot][c] = lx;
+                lb_sgn[slot][c] = sg;
+            }
+        BMStreamEmit:
+            for (unsigned k = 0; k < CONFIG_T::out_height * CONFIG_T::out_width; k++) {
+                if (eh >= CONFIG_T::out_height || bm_last_pixel<CONFIG_T>(eh, ew) > p)
+                    break;
+                res_T out;
+            BMStreamFilt:
+                for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+                    long long acc = bm_window_acc<CONFIG_T, log_T, sgn_T>(lb_log, lb_sgn, eh, ew, f, v_pos, v_neg, bias,
+                                                                         exp_table, g);
+                    out[f] = bm_cast_result<typename res_T::value_type, CONFIG_T>(acc);
+                }
+                res.write(out);
+                if (++ew == CONFIG_T::out_width) {
+                    ew = 0;
+                    eh++;
+                }
+            }
         }
-    }
-    bm_conv_2d_acc<typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(
-        logx, sgn, acc, v_pos, v_neg, bias, exp_table, g);
-BMWritePixel:
-    for (unsigned p = 0; p < CONFIG_T::out_height * CONFIG_T::out_width; p++) {
-        res_T word;
-    BMWriteChan:
-        for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
-            word[f] = bm_cast_result<typename res_T::value_type, CONFIG_T>(acc[p * CONFIG_T::n_filt + f]);
-        }
-        res.write(word);
     }
 }
 
