@@ -6,23 +6,23 @@ the centre learning rate ``c`` is kept; when it does not (``min_cost < cost``) `
 range grows by one and the direction flips, so the search scans a widening band around ``c``
 (Fig 5.3). If a step would land exactly on zero (``c + search_direction*s == 0``) ``c`` becomes ``0.9*c``.
 
-State names follow the seed: ``min_cost``, ``search_direction``, ``search_range``, ``search_steps`` and ``c``.
+State names follow Algorithm 2: ``min_cost``, ``search_direction``, ``search_range``, ``search_steps`` and ``c``.
 
-Deviations from the seed (also listed in the README section ``aslr``):
+Deviations from the dissertation (also listed in docs/aslr.md):
 
-* **initial ``min_cost``**: the seed starts with ``min_cost = 1`` because it monitors a validation *error*
+* **initial ``min_cost``**: the dissertation starts with ``min_cost = 1`` because it monitors a validation *error*
   (a rate in [0, 1]).  With a validation *loss* (cross-entropy starts near ``ln(10) = 2.3``) that initial value
   makes every epoch whose loss is still above 1 count as "no improvement", so the search would start moving
   ``c`` while the network is in fact improving.  We start with ``min_cost = +inf``: the first observation is
   always an improvement.  For a first cost ``<= 1`` both choices take the same branch and leave
-  ``min_cost`` equal to that cost, so for costs ``<= 1`` the trajectory equals the seed's exactly.
-* **exact decimal arithmetic**: the seed's algorithm is stated over the reals.  In binary floating point
+  ``min_cost`` equal to that cost, so for costs ``<= 1`` the trajectory equals the dissertation's exactly.
+* **exact decimal arithmetic**: the dissertation's algorithm is stated over the reals.  In binary floating point
   ``0.3 - 0.1 - 0.1 - 0.1`` is ``2.8e-17``, not 0, so a naive implementation misses the zero-crossing rule
   and lands on a learning rate of ``1e-17``; ``floor(log10(0.1 - 1e-17))`` may also pick the wrong decade.
   ``c`` is therefore held as a :class:`decimal.Decimal` built from the shortest decimal representation of
   the user's ``lr`` (``repr``), steps are exact powers of ten, and ``0.9*c`` is exact; the float handed to the
-  optimiser is the nearest double of that exact value.  This reproduces the seed's real-number trajectory.
-* **mode="max"**: for accuracy-like metrics the cost is ``-metric`` (the seed only defines costs).
+  optimiser is the nearest double of that exact value.  This reproduces the dissertation's real-number trajectory.
+* **mode="max"**: for accuracy-like metrics the cost is ``-metric`` (the dissertation only defines costs).
 * **bad input**: ``lr <= 0`` or a non-finite ``lr`` / cost raises ``ValueError`` (the public reference
   implementation loops forever computing the step size of ``lr <= 0``).
 
@@ -102,7 +102,7 @@ class ASLRSearch:
         self._c = to_decimal(lr)
         self.start_lr = self._c  # kept in the state: a checkpoint of another start value is refused
         self.mode = mode
-        self.min_cost = math.inf  # seed: 1 (see module docstring for why +inf)
+        self.min_cost = math.inf  # Algorithm 2: 1 (see module docstring for why +inf)
         self.search_direction = 1
         self.search_range = 1
         self.search_steps = 0

@@ -6,7 +6,7 @@ single optimiser returned by ``configure_optimizers`` when training starts:
 * ``on_before_optimizer_step``: a fresh draw ``c_u ~ U(c - s/2, c + s/2)`` for every param group, right before
   the step that uses it (so gradient accumulation draws once per optimiser step, not per batch).  Return
   ``torch.optim.SGD(aslr.torch.layer_param_groups(self, ...), lr=...)`` from ``configure_optimizers`` for the
-  seed's per-layer rates.
+  dissertation's per-layer rates.
 * ``on_train_epoch_end``: ``trainer.callback_metrics[monitor]`` goes through Algorithm 2.  In Lightning 2 the
   epoch's validation has run by then.  For a monitor whose name starts with ``"val"`` the epoch is skipped
   when no validation ran in it (``check_val_every_n_epoch > 1``), so a stale value is never counted twice;

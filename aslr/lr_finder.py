@@ -1,7 +1,7 @@
 """Choosing ASLR's one hyperparameter: a learning-rate range test (Khodamoradi 2021, §5.3, "Estimating the
 Starting Value", Eq 5.9).
 
-The seed: "run the training for a few epochs while increasing the learning rate ... By checking [the result]
+The dissertation: "run the training for a few epochs while increasing the learning rate ... By checking [the result]
 against the learning rate, one can observe the boundaries for a reasonable starting value. Then the user can
 select a value between those boundaries, for example, the middle point."
 
@@ -17,10 +17,10 @@ training loss on a deep copy of the model (the caller's model and optimiser stay
   ``drop`` (default 10 %) of the total fall ``loss[0] - min(loss)``; below it the rate is too small to make
   progress.
 * ``suggestion``: the middle point of ``[low, high]`` — geometric (``sqrt(low*high)``) for an exponential
-  sweep, arithmetic for a linear one (the seed sweeps linearly; an exponential sweep covers decades with
+  sweep, arithmetic for a linear one (the dissertation sweeps linearly; an exponential sweep covers decades with
   fewer batches, and its natural middle is the middle on its own log axis).
 
-These two boundary rules are ours: the seed leaves "observe the boundaries" to the user's eye.
+These two boundary rules are ours: the dissertation leaves "observe the boundaries" to the user's eye.
 
 :func:`check_start_lr` is the opt-in **pre-flight check**: Algorithm 2 is kept exact, so a start rate far outside
 the range (e.g. 10x above ``high``) is not repaired by the search (its first steps go *up*).  Every door accepts

@@ -4,7 +4,7 @@
 
 * ``step()`` once per optimiser step draws a fresh learning rate for **every param group** from
   ``U(c - s/2, c + s/2)`` with ``s = 10**floor(log10(c))`` (Eq 5.10).  With one param group per layer
-  (:func:`layer_param_groups`) these are the seed's per-batch, per-layer learning rates ``c_u``.
+  (:func:`layer_param_groups`) these are the dissertation's per-batch, per-layer learning rates ``c_u``.
 * ``observe(metric)`` once per epoch runs one iteration of Algorithm 2 (:class:`aslr.core.ASLRSearch`) on the
   validation metric, moves the centre ``c`` and immediately draws the rates of the next step from the new
   interval.
@@ -336,7 +336,7 @@ class ASLR:
 
 
 def layer_param_groups(model: torch.nn.Module, **opt_kwargs) -> list[dict]:
-    """One param group per layer (module that directly owns parameters): the seed's per-layer rates.
+    """One param group per layer (module that directly owns parameters): the dissertation's per-layer rates.
 
     Each group is ``{"params": [...], "name": <module path>, **opt_kwargs}``; a parameter shared by several
     modules goes to the first owner only.  Pass the result to any torch optimiser::

@@ -8,12 +8,12 @@ For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), p
 * **teacher**: long skips, cross-entropy, Adam + ASLR for ``--teacher-epochs`` (default 30: the validation
   accuracy of the ResNet-8 pilot plateaued after ~25 epochs, training accuracy 100 %).  The <8,3> teacher is
   the float teacher of the same depth and seed after ``--qat-epochs`` epochs of quantization-aware training
-  in QKeras (the seed quantizes its float models by QAT, Section 4.3.3); ``--quant-teacher scratch`` trains
+  in QKeras (the dissertation quantizes its float models by QAT, Section 4.3.3); ``--quant-teacher scratch`` trains
   it from scratch instead;
 * **cut**: the teacher with every skip removed, no training (the shock Skipper avoids);
 * **plain (from scratch)**: the skip-free network trained from random weights with the teacher's recipe
   and epochs (and, for <8,3>, the same ``--qat-epochs`` of QAT from the float plain network): the
-  "train NonResNet20 from scratch" baseline of seed 001 and the ``noskip`` run of the public reference —
+  "train NonResNet20 from scratch" baseline of the NonResNet paper (Weng, Khodamoradi & Kastner) and the ``noskip`` run of the public reference —
   skips removed, no teacher, no distillation;
 * **no-distill**: a stricter ablation of our own — every skip removed at once, initialised from the
   teacher, cross-entropy only, with exactly Skipper's epochs, learning-rate schedule, seed and
@@ -21,10 +21,10 @@ For each depth (ResNet-8, ResNet-20; Fig 4.3.b "ReLU before addition" blocks), p
 * **Skipper**: Algorithm 1, α = 1, Eq 4.4 (β = 0.35, MSE on logits), then the clean exported (BN-folded for
   float) model is what gets evaluated;
 * **Trimmer**: Algorithm 1, α = 3 (ResNet-8) / α = 1 (deeper, to fit the CPU budget — a deviation from the
-  seed's α = 3), Eq 4.4.
+  dissertation's α = 3), Eq 4.4.
 
 Protocol, identical for every contender: students get ``--tail`` (default 10) extra epochs after their last
-modification — with 1, Skipper's finished ResNet-20 student trained 1 epoch against no-distill's 10, and the seed
+modification — with 1, Skipper's finished ResNet-20 student trained 1 epoch against no-distill's 10, and the dissertation
 trains its students as long as its teachers —
 and start from the teacher at the teacher's start learning rate (``--student-lr restart``; ASLR's centre did
 not decay during the pilot teachers, so ``continue`` is the same number there).  Model selection
@@ -164,7 +164,7 @@ def run_one(
     row["no_distill"] = sk.accuracy(nodistill, xte, yte)
 
     # the plain network (no skips) trained from random weights with the teacher's recipe and epochs, and
-    # quantized like the teacher (QAT from the float plain network): seed 001's "from scratch" baseline and
+    # quantized like the teacher (QAT from the float plain network): the NonResNet paper's (Weng, Khodamoradi & Kastner) "from scratch" baseline and
     # the public reference's ``noskip`` run
     plain_init = None
     if quant is not None and args.quant_teacher == "from-float":

@@ -1,4 +1,4 @@
-"""ASLRSearch against Algorithm 2 of seed 002 (section 5.3): hand-made cost sequences step by step, an exact
+"""ASLRSearch against Algorithm 2 of Khodamoradi 2021 (section 5.3): hand-made cost sequences step by step, an exact
 rational transcription of the pseudo-code as oracle, Eq 5.10 step sizes, bad input, persistence."""
 
 import math

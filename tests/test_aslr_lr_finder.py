@@ -1,4 +1,4 @@
-"""Choosing ASLR's start value (seed 002, section 5.3, Eq 5.9): boundaries and middle point of a range-test curve,
+"""Choosing ASLR's start value (Khodamoradi 2021, §5.3, Eq 5.9): boundaries and middle point of a range-test curve,
 and the torch-lr-finder wrapper on real (float and Brevitas) models."""
 
 import math

@@ -1,6 +1,6 @@
 """The recipe CLI ``python -m hls4ml_skiptrim.training.recipes {teacher,skipper,trimmer,nonresnet}`` end to end on
 sklearn digits: teacher → students (Algorithm 1 order in log.json, final block modes of Listings 4.1/4.2 and
-seed 001), resume continuing the identical schedule, the Keras door, and bad input naming the argument."""
+Weng, Khodamoradi & Kastner), resume continuing the identical schedule, the Keras door, and bad input naming the argument."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Batch-norm folding, seed 002 Eq 4.3 — framework-free (NumPy).
+"""Batch-norm folding, Khodamoradi 2021 Eq 4.3 — framework-free (NumPy).
 
 ``y = W_bn (W_conv x + b_conv) + b_bn = W_bn+conv x + b_bn+conv`` where the inference-time batch norm is the
 per-channel affine map ``W_bn = γ / sqrt(σ² + ε)``, ``b_bn = β − μ·γ / sqrt(σ² + ε)``.  Hence

@@ -1,6 +1,6 @@
 """SkipTrim for Keras 3, tf-keras and QKeras: ResNet builders, Skipper/Trimmer/NonResNet callback + loss, export.
 
-Seed 002 chapter 4 (Fig 4.3 a-d, Algorithm 1, Listings 4.1/4.2, Eq 4.3/4.4, Table 4.6) and seed 001
+Khodamoradi 2021, ch. 4 (Fig 4.3 a-d, Algorithm 1, Listings 4.1/4.2, Eq 4.3/4.4, Table 4.6) and the NonResNet paper (Weng, Khodamoradi & Kastner)
 (NonResNet).  TensorFlow/Keras are imported lazily, inside the functions that need them.
 
 Frameworks: ``framework="keras"`` (Keras 3) or ``"tf_keras"`` (Keras 2; QKeras models, which need
@@ -572,7 +572,7 @@ class Trimmer(SkipTrim):
 
 
 class NonResNet(SkipTrim):
-    """Seed 001: ShortResNet teacher (short skips), remove the skips of 3 blocks every ``α`` epochs."""
+    """NonResNet (Weng, Khodamoradi & Kastner): ShortResNet teacher (short skips), remove the skips of 3 blocks every ``α`` epochs."""
 
     method = "nonresnet"
 

@@ -1,13 +1,13 @@
 """SkipTrim schedule, state and loss definition — framework-free (no torch, no TensorFlow imported here).
 
-Implements the parts of seed 002 chapter 4 that do not depend on a training framework:
+Implements the parts of Khodamoradi 2021, ch. 4 that do not depend on a training framework:
 
 * **Algorithm 1** (SKIPTRIM METHOD): ``current-skip`` starts at the student's first skip connection from the
   input side; at every epoch ``i`` with ``i mod α == 0`` the current skip is modified (Skipper: pruned,
   Listing 4.1; Trimmer: split into two short skips, Listing 4.2) and ``current-skip`` moves to the next
   block.  :class:`SkipTrimSchedule` is this loop as a small stateful object with ``state_dict`` /
   ``load_state_dict`` so that a resumed run continues the same schedule.
-* **NonResNet** (seed 001, Algorithm 1 TEACHER-STUDENT LEARNING): a ShortResNet teacher (every block with
+* **NonResNet** (Weng, Khodamoradi & Kastner, Algorithm 1 TEACHER-STUDENT LEARNING): a ShortResNet teacher (every block with
   short skips) and a student whose skips are removed three at a time (``blocks_per_step=3``); each step is
   trained for ``α`` epochs before the next three go.
 * **Eq 4.4**: ``L = (1 − β)·G(s − l) + β·H(t − s)`` with ``G`` = cross-entropy of the student against the
@@ -15,7 +15,7 @@ Implements the parts of seed 002 chapter 4 that do not depend on a training fram
   Parameters"), ``β = 0.35``; ``α = 1`` for Skipper and ``α = 3`` for Trimmer.
   :func:`distillation_loss` is the NumPy reference the torch and Keras losses are tested against.
 
-Interpretation (stated where the seed is silent): ``s`` and ``t`` are the networks' *logits* (the models end
+Interpretation (stated where the dissertation is silent): ``s`` and ``t`` are the networks' *logits* (the models end
 in a linear classifier, no softmax); ``G`` applies softmax cross-entropy to the student logits; ``H`` is the
 mean over classes of the squared logit difference, averaged over the batch, as in ``torch.nn.functional``'s
 ``mse_loss``.  A block is one residual block (two convolutions); "the next skip connection from the input
@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-#: β of Eq 4.4 used in every experiment of seed 002 (Section 4.3.1).
+#: β of Eq 4.4 used in every experiment of Khodamoradi 2021 (Section 4.3.1).
 BETA = 0.35
 #: α of Algorithm 1 for Skipper and Trimmer (Section 4.3.1).
 ALPHA_SKIPPER = 1
 ALPHA_TRIMMER = 3
-#: Skips removed per NonResNet step (seed 001, Algorithm 1 line 4: "without skip connections 1 to i*3").
+#: Skips removed per NonResNet step (Weng, Khodamoradi & Kastner, Algorithm 1 line 4: "without skip connections 1 to i*3").
 NONRESNET_STEP = 3
 
 #: Per-block skip modes: ``long`` = original block (Fig 4.3), ``short`` = two short skips (Listing 4.2,
@@ -166,7 +166,7 @@ class SkipTrimSchedule:
     ----------
     n_blocks: residual blocks in the student (``blocks_for_depth(depth)``).
     method: ``"skipper"`` (long → none), ``"trimmer"`` (long → short), ``"nonresnet"`` (short → none,
-        3 blocks per step, seed 001).
+        3 blocks per step, Weng, Khodamoradi & Kastner).
     alpha: epochs between modifications (Algorithm 1's α); default per method (1, 3, 1).
     blocks_per_step: blocks modified together; default 1 (3 for NonResNet).
 

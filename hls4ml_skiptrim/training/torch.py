@@ -1,6 +1,6 @@
 """SkipTrim for PyTorch and Brevitas: ResNet builder, Skipper/Trimmer/NonResNet training helper, BN folding.
 
-Seed 002 chapter 4 (Fig 4.3 a-d, Algorithm 1, Listings 4.1/4.2, Eq 4.3/4.4) and seed 001 (NonResNet), for
+Khodamoradi 2021, ch. 4 (Fig 4.3 a-d, Algorithm 1, Listings 4.1/4.2, Eq 4.3/4.4) and Weng, Khodamoradi & Kastner (NonResNet), for
 torch users; same model family and arguments as :mod:`hls4ml_skiptrim.training.keras` except that ``input_shape`` is
 channels-first ``(C, H, W)``.  Brevitas is imported only when ``quant`` is given.
 
@@ -435,7 +435,7 @@ class Trimmer(SkipTrim):
 
 
 class NonResNet(SkipTrim):
-    """Seed 001: ShortResNet teacher (short skips), remove the skips of 3 blocks every ``α`` epochs."""
+    """NonResNet (Weng, Khodamoradi & Kastner): ShortResNet teacher (short skips), remove the skips of 3 blocks every ``α`` epochs."""
 
     method = "nonresnet"
 

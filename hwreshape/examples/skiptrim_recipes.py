@@ -1,5 +1,5 @@
 """Demo stage ``skiptrim recipes``: a ResNet-8 teacher, its Skipper and Trimmer students (PyTorch, sklearn
-digits or MNIST 10k), accuracies and a per-epoch plot.  Seed 002 chapter 4 (Algorithm 1, Eq 4.4).
+digits or MNIST 10k), accuracies and a per-epoch plot.  Khodamoradi 2021, ch. 4 (Algorithm 1, Eq 4.4).
 
 Small on purpose (≤ 60 s on 2 cores): width-8 ResNet-8 on 8×8 digits (or MNIST pooled to 14×14 when
 ``ctx.mnist_dir`` exists and ``ctx.quick`` is False), α = 1 for both students.  Returns the key numbers.

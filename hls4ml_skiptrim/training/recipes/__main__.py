@@ -3,7 +3,7 @@
 * ``teacher``   train a ResNet-n (``--skips long``; ``--skips short`` = ShortResNet, the NonResNet teacher)
 * ``skipper``   Algorithm 1 + Eq 4.4, α = 1: prune every skip of ``--teacher`` (Listing 4.1)
 * ``trimmer``   Algorithm 1 + Eq 4.4, α = 3: split every long skip into two short ones (Listing 4.2)
-* ``nonresnet`` seed 001: remove the short skips of a ShortResNet teacher 3 blocks at a time
+* ``nonresnet`` NonResNet (Weng, Khodamoradi & Kastner): remove the short skips of a ShortResNet teacher 3 blocks at a time
 
 Frameworks: ``--framework torch`` (PyTorch / Brevitas with ``--quant``) or ``keras`` (Keras 3; QKeras via
 tf-keras with ``--quant``).  Data: ``--data mnist`` (the MNIST 10k split, ``../shared/data/mnist`` or
