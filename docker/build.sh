@@ -12,13 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 CLI=${CONTAINER_CLI:-podman}
+source docker/podman-args.sh
 IMAGE=${IMAGE:-hwreshape:latest}
 EXTRAS=${EXTRAS:-stack,dev}
 DEFAULT_BASE=localhost/hwreshape-debian:bookworm
 BASE_IMAGE=${BASE_IMAGE:-}
 VPY=${VPY:-$REPO/.venv/bin/python}
 WORK=$REPO/build/docker
-command -v "$CLI" >/dev/null || { echo "make docker: '$CLI' not found (apt-get install podman, or CONTAINER_CLI=...)" >&2; exit 1; }
 
 # 1. the wheel, from a clean copy of the checkout (tracked + untracked-not-ignored files)
 rm -rf "$WORK/src" "$WORK/context"
@@ -53,7 +53,7 @@ mounts=()
 wheels=""
 if [ -d /opt/wheels ]; then mounts+=(-v /opt/wheels:/opt/wheels:ro); wheels=/opt/wheels; fi
 echo "== $CLI build on $BASE_IMAGE -> $IMAGE (extras $EXTRAS)"
-"$CLI" build --network host "${mounts[@]}" -f docker/Dockerfile \
+"$CLI" "${GLOBAL_ARGS[@]}" build "${RUN_ARGS[@]}" --network host "${mounts[@]}" -f docker/Dockerfile \
   --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg EXTRAS="$EXTRAS" --build-arg WHEELS="$wheels" \
   -t "$IMAGE" "$WORK/context"
 "$CLI" image ls "$IMAGE"

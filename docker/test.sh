@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 CLI=${CONTAINER_CLI:-podman}
+source docker/podman-args.sh
 IMAGE=${IMAGE:-hwreshape:latest}
 start=$(date +%s)
 bash docker/build.sh
@@ -12,9 +13,9 @@ built=$(date +%s)
 mounts=(-v "$REPO/tests:/work/tests:ro" -v "$REPO/pyproject.toml:/work/pyproject.toml:ro")
 [ -d "$REPO/../shared" ] && mounts+=(-v "$(cd "$REPO/../shared" && pwd):/shared:ro")
 echo "== hwreshape env (in $IMAGE)"
-"$CLI" run --rm --network none "${mounts[@]}" "$IMAGE" hwreshape env
+"$CLI" "${GLOBAL_ARGS[@]}" run "${RUN_ARGS[@]}" --rm --network none "${mounts[@]}" "$IMAGE" hwreshape env
 echo "== smoke tests (in $IMAGE)"
-"$CLI" run --rm --network none "${mounts[@]}" -e OMP_NUM_THREADS=1 -e FINN_HLSLIB_DIR=/shared/deps/finn-hlslib \
+"$CLI" "${GLOBAL_ARGS[@]}" run "${RUN_ARGS[@]}" --rm --network none "${mounts[@]}" -e OMP_NUM_THREADS=1 -e FINN_HLSLIB_DIR=/shared/deps/finn-hlslib \
   "$IMAGE" python -m pytest -p no:cacheprovider -q -o addopts="-ra --timeout=1800" -m "not slow" \
   tests/test_packaging.py::test_missing_extra_is_named_at_import \
   tests/test_packaging.py::test_installed_environment_has_one_tensorflow \

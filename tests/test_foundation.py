@@ -148,7 +148,7 @@ def test_dockerfile_lints():
     # the base image's entrypoint (FINN's, or ours that sources the Vivado/Vitis settings) stays in charge
     assert not [ln for ln in text.splitlines() if ln.startswith("ENTRYPOINT")]
     assert "sys.version_info >= (3, 11)" in text
-    for script in ("build.sh", "test.sh", "entrypoint.sh"):
+    for script in ("build.sh", "test.sh", "entrypoint.sh", "podman-args.sh"):
         proc = subprocess.run(["bash", "-n", str(REPO / "docker" / script)], capture_output=True, text=True)
         assert proc.returncode == 0, f"docker/{script}: {proc.stderr}"
 
