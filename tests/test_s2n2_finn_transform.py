@@ -145,7 +145,7 @@ def test_delays_pushed_to_output_equal_shifted_delay_free_network(last):
     expected = shifted if last == "spikes" else shifted.sum(axis=1)
     per_layer = execute_onnx(delayed, {"inp": x})["outp"]  # each LIF delays its own output
     np.testing.assert_array_equal(per_layer.reshape(expected.shape), expected)
-    pushed = convert_to_lif(delayed)
+    pushed = convert_to_lif(delayed, push_delays="window")
     from qonnx.custom_op.registry import getCustomOp
 
     lifs = [getCustomOp(n) for n in pushed.graph.node if n.op_type == "LIF_MVAU"]
@@ -153,6 +153,18 @@ def test_delays_pushed_to_output_equal_shifted_delay_free_network(last):
     assert all(i.get_nodeattr("axonalDelay") == i.get_nodeattr("synapticDelay") == 0 for i in lifs)
     y = execute_s2n2(pushed, {"inp": x})["outp"]
     np.testing.assert_array_equal(y.reshape(expected.shape), expected)
+    # latency-only (the default, the chapter's reading): the counter window moves with the delay, so the
+    # per-sample outputs are the delay-free network's and the 6 ticks are latency
+    lat = convert_to_lif(delayed)
+    lifs = [getCustomOp(n) for n in lat.graph.node if n.op_type == "LIF_MVAU"]
+    assert [(i.get_nodeattr("outputDelay"), i.get_nodeattr("delayMode")) for i in lifs][-1] == (6, "latency")
+    assert lifs[-1].params().latency == 6 and lifs[-1].params().delay == 0
+    free_out = free_spikes if last == "spikes" else free_spikes.sum(axis=1)
+    y = execute_s2n2(lat, {"inp": x})["outp"]
+    np.testing.assert_array_equal(y.reshape(free_out.shape), free_out)
+    from finn_s2n2.finn.build import s2n2_performance
+
+    assert s2n2_performance(lat, 10.0)["delay_latency_ticks"] == 6
 
 
 def test_bad_graphs_fail_at_transformation_time():

@@ -288,12 +288,14 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
 
     cycles, lif, swu = {}, {}, {}
     ticks = set()
+    latency = 0
     for node in _hw_nodes(model):
         inst = getCustomOp(node)
         cycles[node.name] = int(inst.get_exp_cycles())
         if node.op_type.startswith("LIF_MVAU"):
             p = inst.params()
             ticks.add(p.num_ticks)
+            latency = max(latency, p.latency)
             pe = inst.get_nodeattr("PE")
             lif[node.name] = dict(
                 MW=inst.get_nodeattr("MW"),
@@ -337,6 +339,8 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
         "cycles_per_sample": t * max_c,
         "ticks_per_s": fclk / max_c if max_c else 0.0,
         "samples_per_s": fclk / (t * max_c) if max_c else 0.0,
+        # delays pushed to the output in latency-only mode: the output stream is this many ticks later
+        "delay_latency_ticks": latency,
         "lif_mvau": lif,
         "sliding_window": swu,
         "memory_bits": {

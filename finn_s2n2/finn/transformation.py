@@ -437,8 +437,19 @@ class PushDelaysToOutput(Transformation):
     """§2.2.2: move every per-layer axonal/synaptic delay of the S2N2 layers to the output layer(s).
 
     With only inter-layer connections, delaying every layer by its fixed delay equals running the network
-    delay-free and delaying its output by the sum (neurons at rest stay at rest: threshold >= 0, checked).
+    delay-free and delaying its output by the sum D (neurons at rest stay at rest: threshold >= 0, checked).
+    ``mode="latency"`` (default, the chapter's reading): the output node gets ``outputDelay = D`` with
+    ``delayMode="latency"`` — the output stream is D ticks later and the counter window moves with it, so
+    per-sample counts (and spikes) equal the delay-free network's; D is latency.  ``mode="window"``: the
+    output node shifts its spikes by D inside each sample's window (``delayMode="window"``), which equals
+    executing every layer's own delay (the last D ticks' spikes fall out of the sample).
     """
+
+    def __init__(self, mode: str = "latency"):
+        super().__init__()
+        if mode not in ("latency", "window"):
+            raise ValueError(f"PushDelaysToOutput: mode must be 'latency' or 'window', got {mode!r}")
+        self.mode = mode
 
     def apply(self, model):
         lifs = [n for n in model.graph.node if n.op_type.startswith("LIF_MVAU") or n.op_type == "LIF"]
@@ -466,7 +477,14 @@ class PushDelaysToOutput(Transformation):
             inst.set_nodeattr("synapticDelay", 0)
         for n in out_nodes:
             inst = getCustomOp(n)
+            if inst.get_nodeattr("outputDelay") and inst.get_nodeattr("delayMode") != self.mode:
+                raise ValueError(
+                    f"{n.op_type} node '{n.name}': attribute outputDelay already pushed in delayMode "
+                    f"{inst.get_nodeattr('delayMode')!r}, cannot add {self.mode!r} delays"
+                )
             inst.set_nodeattr("outputDelay", inst.get_nodeattr("outputDelay") + total)
+            inst.set_nodeattr("delayMode", self.mode)
+            inst.params()
         return model, False
 
     @staticmethod
@@ -572,8 +590,12 @@ class InsertLabelSelect(Transformation):
         raise ValueError("InsertLabelSelect: no LIF_MVAU node with per-label counters drives a graph output")
 
 
-def convert_to_lif(model, push_delays: bool = True):
-    """Run the whole conversion: InferLIFLayers, transpose clean-up, flatten absorption, delays, shapes."""
+def convert_to_lif(model, push_delays: bool | str = True):
+    """Run the whole conversion: InferLIFLayers, transpose clean-up, flatten absorption, delays, shapes.
+
+    ``push_delays``: ``True`` or ``"latency"`` — :class:`PushDelaysToOutput` in the chapter's latency-only
+    mode (per-sample outputs equal the delay-free network's); ``"window"`` — pushed delays still shift the
+    output inside each sample (same outputs as per-layer delays); ``False`` — every layer keeps its delays."""
     register_finn()
     model = model.transform(InferShapes()).transform(InferDataTypes())
     model = model.transform(InferLIFLayers())
@@ -582,7 +604,7 @@ def convert_to_lif(model, push_delays: bool = True):
     model = model.transform(RemoveInverseTransposes())
     model = model.transform(AbsorbTransposeFlattenIntoLIFMVAU())
     if push_delays:
-        model = model.transform(PushDelaysToOutput())
+        model = model.transform(PushDelaysToOutput("latency" if push_delays is True else push_delays))
     model = model.transform(InferShapes()).transform(InferDataTypes())
     model = model.transform(FixTickBatchShapes())
     return model

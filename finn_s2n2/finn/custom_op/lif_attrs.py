@@ -36,6 +36,10 @@ LIF_NODEATTRS = {
     "synapticDelay": ("i", False, 0),
     # accumulated delay of upstream layers pushed to this (output) node by PushDelaysToOutput
     "outputDelay": ("i", False, 0),
+    # how this node's delays act (§2.2.2): "window" shifts its output spikes inside each sample's numTicks
+    # window (zeros in, tail dropped); "latency" only delays the stream (the counter window moves with it),
+    # so per-sample outputs equal the delay-free ones and the delay is reported as latency
+    "delayMode": ("s", False, "window"),
     # 0: axis 0 holds N*numTicks frames (sample-major, FINN streaming order); 1: axis 1 is the tick axis
     "tickAxis": ("i", False, 0),
 }
@@ -52,8 +56,9 @@ class LIFParams:
     reset: str
     overflow: str
     output_mode: str
-    delay: int  # axonalDelay + synapticDelay + outputDelay
+    delay: int  # executed shift inside the window: axonalDelay + synapticDelay + outputDelay ("window" mode)
     tick_axis: int
+    latency: int = 0  # the same sum in "latency" mode (executed as a plain stream delay: outputs unchanged)
 
     @property
     def count_bits(self) -> int:
@@ -113,6 +118,9 @@ def validate_lif_attrs(op) -> LIFParams:
         if v < 0:
             raise ValueError(f"{who}: attribute {a} must be >= 0 ticks, got {v}")
     delay = sum(delays.values())
+    delay_mode = op.get_nodeattr("delayMode")
+    if delay_mode not in ("window", "latency"):
+        raise ValueError(f"{who}: attribute delayMode must be 'window' or 'latency', got {delay_mode!r}")
     if delay > 0 and thr < 0:
         raise ValueError(
             f"{who}: delays ({delays}) need threshold >= 0: a neuron with threshold {thr} < 0 fires without "
@@ -121,6 +129,8 @@ def validate_lif_attrs(op) -> LIFParams:
     tick_axis = int(op.get_nodeattr("tickAxis"))
     if tick_axis not in (0, 1):
         raise ValueError(f"{who}: attribute tickAxis must be 0 (frames N*T on axis 0) or 1, got {tick_axis}")
+    if delay_mode == "latency":
+        return LIFParams(k, thr, int(ticks), acc_bits, reset, ovf, mode, 0, tick_axis, latency=delay)
     return LIFParams(k, thr, int(ticks), acc_bits, reset, ovf, mode, delay, tick_axis)
 
 
