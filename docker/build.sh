@@ -18,12 +18,17 @@ EXTRAS=${EXTRAS:-stack,dev}
 DEFAULT_BASE=localhost/hwreshape-debian:bookworm
 BASE_IMAGE=${BASE_IMAGE:-}
 VPY=${VPY:-$REPO/.venv/bin/python}
+case "$VPY" in /*) ;; *) VPY=$REPO/$VPY ;; esac
 WORK=$REPO/build/docker
 
 # 1. the wheel, from a clean copy of the checkout (tracked + untracked-not-ignored files)
 rm -rf "$WORK/src" "$WORK/context"
 mkdir -p "$WORK/src" "$WORK/context"
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$WORK/src"
+if [ ! -x "$VPY" ]; then  # no `make setup` here: a throw-away build venv with setuptools only
+  "${PY:-python3.11}" -m venv "$WORK/build-venv" && "$WORK/build-venv/bin/pip" install -q "setuptools>=77" wheel
+  VPY=$WORK/build-venv/bin/python
+fi
 (cd "$WORK/src" && "$VPY" -c "from setuptools import build_meta as b; b.build_wheel('$WORK/context')" >/dev/null)
 cp constraints.txt "$WORK/context/"
 ls "$WORK/context"
