@@ -113,3 +113,50 @@ def test_mc_bad_input():
         ev.mc_false_positive("liu", 1.0, 1000.0, 3, side=128)
     with pytest.raises(ValueError, match="must be < dt_us"):
         ev.mc_false_negative_order_n(1.0, 1000.0, dt_us=1000.0)
+
+
+def _dense_scene(seed=0, side=512):
+    """A dense scene: 0.5 Hz everywhere, 30 % of rows and of columns +3 Hz per pixel (edges, texture), and a
+    60 × 300 object at +60 Hz per pixel — rows of up to ~20 kHz in total."""
+    rng = np.random.default_rng(seed)
+    rm = np.full((side, side), 0.5)
+    rm[rng.random(side) < 0.3, :] += 3.0
+    rm[:, rng.random(side) < 0.3] += 3.0
+    rm[200:260, 100:400] += 60.0
+    return rm
+
+
+@pytest.mark.parametrize(("t_us", "dt_us"), [(300.0, 400.0), (1000.0, 1250.0)])
+def test_generalised_eq_3_14_dense_scene_within_3_se(t_us, dt_us):
+    r = ev.mc_false_negative_order_n_map(_dense_scene(), t_us, dt_us=dt_us, n_pairs=6000, seed=1)
+    assert abs(r["z"]) < 3, r
+    assert 0.1 < r["estimate"] < 0.7  # a regime where the filter loses a real share of the pairs
+    # Eq 3.14 at the scene's mean rate is far off (it ignores where the events are)
+    assert r["eq_3_14_mean_rate"] - r["estimate"] > 0.15
+
+
+def test_generalised_eq_3_14_sparse_noise():
+    side, t_us = 1024, 1000.0
+    rate_hz = 0.4e6 / (t_us * (side - 3))  # λ t (M - 3) = 0.4
+    rm = np.full((side, side), rate_hz)
+    r = ev.mc_false_negative_order_n_map(rm, t_us, dt_us=1250.0, n_pairs=3000, seed=3)
+    assert abs(r["z"]) < 3, r
+    # uniform sparse noise: the generalised model is Eq 3.14 to first order
+    assert r["model"] == pytest.approx(r["eq_3_14_mean_rate"], rel=0.05)
+
+
+def test_generalised_model_closed_form_and_errors():
+    rm = np.full((64, 64), 1e-4)
+    p = nm.p_false_negative_order_n_map(rm, 10, 10, 11, 11, 100.0, 200.0)
+    lam, lam_in = 64 * 1e-4, 3 * 1e-4
+    q = (1 - lam_in / lam) * (1 - math.exp(-lam * 100.0))
+    s = lam_in / lam * (1 - math.exp(-lam * 200.0))
+    assert p == pytest.approx(q * q * (1 - s) ** 4)
+    with pytest.raises(ValueError, match="neighbour"):
+        nm.p_false_negative_order_n_map(rm, 10, 10, 13, 11, 100.0, 200.0)
+    with pytest.raises(ValueError, match="must be < dt"):
+        nm.p_false_negative_order_n_map(rm, 10, 10, 11, 11, 300.0, 200.0)
+    with pytest.raises(ValueError, match="inside the rate map"):
+        nm.p_false_negative_order_n_map(rm, 64, 10, 63, 11, 100.0, 200.0)
+    with pytest.raises(ValueError, match="2-D array"):
+        nm.p_false_negative_order_n_map(np.ones(5), 1, 1, 1, 1, 1.0, 2.0)

@@ -1,4 +1,4 @@
-"""Evaluation of the DVS BA filters — seed 002, §3.4 (error analysis) and §3.4.6 (laser-pointer experiment).
+"""Evaluation of the DVS BA filters — Khodamoradi 2021, §3.4 (error analysis) and §3.4.6 (laser-pointer experiment).
 
 * Monte-Carlo estimates of the modelled error probabilities, each with its binomial standard error and the
   analytic value of :mod:`finn_s2n2.dvs.noise_model`:
@@ -107,17 +107,14 @@ def mc_false_negative_liu(s, *, n_pairs=4000, dt_us=1000.0, seed=0) -> dict:
     }
 
 
-def mc_false_negative_order_n(rate_hz, t_us, *, dt_us=None, side=2048, n_pairs=3000, seed=0) -> dict:
-    """Monte-Carlo false-negative rate of the O(N) filter (Eq 3.14) for pairs ``t4 - t1 = t_us`` under Poisson
-    noise of ``rate_hz`` on a ``side`` × ``side`` sensor (window ``dt_us``, default ``1.25 · t_us``)."""
-    dt_us = 1.25 * t_us if dt_us is None else float(dt_us)
-    if not t_us < dt_us:
-        raise ValueError(f"t_us={t_us} must be < dt_us={dt_us} (e4 must have e1's support)")
-    rng = np.random.default_rng(seed)
-    per_slot = side // 4 - 1
+def _order_n_pairs(noise_fn, width, height, t_us, dt_us, n_pairs, rng):
+    """Pairs ``e1 -> e4`` (``t4 = t1 + t_us``) on disjoint rows and columns (spacing 4: no pair touches another's
+    cells), in time slots of ``2 dt + t``, merged with the noise ``noise_fn(total_duration)``; returns the
+    time-sorted events, the role of each (0 noise, 1 e1, 2 e4) and the pair coordinates ``(x1, y1, x4, y4)``."""
+    per_slot = min(width, height) // 4 - 1
     n_slots = -(-n_pairs // per_slot)
     slot = 2.0 * dt_us + t_us
-    xs, ys, ts, role = [], [], [], []
+    xs, ys, ts, role, pos = [], [], [], [], []
     for k in range(n_slots):
         m = min(per_slot, n_pairs - k * per_slot)
         rows = 4 * rng.permutation(per_slot)[:m] + 2
@@ -128,21 +125,80 @@ def mc_false_negative_order_n(rate_hz, t_us, *, dt_us=None, side=2048, n_pairs=3
         ys += [rows, rows + off[1]]
         ts += [t1, t1 + t_us]
         role += [np.ones(m, np.int8), np.full(m, 2, np.int8)]
-    total = dt_us + n_slots * slot
-    noise = poisson_noise(side, side, rate_hz, total, rng, float_time=True)
+        pos.append(np.stack([cols, rows, cols + off[0], rows + off[1]]))
+    noise = noise_fn(dt_us + n_slots * slot)
     ev = np.zeros(noise.size + 2 * n_pairs, FLOAT_EVENT_DTYPE)
     ev["x"] = np.concatenate([noise["x"], *xs])
     ev["y"] = np.concatenate([noise["y"], *ys])
     ev["t"] = np.concatenate([noise["t"], *ts])
     roles = np.concatenate([np.zeros(noise.size, np.int8), *role])
     order = np.argsort(ev["t"], kind="stable")
-    ev, roles = ev[order], roles[order]
+    return ev[order], roles[order], np.concatenate(pos, axis=1)
+
+
+def mc_false_negative_order_n(rate_hz, t_us, *, dt_us=None, side=2048, n_pairs=3000, seed=0) -> dict:
+    """Monte-Carlo false-negative rate of the O(N) filter (Eq 3.14) for pairs ``t4 - t1 = t_us`` under Poisson
+    noise of ``rate_hz`` on a ``side`` × ``side`` sensor (window ``dt_us``, default ``1.25 · t_us``)."""
+    dt_us = 1.25 * t_us if dt_us is None else float(dt_us)
+    if not t_us < dt_us:
+        raise ValueError(f"t_us={t_us} must be < dt_us={dt_us} (e4 must have e1's support)")
+    rng = np.random.default_rng(seed)
+    ev, roles, _ = _order_n_pairs(
+        lambda total: poisson_noise(side, side, rate_hz, total, rng, float_time=True), side, side, t_us, dt_us,
+        n_pairs, rng,
+    )  # fmt: skip
     _, status, _ = order_n_status(ev, side, side, dt_us)
     e4 = roles == 2
     k = int((status[e4] != PASSED).sum())
     p, se = _binomial(k, int(e4.sum()))
     an = nm.p_false_negative_order_n(rate_hz * 1e-6, t_us, side)
     return {"filter": "order_n", "estimate": p, "se": se, "k": k, "n": int(e4.sum()), "analytic": an}
+
+
+def rate_map_events(rate_map_hz, duration_us, rng, *, t0_us=0.0) -> np.ndarray:
+    """Events of independent Poisson pixels with per-pixel rates ``rate_map_hz[y, x]`` (float µs timestamps)."""
+    rate_map_hz = np.asarray(rate_map_hz, dtype=float)
+    counts = rng.poisson(rate_map_hz * duration_us * 1e-6)
+    yy, xx = np.nonzero(counts)
+    c = counts[yy, xx]
+    ev = np.zeros(int(c.sum()), FLOAT_EVENT_DTYPE)
+    ev["x"], ev["y"] = np.repeat(xx, c), np.repeat(yy, c)
+    ev["t"] = t0_us + rng.random(ev.size) * duration_us
+    ev["p"] = rng.integers(0, 2, ev.size)
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def mc_false_negative_order_n_map(rate_map_hz, t_us, *, dt_us=None, n_pairs=3000, seed=0) -> dict:
+    """Monte-Carlo O(N) false negatives in a scene of per-pixel rates ``rate_map_hz[y, x]`` (noise and signal)
+    against :func:`~finn_s2n2.dvs.noise_model.p_false_negative_order_n_map` (the generalised Eq 3.14) and
+    Eq 3.14 at the mean rate.  Pairs are placed as in :func:`mc_false_negative_order_n`; the expected count is
+    ``Σ P_i`` over the pairs, its standard error ``sqrt(Σ P_i (1 − P_i))``."""
+    rate_map_hz = np.asarray(rate_map_hz, dtype=float)
+    h, w = rate_map_hz.shape
+    dt_us = 1.25 * t_us if dt_us is None else float(dt_us)
+    if not t_us < dt_us:
+        raise ValueError(f"t_us={t_us} must be < dt_us={dt_us} (e4 must have e1's support)")
+    rng = np.random.default_rng(seed)
+    ev, roles, (x1, y1, x4, y4) = _order_n_pairs(
+        lambda total: rate_map_events(rate_map_hz, total, rng), w, h, t_us, dt_us, n_pairs, rng
+    )
+    _, status, _ = order_n_status(ev, w, h, dt_us)
+    e4_idx = np.flatnonzero(roles == 2)  # the model is summed over the pairs: their order does not matter
+    p_model = nm.p_false_negative_order_n_map(rate_map_hz * 1e-6, x1, y1, x4, y4, t_us, dt_us)
+    k = int((status[e4_idx] != PASSED).sum())
+    expected = float(np.sum(p_model))
+    se = float(np.sqrt(np.sum(p_model * (1 - p_model))))
+    mean_rate = float(rate_map_hz.mean()) * 1e-6
+    return {
+        "filter": "order_n",
+        "k": k,
+        "n": int(e4_idx.size),
+        "estimate": k / e4_idx.size,
+        "model": expected / e4_idx.size,
+        "se": se / e4_idx.size,
+        "z": (k - expected) / se if se > 0 else float("nan"),
+        "eq_3_14_mean_rate": float(nm.p_false_negative_order_n(mean_rate, t_us, w, h)),
+    }
 
 
 def scene_rates(events, is_signal, width, height, dt, filter_name, s=2) -> dict:

@@ -1,4 +1,4 @@
-"""Poisson model of DVS background activity and the filters' error probabilities — seed 002, §3.3–§3.4.
+"""Poisson model of DVS background activity and the filters' error probabilities — Khodamoradi 2021, §3.3–§3.4.
 
 Every function is written once here and used by the evaluation, the demo and the tests.  Units: ``rate``
 is the BA rate per pixel (events per unit time, e.g. Hz) and ``t``/``dt`` a duration in the same time unit
@@ -10,7 +10,8 @@ is the BA rate per pixel (events per unit time, e.g. Hz) and ``t``/``dt`` a dura
 * Eq 3.9  :func:`p_false_positive_liu`.
 * Eq 3.10 :func:`p_false_negative_liu`.
 * Eq 3.11 :func:`p_false_positive_subsampling`.
-* Eq 3.14 :func:`p_false_negative_order_n`.
+* Eq 3.14 :func:`p_false_negative_order_n`; generalised to any scene (per-pixel rates of noise *and* signal)
+  in :func:`p_false_negative_order_n_map`.
 * The baseline has neither error, the O(N) filter no false positive, the sub-sampling filter no false
   negative (§3.4.1, §3.4.3, §3.4.4): :func:`error_probabilities` returns 0 for them.
 
@@ -123,6 +124,58 @@ def p_false_negative_order_n(rate, t, width: int, height: int | None = None):
     return _out((1 - np.power(p0, width - 3)) * (1 - np.power(p0, height - 3)))
 
 
+def _line_terms(rate_map, line_axis, line, center, t):
+    """For each (line, center): ``Λ_in`` (events/time in the 3 pixels ``center-1..center+1`` of the line),
+    ``Λ`` (whole line) and the probability that the line's *last* event during ``t`` lies inside / outside."""
+    lines = rate_map if line_axis == 0 else rate_map.T  # lines[r] = the pixels of line r
+    cum = np.concatenate([np.zeros((lines.shape[0], 1)), np.cumsum(lines, axis=1)], axis=1)
+    n = lines.shape[1]
+    lo = np.clip(center - 1, 0, n)
+    hi = np.clip(center + 2, 0, n)
+    lam = cum[line, n]
+    lam_in = cum[line, hi] - cum[line, lo]
+    frac_in = np.divide(lam_in, lam, out=np.zeros_like(lam), where=lam > 0)
+    p_any = 1.0 - np.exp(-lam * t)
+    return frac_in * p_any, (1.0 - frac_in) * p_any  # last event inside, last event outside
+
+
+def p_false_negative_order_n_map(rate_map, x1, y1, x4, y4, t, dt):
+    """Eq 3.14 generalised to any scene: probability that the O(N) filter drops ``e4 = (x4, y4, t1 + t)``
+    whose supporter ``e1 = (x1, y1, t1)`` is a neighbour, given the per-pixel event rates ``rate_map[y, x]``
+    (noise *and* signal, events per unit of ``t``; the lines' events are taken as Poisson processes).
+
+    Row ``y1``'s cell still supports e4 at ``t4`` unless the *last* event of that row during ``t`` lies outside
+    columns ``x4-1..x4+1``: ``q_row = (Λ_out/Λ)(1 − e^{−Λ t})`` with ``Λ`` the row's total rate and ``Λ_out`` its
+    rate outside those three columns (likewise ``q_col`` for column ``x1``).  The other two rows and two
+    columns of e4's neighbourhood support it when their last event during ``dt`` is inside:
+    ``s = (Λ_in/Λ)(1 − e^{−Λ dt})``.  ``P = q_row q_col Π (1 − s)``, lines taken as independent.  With a
+    uniform rate ``λ`` and ``Λ_in ≪ Λ`` this is Eq 3.14's ``(1 − P0^{M−3})²`` (first order; Eq 3.14 neglects
+    the other four lines and the refresh of e1's cells by events next to e4).  Vectorised over the pairs.
+    """
+    rate_map = np.asarray(rate_map, dtype=float)
+    if rate_map.ndim != 2 or not np.all(np.isfinite(rate_map)) or np.any(rate_map < 0):
+        raise ValueError("rate_map must be a 2-D array (height, width) of finite rates >= 0")
+    x1, y1, x4, y4 = (np.asarray(a, dtype=np.int64) for a in (x1, y1, x4, y4))
+    h, w = rate_map.shape
+    if np.any((x1 < 0) | (x1 >= w) | (x4 < 0) | (x4 >= w) | (y1 < 0) | (y1 >= h) | (y4 < 0) | (y4 >= h)):
+        raise ValueError(f"pixel coordinates must lie inside the rate map ({w} x {h})")
+    if np.any((np.abs(x1 - x4) > 1) | (np.abs(y1 - y4) > 1)):
+        raise ValueError("e1 must be a neighbour of e4 (|x1 - x4| <= 1 and |y1 - y4| <= 1)")
+    t = _check_nonneg("t", t)
+    dt = _check_nonneg("dt", dt)
+    if np.any(t >= dt):
+        raise ValueError(f"t (= t4 - t1) must be < dt for e1 to support e4, got t={t}, dt={dt}")
+    p = _line_terms(rate_map, 0, y1, x4, t)[1] * _line_terms(rate_map, 1, x1, y4, t)[1]
+    for d in (-1, 0, 1):
+        for line_axis, line, other, center in ((0, y4 + d, y1, x4), (1, x4 + d, x1, y4)):
+            ok = (line != other) & (line >= 0) & (line < (h if line_axis == 0 else w))
+            s_in = _line_terms(
+                rate_map, line_axis, np.clip(line, 0, (h if line_axis == 0 else w) - 1), center, dt
+            )[0]
+            p = p * np.where(ok, 1.0 - s_in, 1.0)
+    return _out(p)
+
+
 def error_probabilities(
     filter_name: str, rate, dt, width: int, height: int | None = None, s: int = 2
 ) -> dict:
@@ -159,6 +212,7 @@ __all__ = [
     "p_false_positive_subsampling",
     "p_false_negative_liu",
     "p_false_negative_order_n",
+    "p_false_negative_order_n_map",
     "error_probabilities",
     "ROOM_TEMPERATURE_RATE_HZ",
     "RATE_60C_HZ",
