@@ -261,3 +261,104 @@ def recovery_gain(events, is_signal, width, height, dt) -> dict:
         "baseline_noise_kept": base["noise_kept"],
         "order_n_noise_kept": ours["noise_kept"],
     }
+
+
+# ------------------------------------------------------------------------------------------- real recordings
+def two_sided_support(events, width, height, dt) -> np.ndarray:
+    """Proxy for "signal" on a recording without labels: an event has a neighbour event (8-neighbourhood, the
+    pixel itself excluded) within ``dt`` before *or after* it.  Past support is the baseline filter with
+    ``exclude_self=True``; future support the same filter on the time-reversed stream."""
+    from finn_s2n2.dvs.denoise import baseline_mask, check_events
+
+    ev = check_events(events)
+    past = baseline_mask(ev, width, height, dt, exclude_self=True)[1]
+    rev = ev[::-1].copy()
+    rev["t"] = -rev["t"]
+    future = baseline_mask(rev, width, height, dt, exclude_self=True)[1][::-1]
+    return past | future
+
+
+def hot_pixels(events, width, height, *, min_rate_hz=100.0, factor=50.0):
+    """Pixels firing at more than ``max(min_rate_hz, factor × median rate of the active pixels)`` (µs
+    timestamps); returns ``(mask[height, width], rate_map_hz[height, width])``."""
+    from finn_s2n2.dvs.denoise import check_events
+
+    ev = check_events(events)
+    duration_s = max(float(ev["t"][-1] - ev["t"][0]), 1.0) * 1e-6
+    counts = np.zeros((height, width), np.int64)
+    np.add.at(counts, (ev["y"].astype(np.int64), ev["x"].astype(np.int64)), 1)
+    rate = counts / duration_s
+    active = rate[counts > 0]
+    thr = max(min_rate_hz, factor * float(np.median(active))) if active.size else min_rate_hz
+    return rate > thr, rate
+
+
+def real_data_report(events, width, height, dt_us=2000.0) -> dict:
+    """What the filters do on a real recording (µs timestamps, no labels): pass fractions of the filters and
+    their variants, the share of events with two-sided support that each keeps, a BA-rate estimate (events
+    without two-sided support per pixel and second: an upper bound of the noise that is isolated, a lower bound
+    of the BA rate when signal supports some noise), hot pixels, the mean row/column event rates, and the O(N)
+    loss predicted by Eq 3.14 at the BA rate vs the generalised model at the recording's own rates."""
+    from finn_s2n2.dvs.denoise import (
+        baseline_mask,
+        check_events,
+        order_n_mask,
+        order_n_status,
+        refractory_mask,
+    )
+
+    ev = check_events(events)
+    n = ev.size
+    duration_s = float(ev["t"][-1] - ev["t"][0]) * 1e-6
+    two = two_sided_support(ev, width, height, dt_us)
+    hot, rate = hot_pixels(ev, width, height)
+    is_hot = hot[ev["y"].astype(np.int64), ev["x"].astype(np.int64)]
+    masks = {
+        "baseline (Eq 3.2)": baseline_mask(ev, width, height, dt_us)[1],
+        "O(N) dissertation": order_n_mask(ev, width, height, dt_us)[1],
+        "O(N) on arrival (no recovery)": order_n_status(ev, width, height, dt_us)[1] == PASSED,
+        "O(N) exclude_self": order_n_mask(ev, width, height, dt_us, exclude_self=True)[1],
+        "O(N) = KNoiseFilter": order_n_mask(ev, width, height, dt_us + 1, recover=False, same_polarity=True)[
+            1
+        ],
+        "baseline exclude_self": baseline_mask(ev, width, height, dt_us, exclude_self=True)[1],
+    }
+    refr = refractory_mask(ev, width, height, dt_us)[1]
+    masks["refractory(dt) then O(N) exclude_self"] = refr.copy()
+    masks["refractory(dt) then O(N) exclude_self"][refr] = order_n_mask(
+        ev[refr], width, height, dt_us, exclude_self=True
+    )[1]
+    rows = {
+        k: {
+            "passed": float(m.mean()),
+            "two_sided_kept": float(m[two].mean()),
+            "unsupported_kept": float(m[~two].mean()) if (~two).any() else float("nan"),
+            "hot_pixel_events_kept": float(m[is_hot].mean()) if is_hot.any() else float("nan"),
+        }
+        for k, m in masks.items()
+    }
+    ba_rate_hz = float((~two).sum()) / (width * height * duration_s)
+    base_arrival = masks["baseline (Eq 3.2)"]
+    onn = masks["O(N) on arrival (no recovery)"]
+    measured_loss = 1.0 - onn[base_arrival & two].sum() / max(int((base_arrival & two).sum()), 1)
+    # model: supporter on e4's own row and column, t = dt / 2 (a typical age), at the recording's rates
+    sel = np.flatnonzero(base_arrival & two & ~is_hot)
+    x4, y4 = ev["x"][sel].astype(np.int64), ev["y"][sel].astype(np.int64)
+    rate_us = rate * 1e-6
+    p_map = nm.p_false_negative_order_n_map(rate_us, x4, y4, x4, y4, dt_us / 2, dt_us)
+    return {
+        "events": n,
+        "duration_s": duration_s,
+        "event_rate_hz": n / duration_s,
+        "two_sided_fraction": float(two.mean()),
+        "ba_rate_estimate_hz_per_pixel": ba_rate_hz,
+        "hot_pixels": int(hot.sum()),
+        "hot_pixel_event_share": float(is_hot.mean()),
+        "hot_pixel_max_rate_hz": float(rate.max()),
+        "mean_row_rate_hz": float(rate.sum(axis=1).mean()),
+        "mean_col_rate_hz": float(rate.sum(axis=0).mean()),
+        "filters": rows,
+        "o_n_arrival_loss_vs_baseline": float(measured_loss),
+        "eq_3_14_at_ba_rate": float(nm.p_false_negative_order_n(ba_rate_hz * 1e-6, dt_us / 2, width, height)),
+        "generalised_model_mean": float(np.mean(p_map)) if sel.size else float("nan"),
+    }
