@@ -57,8 +57,13 @@ fi
 mounts=()
 wheels=""
 if [ -d /opt/wheels ]; then mounts+=(-v /opt/wheels:/opt/wheels:ro); wheels=/opt/wheels; fi
+# pip inside the build trusts what this machine trusts (a TLS-intercepting proxy's CA, for example); the
+# bundle is mounted for the build only and is not part of the image
+cert=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+certarg=""
+if [ -f "$cert" ]; then mounts+=(-v "$cert:/etc/hwreshape-build-ca.crt:ro"); certarg=/etc/hwreshape-build-ca.crt; fi
 echo "== $CLI build on $BASE_IMAGE -> $IMAGE (extras $EXTRAS)"
-"$CLI" "${GLOBAL_ARGS[@]}" build "${RUN_ARGS[@]}" --network host "${mounts[@]}" -f docker/Dockerfile \
-  --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg EXTRAS="$EXTRAS" --build-arg WHEELS="$wheels" \
+"$CLI" "${GLOBAL_ARGS[@]}" build "${BUILD_ARGS[@]}" "${RUN_ARGS[@]}" --network host "${mounts[@]}" -f docker/Dockerfile \
+  --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg EXTRAS="$EXTRAS" --build-arg WHEELS="$wheels" --build-arg PIP_CERT_FILE="$certarg" \
   -t "$IMAGE" "$WORK/context"
 "$CLI" image ls "$IMAGE"

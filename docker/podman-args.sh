@@ -6,7 +6,9 @@
 command -v "$CLI" >/dev/null || { echo "docker: '$CLI' not found (apt-get install podman, or CONTAINER_CLI=...)" >&2; exit 1; }
 GLOBAL_ARGS=()
 RUN_ARGS=()
+BUILD_ARGS=()
 if [ "${CLI##*/}" = podman ]; then
+  BUILD_ARGS=(--format docker)  # the OCI format drops SHELL
   command -v runc >/dev/null && GLOBAL_ARGS=(--runtime runc)
   nproc_limit=$(ulimit -u)
   { [ "$nproc_limit" = unlimited ] || [ "$nproc_limit" -gt 32768 ]; } && nproc_limit=32768
