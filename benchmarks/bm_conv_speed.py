@@ -1,21 +1,24 @@
-"""BMConv2d speed and memory: fast kernel (ours) vs naive unfold+max vs torch.nn.functional.conv2d.
+"""BMConv2d speed and memory: compiled BM op (ours) vs ``torch.nn.functional.conv2d`` (the peer), same run.
 
-Forward + backward, batch 32, ResNet-20 layer shapes (16 ch @ 32², 32 ch @ 16², 64 ch @ 8², 3×3, padding 1),
-float32, CPU. Times are the minimum over repetitions (wall clock, interleaved: ours, conv2d, naive), all with
-the same torch thread count. Peak memory: each (method, shape) runs once in a fresh subprocess, and the
-increase of the process' peak RSS over its RSS right before the call is reported.
+Four shapes (3x3, padding 1, float32, CPU): ResNet-20 layers 16 ch @ 32², 32 ch @ 16², 64 ch @ 8² at batch 32
+and the ResNet-18 stage-1 layer 64 ch @ 56² at batch 8. For each shape and mode — forward under ``no_grad`` and
+forward + backward (gradients of x and the weights) — the two methods alternate (ours first on even
+repetitions, conv2d first on odd ones); each call is timed in CPU time of the calling thread
+(``time.thread_time``) with ``torch.set_num_threads(1)`` (both run single-threaded in the calling thread), and
+the median and the min–max spread over the repetitions are reported. Saved-for-backward bytes are summed over
+the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``). Two threads: batch 1,
+64 ch @ 56², wall time (``time.perf_counter``) of 1 vs 2 threads, alternating, with the load average printed
+(the machine is shared: the 2-thread speed-up needs an idle second core).
 
-The naive version is the textbook one: unfold ``ln x^a``, add ``v^b`` broadcast to (N, F, C·9, L), ``max`` over
-taps, ``exp``, for the four (a, b) terms, with plain autograd.
-
-    .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--threads N]
+    .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--reps N] [--out benchmarks/out/bm_conv_speed.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,156 +26,186 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, H=W)
-BATCH = 32
+SHAPES = [(16, 32, 32), (32, 16, 32), (64, 8, 32), (64, 56, 8)]  # (channels, H=W, batch)
 
 
-def naive_bm_conv2d(x, v_pos, v_neg, padding=1):
-    import torch
-    import torch.nn.functional as F
-
-    f = v_pos.shape[0]
-    n, _, h, w = x.shape
-    out = 0
-    for p_a, xa in ((1.0, torch.relu(x)), (-1.0, torch.relu(-x))):
-        cols = F.unfold(xa, 3, padding=padding)  # (N, C*9, L)
-        lx = torch.where(
-            cols > 0, torch.log(torch.where(cols > 0, cols, torch.ones_like(cols))), float("-inf")
-        )
-        for p_b, v in ((1.0, v_pos), (-1.0, v_neg)):
-            s = lx[:, None] + v.reshape(f, -1)[None, :, :, None]  # (N, F, C*9, L)
-            m = s.max(dim=2).values
-            out = out + p_a * p_b * torch.exp(m)
-    return out.reshape(n, f, h, w)
-
-
-def make(c, h, seed=0):
+def make(c, h, n, seed=0):
     import torch
 
     from bm_ops.functional import to_log_weights
 
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(BATCH, c, h, h, generator=g).requires_grad_()
+    x = torch.randn(n, c, h, h, generator=g).requires_grad_()
     w = (torch.randn(c, c, 3, 3, generator=g) * 0.1).requires_grad_()
     vp, vn = to_log_weights(w.detach())
-    # v+ and v- both finite at every tap (worst case for the kernel: no -inf to skip)
+    # v+ and v- both finite at every tap and x of both signs, no zeros (worst case: nothing to skip)
     vp = torch.where(torch.isfinite(vp), vp, vn).requires_grad_()
     vn = torch.where(torch.isfinite(vn), vn, vp.detach() - 0.5).requires_grad_()
     return x, w, vp, vn
 
 
-def step_fn(method, x, w, vp, vn):
+def step_fn(method, mode, x, w, vp, vn):
+    import torch
     import torch.nn.functional as F
 
     from bm_ops._kernel import bm_conv2d_fast
 
     if method == "conv2d":
-        return lambda: F.conv2d(x, w, padding=1).sum().backward()
-    if method == "ours":
-        return lambda: bm_conv2d_fast(x, vp, vn, None, 1, 1).sum().backward()
-    if method == "naive":
-        return lambda: naive_bm_conv2d(x, vp, vn).sum().backward()
-    raise ValueError(method)
+        f = lambda: F.conv2d(x, w, padding=1)  # noqa: E731
+    elif method == "ours":
+        f = lambda: bm_conv2d_fast(x, vp, vn, None, 1, 1)  # noqa: E731
+    else:
+        raise ValueError(method)
+    if mode == "fwd":
+
+        def run():
+            with torch.no_grad():
+                f()
+
+        return run
+
+    def run_bwd():
+        x.grad = w.grad = vp.grad = vn.grad = None
+        f().sum().backward()
+
+    return run_bwd
 
 
-def _status_kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def child(method, c, h, threads) -> None:
+def saved_bytes(method, x, w, vp, vn) -> int:
     import torch
+    import torch.nn.functional as F
 
-    from bm_ops._kernel import _lib
+    from bm_ops._kernel import bm_conv2d_fast
 
-    torch.set_num_threads(threads)
-    _lib()
-    x, w, vp, vn = make(c, h)
-    fn = step_fn(method, x, w, vp, vn)
-    before = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        seen[key] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = F.conv2d(x, w, padding=1) if method == "conv2d" else bm_conv2d_fast(x, vp, vn, None, 1, 1)
+    del y
+    return sum(seen.values())
+
+
+def timed(fn, clock) -> float:
+    t0 = clock()
     fn()
-    peak = _status_kib("VmHWM")
-    print(json.dumps({"peak_mib": (peak - before) / 1024.0}))
+    return clock() - t0
 
 
-def peak_memory(method, c, h, threads) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", method, str(c), str(h), str(threads)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+def stats(v):
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def main(argv=None) -> list[dict]:
+def load_avg() -> str:
+    try:
+        return " ".join(f"{a:.2f}" for a in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, naive only on the first shape")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--quick", action="store_true", help="3 repetitions (for make bench); the result needs >= 7"
+    )
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 7, 3 with --quick)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bm_conv_speed.json"))
     args = ap.parse_args(argv)
-    if args.child:
-        m, c, h, t = args.child
-        child(m, int(c), int(h), int(t))
-        return []
     import torch
 
-    from bm_ops._kernel import _lib
+    from bm_ops._kernel import bm_conv2d_fast, kernel_available
     from bm_ops.functional import bm_conv2d
 
-    torch.set_num_threads(args.threads)
-    _lib()  # JIT build outside the timings
+    if not kernel_available():
+        raise SystemExit(
+            "bm_conv_speed: the compiled kernel is unavailable (see the warning); nothing to measure"
+        )
     reps = args.reps or (3 if args.quick else 7)
+    load_before = load_avg()
+    torch.set_num_threads(1)
     rows = []
-    for k, (c, h) in enumerate(SHAPES):
-        x, w, vp, vn = make(c, h)
-        # correctness guard: ours == reference on this very input
-        with torch.no_grad():
-            ref = bm_conv2d(x[:2].double(), vp.double(), vn.double(), None, 1, 1)
-            from bm_ops._kernel import bm_conv2d_fast
+    for c, h, n in SHAPES:
+        x, w, vp, vn = make(c, h, n)
+        with torch.no_grad():  # correctness guard: ours == float64 reference on this very input
+            ref = bm_conv2d(x[:1].double(), vp.double(), vn.double(), None, 1, 1)
+            err = float((bm_conv2d_fast(x[:1], vp, vn, None, 1, 1).double() - ref).abs().max())
+        row = {"shape": f"{c}ch@{h}x{h}", "batch": n, "max_abs_err": err}
+        for mode in ("fwd", "fwdbwd"):
+            fns = {m: step_fn(m, mode, x, w, vp, vn) for m in ("ours", "conv2d")}
+            for fn in fns.values():
+                fn()  # warm-up
+            t = {m: [] for m in fns}
+            for r in range(reps):
+                for m in ("ours", "conv2d") if r % 2 == 0 else ("conv2d", "ours"):
+                    t[m].append(timed(fns[m], time.thread_time))
+            row[mode] = {m: stats(v) for m, v in t.items()}
+            row[mode]["ratio"] = row[mode]["ours"]["median"] / row[mode]["conv2d"]["median"]
+        sb = {m: saved_bytes(m, x, w, vp, vn) for m in ("ours", "conv2d")}
+        row["saved_bytes"] = {**sb, "ratio": sb["ours"] / sb["conv2d"]}
+        rows.append(row)
 
-            got = bm_conv2d_fast(x[:2], vp, vn, None, 1, 1)
-        err = float((got.double() - ref).abs().max())
-        methods = ["ours", "conv2d"] + (["naive"] if not args.quick or k == 0 else [])
-        fns = {m: step_fn(m, x, w, vp, vn) for m in methods}
-        for fn in fns.values():
-            fn()  # warm-up
-        times = {m: [] for m in methods}
-        for _ in range(reps):
-            for m in methods:
-                x.grad = w.grad = vp.grad = vn.grad = None
-                t0 = time.perf_counter()
-                fns[m]()
-                times[m].append(time.perf_counter() - t0)
-        best = {m: min(v) for m, v in times.items()}
-        mem = {m: peak_memory(m, c, h, args.threads) for m in methods}
-        rows.append({"shape": f"{c}ch@{h}x{h}", "err": err, "best_s": best, "peak_mib": mem})
+    # threads: batch 1, 64 ch @ 56^2, wall time, 1 vs 2 threads alternating
+    x, w, vp, vn = make(64, 56, 1)
+    threads = {}
+    for mode in ("fwd", "fwdbwd"):
+        fn = step_fn("ours", mode, x, w, vp, vn)
+        t = {1: [], 2: []}
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            fn()
+        for r in range(reps):
+            for nt in (1, 2) if r % 2 == 0 else (2, 1):
+                torch.set_num_threads(nt)
+                t[nt].append(timed(fn, time.perf_counter))
+        threads[mode] = {
+            "1": stats(t[1]),
+            "2": stats(t[2]),
+            "speedup": statistics.median(t[1]) / statistics.median(t[2]),
+        }
+    torch.set_num_threads(1)
+    result = {
+        "reps": reps,
+        "load_before": load_before,
+        "load_after": load_avg(),
+        "rows": rows,
+        "threads": threads,
+    }
 
     print(
-        f"BMConv2d fwd+bwd, batch {BATCH}, 3x3 pad 1, float32, torch threads {args.threads}, min of {reps} reps"
+        f"BM conv (ours) vs torch conv2d, 3x3 pad 1, float32, 1 thread, CPU time (thread_time), {reps} reps, order alternated"
     )
-    hdr = (
-        f"{'shape':<11} {'conv2d ms':>9} {'ours ms':>8} {'naive ms':>9} {'ours/conv2d':>11} {'naive/ours':>10} "
-        f"{'conv2d MiB':>10} {'ours MiB':>8} {'naive MiB':>9} {'mem ours/conv2d':>15} {'max|err|':>9}"
+    print(f"load average before: {load_before}; after: {result['load_after']} (2 cores, shared)")
+    print(
+        f"{'shape':<11} {'N':>2} | {'fwd conv ms':>11} {'fwd ours ms':>11} {'ratio':>5} | {'f+b conv ms':>11} "
+        f"{'f+b ours ms':>11} {'ratio':>5} | {'saved conv MiB':>14} {'ours MiB':>8} {'ratio':>5} | {'max|err|':>8}"
     )
-    print(hdr)
     for r in rows:
-        b, m = r["best_s"], r["peak_mib"]
-        nv = b.get("naive")
-        naive_ms = f"{1e3 * nv:.1f}" if nv else "-"
-        naive_ratio = f"{nv / b['ours']:.1f}" if nv else "-"
-        naive_mib = f"{m['naive']:.1f}" if "naive" in m else "-"
+        f, b, s = r["fwd"], r["fwdbwd"], r["saved_bytes"]
+
+        def ms(d):
+            return f"{1e3 * d['median']:.1f}±{1e3 * (d['max'] - d['min']) / 2:.1f}"
+
         print(
-            f"{r['shape']:<11} {1e3 * b['conv2d']:>9.1f} {1e3 * b['ours']:>8.1f} {naive_ms:>9} "
-            f"{b['ours'] / b['conv2d']:>11.2f} {naive_ratio:>10} {m['conv2d']:>10.1f} {m['ours']:>8.1f} "
-            f"{naive_mib:>9} {m['ours'] / m['conv2d']:>15.2f} {r['err']:>9.1e}"
+            f"{r['shape']:<11} {r['batch']:>2} | {ms(f['conv2d']):>11} {ms(f['ours']):>11} {f['ratio']:>5.2f} | "
+            f"{ms(b['conv2d']):>11} {ms(b['ours']):>11} {b['ratio']:>5.2f} | {s['conv2d'] / 2**20:>14.2f} "
+            f"{s['ours'] / 2**20:>8.2f} {s['ratio']:>5.2f} | {r['max_abs_err']:>8.1e}"
         )
-    print("targets: ours/conv2d <= 10, naive/ours >= 20, mem ours/conv2d <= 2")
-    return rows
+    print("(ms: median ± half the min-max spread)")
+    for mode, d in threads.items():
+        print(
+            f"batch 1, 64ch@56x56, {mode}: 1 thread {1e3 * d['1']['median']:.1f} ms "
+            f"[{1e3 * d['1']['min']:.1f}, {1e3 * d['1']['max']:.1f}], 2 threads {1e3 * d['2']['median']:.1f} ms "
+            f"[{1e3 * d['2']['min']:.1f}, {1e3 * d['2']['max']:.1f}] (wall): speed-up {d['speedup']:.2f}x"
+        )
+    print("targets: fwd ratio <= 4, f+b ratio <= 6, saved ratio <= 2, 2-thread speed-up >= 1.6")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

@@ -36,7 +36,16 @@ import math
 
 import numpy as np
 
-__all__ = ["bm_conv2d", "bm_linear", "to_log_weights", "split_sign", "check_log_weights", "pair"]
+__all__ = [
+    "bm_conv2d",
+    "bm_linear",
+    "to_log_weights",
+    "split_sign",
+    "check_log_weights",
+    "pair",
+    "AUTHORS_WEIGHT_FLOOR",
+    "AUTHORS_INPUT_FLOOR",
+]
 
 NEG_INF = -math.inf
 _TORCH_CHUNK_ELEMS = 1 << 24  # max elements of the (N, f_chunk, C*K*K, L) tensor in the torch reference
@@ -70,36 +79,67 @@ def split_sign(x):
     return np.maximum(x, 0), np.maximum(-x, 0)
 
 
-def to_log_weights(w):
+AUTHORS_WEIGHT_FLOOR = 1e-6  # the authors' published code: v^± = ln max(±w, 1e-6) at conversion
+AUTHORS_INPUT_FLOOR = 0.1  # the authors' published layer: ln max(x^a, 0.1) (their ``input_shift``)
+
+
+def _check_floor(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a float >= 0, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    return value
+
+
+def to_log_weights(w, floor=None):
     """Seed conversion of a weight tensor ``w`` into ``(v_pos, v_neg)``.
 
     ``v_pos = ln|w|`` where ``w > 0`` else ``-inf``; ``v_neg = ln|w|`` where ``w < 0`` else ``-inf`` (zeros go to
-    ``-inf`` in both). Works on NumPy arrays (float64 result) and torch tensors (same dtype, no grad).
+    ``-inf`` in both). Works on NumPy arrays (float64 result) and torch tensors (same dtype, no grad; meta tensors
+    give meta results without the finiteness check).
+
+    ``floor`` (``None`` = the paper's rule): the authors' published conversion ``v^± = ln max(±w, floor)`` with
+    ``floor = 1e-6`` (:data:`AUTHORS_WEIGHT_FLOOR`): every log-weight is finite (``>= ln floor``), so both signs
+    of every tap get gradients and a weight can change sign or come back from zero during fine-tuning.
     """
+    if floor is not None:
+        floor = _check_floor(floor, "to_log_weights: floor")
+        if floor <= 0.0:
+            raise ValueError("to_log_weights: floor must be > 0 (use None for the paper's -inf rule)")
     if _is_torch(w):
         import torch
 
         w = w.detach()
-        if not torch.isfinite(w).all():
+        if not w.is_meta and not torch.isfinite(w).all():
             raise ValueError("to_log_weights: w contains NaN or inf; expected finite weights")
+        if floor is not None:
+            return torch.log(torch.clamp(w, min=floor)), torch.log(torch.clamp(-w, min=floor))
         ninf = torch.full_like(w, NEG_INF)
         mag = torch.log(torch.where(w != 0, w.abs(), torch.ones_like(w)))
         return torch.where(w > 0, mag, ninf), torch.where(w < 0, mag, ninf)
     w = np.asarray(w, dtype=np.float64)
     if not np.isfinite(w).all():
         raise ValueError("to_log_weights: w contains NaN or inf; expected finite weights")
+    if floor is not None:
+        return np.log(np.maximum(w, floor)), np.log(np.maximum(-w, floor))
     with np.errstate(divide="ignore"):
         mag = np.log(np.abs(w))
     return np.where(w > 0, mag, NEG_INF), np.where(w < 0, mag, NEG_INF)
 
 
-def check_log_weights(v_pos, v_neg, ndim: int, where: str = "bm") -> None:
-    """Validate a ``(v_pos, v_neg)`` pair: same shape, ``ndim`` dims, no NaN and no ``+inf`` (``-inf`` allowed)."""
+def check_log_weights(v_pos, v_neg, ndim: int, where: str = "bm", values: bool = True) -> None:
+    """Validate a ``(v_pos, v_neg)`` pair: same shape, ``ndim`` dims, no NaN and no ``+inf`` (``-inf`` allowed).
+
+    ``values=False`` checks the shapes only (for traced/compiled code, where the values are not known yet).
+    """
     for name, v in (("v_pos", v_pos), ("v_neg", v_neg)):
         if v.ndim != ndim:
             raise ValueError(f"{where}: {name} must have {ndim} dims, got shape {tuple(v.shape)}")
     if tuple(v_pos.shape) != tuple(v_neg.shape):
         raise ValueError(f"{where}: v_pos shape {tuple(v_pos.shape)} != v_neg shape {tuple(v_neg.shape)}")
+    if not values:
+        return
     for name, v in (("v_pos", v_pos), ("v_neg", v_neg)):
         if _is_torch(v):
             import torch
@@ -114,8 +154,8 @@ def check_log_weights(v_pos, v_neg, ndim: int, where: str = "bm") -> None:
             )
 
 
-def _check_conv_args(x, v_pos, v_neg, bias, stride, padding, where="bm_conv2d"):
-    check_log_weights(v_pos, v_neg, 4, where)
+def _check_conv_args(x, v_pos, v_neg, bias, stride, padding, where="bm_conv2d", values=True):
+    check_log_weights(v_pos, v_neg, 4, where, values)
     if x.ndim != 4:
         raise ValueError(f"{where}: x must be NCHW (4 dims), got shape {tuple(x.shape)}")
     f, c, kh, kw = (int(s) for s in v_pos.shape)
@@ -136,7 +176,7 @@ def _check_conv_args(x, v_pos, v_neg, bias, stride, padding, where="bm_conv2d"):
         raise ValueError(f"{where}: kernel {(kh, kw)} larger than padded input {(h + 2 * ph, w + 2 * pw)}")
     if bias is not None and tuple(bias.shape) != (f,):
         raise ValueError(f"{where}: bias must have shape ({f},), got {tuple(bias.shape)}")
-    if bias is not None:
+    if bias is not None and values:
         b = bias.detach() if _is_torch(bias) else np.asarray(bias)
         if _is_torch(b):
             import torch
@@ -162,7 +202,7 @@ def _np_unfold(x, kh, kw, sh, sw, ph, pw, oh, ow):
     return cols.reshape(n, c * kh * kw, oh * ow)
 
 
-def _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
+def _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor=0.0):
     x = np.asarray(x, dtype=np.float64)
     v_pos = np.asarray(v_pos, dtype=np.float64)
     v_neg = np.asarray(v_neg, dtype=np.float64)
@@ -174,9 +214,9 @@ def _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
     out = np.zeros((n, f, oh * ow), dtype=np.float64)
     vs = {+1: v_pos.reshape(f, -1), -1: v_neg.reshape(f, -1)}
     for p_a, xa in zip((+1, -1), split_sign(x)):
-        # pad *before* the log so that padding taps are ln 0 = -inf
+        # pad *before* the log so that padding taps are ln 0 = -inf (ln max(0, s) with an input floor s)
         with np.errstate(divide="ignore"):
-            lx = np.log(_np_unfold(xa, kh, kw, sh, sw, ph, pw, oh, ow))
+            lx = np.log(np.maximum(_np_unfold(xa, kh, kw, sh, sw, ph, pw, oh, ow), input_floor))
         for p_b, v in vs.items():
             # (N, 1, T, L) + (1, F, T, 1) → max over taps T, one filter at a time to bound memory
             for fi in range(f):
@@ -191,7 +231,7 @@ def _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
 # ----------------------------------------------------------------------------------------------- torch
 
 
-def _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
+def _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor=0.0):
     import torch
     import torch.nn.functional as F
 
@@ -206,6 +246,8 @@ def _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
     chunk = max(1, _TORCH_CHUNK_ELEMS // max(1, n * taps * L))
     for p_a, xa in zip((+1, -1), split_sign(x)):
         cols = F.unfold(xa, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (N, T, L), differentiable
+        if input_floor > 0:  # max(x^a, s): the gradient reaches x only where x^a > s
+            cols = torch.where(cols > input_floor, cols, torch.full_like(cols, input_floor))
         pos = cols > 0
         safe = torch.where(pos, cols, torch.ones_like(cols))
         lx = torch.where(pos, torch.log(safe), torch.full_like(cols, NEG_INF))
@@ -234,7 +276,7 @@ def _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding):
 # ----------------------------------------------------------------------------------------------- public
 
 
-def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0):
+def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0, *, input_floor=0.0):
     """BM convolution (seed, *The BM Convolutional Layer*), reference implementation.
 
     Args:
@@ -243,9 +285,14 @@ def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0):
             ``-inf`` allowed (an absent tap), NaN and ``+inf`` rejected.
         bias: ``(F,)`` or None.
         stride, padding: int or ``(h, w)``; padding taps are zeros (``ln 0 = -inf``), as in the seed's ``I``.
+        input_floor: ``s >= 0``; the log-domain input is ``ln max(x^a, s)`` (padding taps ``ln s``). ``0`` (default)
+            is the paper; the authors' published layer uses ``0.1`` (:data:`AUTHORS_INPUT_FLOOR`, their
+            ``input_shift``): every tap then enters both sign terms and the gradient reaches ``x`` only where
+            ``x^a > s``.
 
     Returns ``sum_{a,b} p^a p^b exp(ln I^a (.) v^b) + b``, shape ``(N, F, H_out, W_out)``.
     """
+    input_floor = _check_floor(input_floor, "bm_conv2d: input_floor")
     if _is_torch(x) or _is_torch(v_pos):
         import torch
 
@@ -255,11 +302,11 @@ def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0):
             and isinstance(v_neg, torch.Tensor)
         ):
             raise TypeError("bm_conv2d: x, v_pos and v_neg must all be torch tensors or all NumPy arrays")
-        return _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding)
-    return _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding)
+        return _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor)
+    return _np_bm_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor)
 
 
-def bm_linear(x, v_pos, v_neg, bias=None):
+def bm_linear(x, v_pos, v_neg, bias=None, *, input_floor=0.0):
     """BM neuron layer (seed eq. ``y_BM`` without ``sigma``): ``x`` is ``(N, in)``, ``v_pos``/``v_neg`` ``(out, in)``."""
     if x.ndim != 2:
         raise ValueError(f"bm_linear: x must be (N, in_features), got shape {tuple(x.shape)}")
@@ -268,5 +315,7 @@ def bm_linear(x, v_pos, v_neg, bias=None):
         raise ValueError(
             f"bm_linear: x has {int(x.shape[1])} features but v_pos expects {int(v_pos.shape[1])} (shape {tuple(v_pos.shape)})"
         )
-    y = bm_conv2d(x[:, :, None, None], v_pos[:, :, None, None], v_neg[:, :, None, None], bias)
+    y = bm_conv2d(
+        x[:, :, None, None], v_pos[:, :, None, None], v_neg[:, :, None, None], bias, input_floor=input_floor
+    )
     return y[:, :, 0, 0]

@@ -4,8 +4,15 @@ Seed 000_5bd4b4fcc7d8a338: *The BM Convolutional Layer* (forward function) and *
 step 2 (conversion ``v^+ = ln|w|`` where ``w > 0`` else ``-inf``, ``v^- = ln|w|`` where ``w < 0`` else ``-inf``).
 
 The layers hold ``v_pos`` / ``v_neg`` (``nn.Parameter``, shaped like the standard weight, ``-inf`` = absent tap)
-and ``bias``. On CPU the forward/backward run in the compiled kernel (``bm_ops._kernel``); on other devices, or
-with ``backend="reference"``, in :func:`bm_ops.functional.bm_conv2d` (same function, plain autograd).
+and ``bias``. On CPU (and on the meta device) they call the custom op ``torch.ops.bm_ops.conv2d``
+(``bm_ops._kernel``: compiled kernel, fake kernel, registered autograd), so ``torch.compile(fullgraph=True)``
+and ``torch.export`` trace them; on other devices, or with ``backend="reference"``, they run
+:func:`bm_ops.functional.bm_conv2d` (same function, plain autograd, double-differentiable).
+
+Authors' training semantics (their published code, not the paper; off by default): ``input_floor=0.1`` computes
+``ln max(x^a, 0.1)`` (every tap enters both sign terms) and ``weight_floor=1e-6`` in the conversions gives
+``v^± = ln max(±w, 1e-6)`` (finite, so every tap of both signs keeps learning; the paper's ``-inf`` taps get no
+gradient, so a weight's sign and sparsity are frozen at conversion).
 
 Notes (deviations / practicalities, also in the README):
 
@@ -24,8 +31,8 @@ import math
 import torch
 from torch import nn
 
+from bm_ops.functional import _check_floor, check_log_weights, pair, to_log_weights
 from bm_ops.functional import bm_conv2d as _ref_conv2d
-from bm_ops.functional import check_log_weights, pair, to_log_weights
 
 __all__ = ["BMConv2d", "BMLinear", "from_conv", "from_linear", "convert_layers", "convertible_layers"]
 
@@ -38,19 +45,21 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
-def _run(backend, x, v_pos, v_neg, bias, stride, padding):
-    if backend == "reference" or (backend == "auto" and x.device.type != "cpu"):
-        return _ref_conv2d(x, v_pos, v_neg, bias, stride, padding)
+def _run(backend, x, v_pos, v_neg, bias, stride, padding, input_floor):
+    if backend == "reference" or (backend == "auto" and x.device.type not in ("cpu", "meta")):
+        return _ref_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor=input_floor)
     from bm_ops._kernel import bm_conv2d_fast
 
-    return bm_conv2d_fast(x, v_pos, v_neg, bias, stride, padding)
+    return bm_conv2d_fast(x, v_pos, v_neg, bias, stride, padding, input_floor=input_floor)
 
 
 class BMConv2d(nn.Module):
     """Bipolar Morphological 2-D convolution (seed, *The BM Convolutional Layer*), drop-in for ``nn.Conv2d``.
 
     ``y = sum_{a,b} p^a p^b exp(ln x^a (.) v^b) + bias`` with ``(.)`` the max-plus correlation over
-    ``C x K_h x K_w`` taps; zero padding (``ln 0 = -inf``).
+    ``C x K_h x K_w`` taps; zero padding (``ln 0 = -inf``). ``input_floor`` (default 0, the paper): use
+    ``ln max(x^a, input_floor)`` — 0.1 is the authors' published code; ``weight_floor`` (default None, the
+    paper): the conversion floor of :func:`bm_ops.functional.to_log_weights` used by ``reset_parameters``.
     """
 
     def __init__(
@@ -67,8 +76,13 @@ class BMConv2d(nn.Module):
         backend: str = "auto",
         device=None,
         dtype=None,
+        *,
+        input_floor: float = 0.0,
+        weight_floor: float | None = None,
     ):
         super().__init__()
+        self.input_floor = _check_floor(input_floor, "BMConv2d: input_floor")
+        self.weight_floor = weight_floor
         if pair(dilation, "dilation") != (1, 1):
             raise ValueError(f"BMConv2d: dilation {dilation!r} is not supported (only 1)")
         if groups != 1:
@@ -98,10 +112,10 @@ class BMConv2d(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Kaiming-uniform standard weight (as ``nn.Conv2d``), then the seed's conversion."""
+        """Kaiming-uniform standard weight (as ``nn.Conv2d``), then the seed's conversion (``weight_floor``)."""
         w = torch.empty(self.v_pos.shape, device=self.v_pos.device, dtype=self.v_pos.dtype)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-        vp, vn = to_log_weights(w)
+        vp, vn = to_log_weights(w, self.weight_floor)
         self.v_pos.copy_(vp)
         self.v_neg.copy_(vn)
         if self.bias is not None:
@@ -112,7 +126,9 @@ class BMConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(f"BMConv2d: expected NCHW input, got shape {tuple(x.shape)}")
-        return _run(self.backend, x, self.v_pos, self.v_neg, self.bias, self.stride, self.padding)
+        return _run(
+            self.backend, x, self.v_pos, self.v_neg, self.bias, self.stride, self.padding, self.input_floor
+        )
 
     def weight_equivalent(self) -> torch.Tensor:
         """Standard weight with the same taps, ``exp(v^+) - exp(v^-)`` (the inverse of the conversion)."""
@@ -121,6 +137,7 @@ class BMConv2d(nn.Module):
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         s += f", padding={self.padding}, bias={self.bias is not None}"
+        s += f", input_floor={self.input_floor}" if self.input_floor else ""
         return s + ("" if self.backend == "auto" else f", backend={self.backend!r}")
 
 
@@ -135,8 +152,13 @@ class BMLinear(nn.Module):
         backend: str = "auto",
         device=None,
         dtype=None,
+        *,
+        input_floor: float = 0.0,
+        weight_floor: float | None = None,
     ):
         super().__init__()
+        self.input_floor = _check_floor(input_floor, "BMLinear: input_floor")
+        self.weight_floor = weight_floor
         for name, val in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"BMLinear: {name} must be a positive int, got {val!r}")
@@ -153,7 +175,7 @@ class BMLinear(nn.Module):
     def reset_parameters(self) -> None:
         w = torch.empty(self.v_pos.shape, device=self.v_pos.device, dtype=self.v_pos.dtype)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-        vp, vn = to_log_weights(w)
+        vp, vn = to_log_weights(w, self.weight_floor)
         self.v_pos.copy_(vp)
         self.v_neg.copy_(vn)
         if self.bias is not None:
@@ -168,7 +190,14 @@ class BMLinear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features, 1, 1)
         y = _run(
-            self.backend, x2, self.v_pos[:, :, None, None], self.v_neg[:, :, None, None], self.bias, 1, 0
+            self.backend,
+            x2,
+            self.v_pos[:, :, None, None],
+            self.v_neg[:, :, None, None],
+            self.bias,
+            1,
+            0,
+            self.input_floor,
         )
         return y.reshape(*lead, self.out_features)
 
@@ -176,9 +205,8 @@ class BMLinear(nn.Module):
         return (torch.exp(self.v_pos) - torch.exp(self.v_neg)).detach()
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-        )
+        s = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return s + (f", input_floor={self.input_floor}" if self.input_floor else "")
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
@@ -186,10 +214,10 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} contains NaN or inf; cannot convert to log-domain weights")
 
 
-def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str):
+def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str, weight_floor=None):
     """The seed's conversion into ``bm``: ``v_pos``/``v_neg`` from ``w`` (``to_log_weights``), the bias copied,
     the train/eval mode of ``src`` kept."""
-    vp, vn = to_log_weights(w)
+    vp, vn = to_log_weights(w, weight_floor)
     with torch.no_grad():
         bm.v_pos.copy_(vp)
         bm.v_neg.copy_(vn)
@@ -200,10 +228,14 @@ def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str):
     return bm
 
 
-def from_conv(conv: nn.Conv2d, backend: str = "auto") -> BMConv2d:
+def from_conv(
+    conv: nn.Conv2d, backend: str = "auto", *, weight_floor: float | None = None, input_floor: float = 0.0
+) -> BMConv2d:
     """Seed conversion of a trained ``nn.Conv2d`` (or subclass, e.g. Brevitas ``QuantConv2d``) into a ``BMConv2d``.
 
-    For Brevitas layers the float ``weight`` is converted (the quantizer is not carried over).
+    For Brevitas layers the float ``weight`` is converted (the quantizer is not carried over). ``weight_floor``
+    (e.g. ``1e-6``, the authors' code) gives ``v^± = ln max(±w, weight_floor)``; ``input_floor`` is passed to the
+    layer (see :class:`BMConv2d`).
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"from_conv expects a torch.nn.Conv2d, got {type(conv).__name__}")
@@ -235,12 +267,16 @@ def from_conv(conv: nn.Conv2d, backend: str = "auto") -> BMConv2d:
         backend=backend,
         device=w.device,
         dtype=w.dtype,
+        input_floor=input_floor,
+        weight_floor=weight_floor,
     )
-    return _load_converted(bm, conv, w, "from_conv: conv.bias")
+    return _load_converted(bm, conv, w, "from_conv: conv.bias", weight_floor)
 
 
-def from_linear(linear: nn.Linear, backend: str = "auto") -> BMLinear:
-    """Seed conversion of a trained ``nn.Linear`` into a ``BMLinear``."""
+def from_linear(
+    linear: nn.Linear, backend: str = "auto", *, weight_floor: float | None = None, input_floor: float = 0.0
+) -> BMLinear:
+    """Seed conversion of a trained ``nn.Linear`` into a ``BMLinear`` (options as :func:`from_conv`)."""
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"from_linear expects a torch.nn.Linear, got {type(linear).__name__}")
     w = linear.weight.detach()
@@ -252,8 +288,10 @@ def from_linear(linear: nn.Linear, backend: str = "auto") -> BMLinear:
         backend=backend,
         device=w.device,
         dtype=w.dtype,
+        input_floor=input_floor,
+        weight_floor=weight_floor,
     )
-    return _load_converted(bm, linear, w, "from_linear: linear.bias")
+    return _load_converted(bm, linear, w, "from_linear: linear.bias", weight_floor)
 
 
 def convertible_layers(model: nn.Module, include_linear: bool = True) -> list[str]:
@@ -271,13 +309,21 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def convert_layers(
-    model: nn.Module, names=None, include_linear: bool = True, backend: str = "auto"
+    model: nn.Module,
+    names=None,
+    include_linear: bool = True,
+    backend: str = "auto",
+    *,
+    weight_floor: float | None = None,
+    input_floor: float = 0.0,
 ) -> nn.Module:
     """Replace layers of ``model`` in place by their BM versions (seed conversion) and return ``model``.
 
     ``names``: submodule names (``model.named_modules()``) to convert; ``None`` converts every ``nn.Conv2d``
     (and every ``nn.Linear`` when ``include_linear``). Unknown names or layers of another type raise.
+    ``weight_floor`` / ``input_floor``: the authors' semantics options (see :func:`from_conv`).
     """
+    opts = {"weight_floor": weight_floor, "input_floor": input_floor}
     if names is None:
         names = convertible_layers(model, include_linear)
     elif isinstance(names, str):
@@ -290,9 +336,9 @@ def convert_layers(
         if isinstance(m, (BMConv2d, BMLinear)):
             continue
         if isinstance(m, nn.Conv2d):
-            _set_submodule(model, name, from_conv(m, backend))
+            _set_submodule(model, name, from_conv(m, backend, **opts))
         elif isinstance(m, nn.Linear):
-            _set_submodule(model, name, from_linear(m, backend))
+            _set_submodule(model, name, from_linear(m, backend, **opts))
         else:
             raise ValueError(
                 f"convert_layers: {name!r} is a {type(m).__name__}, expected nn.Conv2d or nn.Linear"
