@@ -172,3 +172,44 @@ def test_label_select_readout_equals_top_k_of_counts():
     np.testing.assert_array_equal(top, expected)
     with pytest.raises(ValueError, match=r"k=6 > 5 labels"):
         convert_to_lif(m).transform(InsertLabelSelect(6))
+
+
+@pytest.mark.slow
+def test_pooled_partition_cppsim_equals_python_at_batch_2(tmp_path):
+    """Dataflow partition of the conv + pool net: LIF_MVAU_hls nodes in C++ (cppsim, tick counter and
+    membranes as state across the 2 x 3 frames), FINN's padding / sliding windows / Pool_hls in their python
+    models == python execution of the partition == the QONNX pattern."""
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from finn.builder.build_dataflow_steps import step_create_dataflow_partition, step_specialize_layers
+
+    from finn_s2n2.finn.build import (
+        execute_s2n2,
+        prepare_partition_cppsim,
+        step_convert_to_lif,
+        step_s2n2_tidy,
+    )
+    from finn_s2n2.finn.transformation import FixTickBatchShapes
+
+    m = conv_pool_dense_net(2, seed=5)
+    x = (np.random.default_rng(5).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    ref = execute_onnx(m, {"inp": x})["outp"]
+    cfg = DataflowBuildConfig(
+        output_dir=str(tmp_path), synth_clk_period_ns=10.0, fpga_part="xc7z020clg400-1", generate_outputs=[]
+    )
+    conv = step_convert_to_lif(step_s2n2_tidy(m, cfg), cfg)
+    full = execute_s2n2(conv, {"inp": x}, return_full_exec_context=True)
+    child = step_specialize_layers(step_create_dataflow_partition(conv, cfg), cfg).transform(
+        FixTickBatchShapes()
+    )
+    cin, cout = child.graph.input[0].name, child.graph.output[0].name
+    y_py = execute_s2n2(child, {cin: full[cin]})[cout]
+    child = prepare_partition_cppsim(child)
+    assert [n.op_type for n in child.graph.node].count("LIF_MVAU_hls") == 2 and "Pool_hls" in _ops(child)
+    y_cpp = execute_s2n2(child, {cin: full[cin]})[cout]
+    assert ref.sum() > 0
+    np.testing.assert_array_equal(y_py.reshape(ref.shape), ref)
+    np.testing.assert_array_equal(y_cpp.reshape(ref.shape), ref)
+
+
+def _ops(model):
+    return [n.op_type for n in model.graph.node]

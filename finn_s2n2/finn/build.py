@@ -578,6 +578,34 @@ def build_estimates(
 
 
 # ------------------------------------------------------------------------------------------ execution
+def prepare_partition_cppsim(model):
+    """cppsim of a dataflow partition without Vitis: every ``LIF_MVAU_hls`` gets FINN's cppsim code
+    generation and compilation (our C++, g++ + ``ap_types``) and ``exec_mode="cppsim"``.  FINN's nodes keep
+    their python models (:func:`execute_s2n2` runs them through FINN's abstract ops): RTL nodes have no C++
+    anyway (FINN's "cppsim" of an RTL sliding window is python too, and for a depthwise window it emits the
+    channel-fold order of the HLS pooling unit, which must then run in C++ as well), and FINN's HLS nodes'
+    finn-hlslib C++ needs a finn-hlslib matching finn-plus (see docs/s2n2_finn.md).  Returns the model."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hwreshape.compat import finn_build_dir
+
+    for node in model.graph.node:
+        inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
+        if inst is None:
+            continue
+        if node.op_type == "LIF_MVAU_hls":
+            code_dir = inst.get_nodeattr("code_gen_dir_cppsim")
+            if not code_dir or not Path(code_dir).is_dir():
+                import tempfile
+
+                code_dir = tempfile.mkdtemp(prefix=f"code_gen_cppsim_{node.name}_", dir=finn_build_dir())
+                inst.set_nodeattr("code_gen_dir_cppsim", code_dir)
+            inst.code_generation_cppsim(model)
+            inst.compile_singlenode_code()
+            inst.set_nodeattr("exec_mode", "cppsim")
+    return model
+
+
 #: FINN ops whose python execution handles exactly one frame (qonnx' Im2Col, FMPadding's reshape)
 SINGLE_FRAME_OPS = ("ConvolutionInputGenerator", "FMPadding")
 
