@@ -3,10 +3,14 @@
 Seed 000_5bd4b4fcc7d8a338, *The BM Convolutional Layer*; conversion of a trained ``keras.layers.Conv2D`` with the
 seed's rule (``v^+ = ln|w|`` for ``w > 0``, ``v^- = ln|w|`` for ``w < 0``, else ``-inf``) via :func:`from_conv`.
 
-Written with ``keras.ops`` only (backend-agnostic). The max-plus correlation runs tap by tap: for each of the
-``K_h x K_w`` offsets it adds ``ln x^a`` (an ``(N, H_out, W_out, C, 1)`` slice) to ``v^b[kh, kw]`` (``(C, F)``) and
-keeps the running max — never the full ``(N, positions, F, C K^2)`` tensor. Zeros (``ln 0 = -inf``) and all
-``-inf`` maxima give 0 with zero gradient (guarded ``log``/``exp``), as in the torch reference.
+Written with ``keras.ops`` only (backend-agnostic). The max-plus correlation runs tap by tap and channel by
+channel: for each offset ``(kh, kw)`` and input channel ``c`` it adds ``ln x^a[..., c]`` (an ``(N, H_out, W_out, 1)``
+slice) to ``v^b[kh, kw, c]`` (``(F,)``) and keeps the running max, so the largest intermediate is the
+``(N, H_out, W_out, F)`` output itself — never an ``(N, H_out, W_out, C, F)`` or ``(N, positions, F, C K^2)``
+tensor. Zeros (``ln 0 = -inf``) and all ``-inf`` maxima give 0 with zero gradient (guarded ``log``/``exp``), as in
+the torch reference; ties give the gradient to the first tap (``maximum`` passes it to its first argument).
+Height and width may be dynamic (``keras.Input((None, None, C))``): the geometry is computed from the runtime
+shape. ``input_floor`` (default 0): ``ln max(x^a, input_floor)``, the authors' published semantics at 0.1.
 
 Layout follows Keras: weights ``v_pos``/``v_neg`` are ``(K_h, K_w, C, F)`` (the ``Conv2D`` kernel layout). Padding:
 ``"valid"``, ``"same"`` (TensorFlow semantics, extra row/column at the bottom/right when odd) or an int / pair
@@ -22,18 +26,19 @@ import keras
 import numpy as np
 from keras import ops
 
-from bm_ops.functional import pair, to_log_weights
+from bm_ops.functional import _check_floor, pair, to_log_weights
 
 __all__ = ["BMConv2D", "from_conv", "from_torch"]
 
 
 def _pads(padding, size, k, s):
-    """(before, after) padding of one spatial dim."""
+    """(before, after) padding of one spatial dim; ``size`` an int or (dynamic dims) a scalar tensor."""
     if padding == "valid":
         return 0, 0
     if padding == "same":
-        out = -(-size // s)
-        total = max((out - 1) * s + k - size, 0)
+        out = (size + s - 1) // s
+        total = (out - 1) * s + k - size
+        total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
         return total // 2, total - total // 2
     return padding, padding
 
@@ -43,9 +48,18 @@ class BMConv2D(keras.layers.Layer):
     """Bipolar Morphological 2-D convolution for Keras 3 (channels-last input ``(N, H, W, C)``)."""
 
     def __init__(
-        self, filters, kernel_size, strides=1, padding="valid", use_bias=True, data_format=None, **kwargs
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        use_bias=True,
+        data_format=None,
+        input_floor=0.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
+        self.input_floor = _check_floor(input_floor, "BMConv2D: input_floor")
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"BMConv2D: filters must be a positive int, got {filters!r}")
         self.filters = filters
@@ -104,7 +118,7 @@ class BMConv2D(keras.layers.Layer):
             pl = pr = self.padding[1]
         oh = (h + pt + pb - kh) // sh + 1
         ow = (w + pl + pr - kw) // sw + 1
-        if oh < 1 or ow < 1:
+        if isinstance(oh, int) and isinstance(ow, int) and (oh < 1 or ow < 1):
             raise ValueError(
                 f"BMConv2D {self.name}: kernel {self.kernel_size} larger than padded input {(h, w)}"
             )
@@ -112,6 +126,12 @@ class BMConv2D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
+        if h is None or w is None:
+            oh = ow = None
+            if h is not None or w is not None:
+                _, (oh2, ow2) = self._geometry(int(h or self.kernel_size[0]), int(w or self.kernel_size[1]))
+                oh, ow = (oh2 if h is not None else None), (ow2 if w is not None else None)
+            return (n, oh, ow, self.filters)
         _, (oh, ow) = self._geometry(int(h), int(w))
         return (n, oh, ow, self.filters)
 
@@ -120,22 +140,33 @@ class BMConv2D(keras.layers.Layer):
             raise ValueError(
                 f"BMConv2D {self.name}: input has {int(x.shape[-1])} channels, weights expect {int(self.v_pos.shape[2])}"
             )
-        h, w = int(x.shape[1]), int(x.shape[2])
+        h = int(x.shape[1]) if x.shape[1] is not None else ops.shape(x)[1]
+        w = int(x.shape[2]) if x.shape[2] is not None else ops.shape(x)[2]
         (pt, pb, pl, pr), (oh, ow) = self._geometry(h, w)
         kh, kw = self.kernel_size
         sh, sw = self.strides
+        c_in = int(self.v_pos.shape[2])
         ninf = ops.cast(-np.inf, x.dtype)
         out = 0.0
         for p_a, xa in ((1.0, ops.relu(x)), (-1.0, ops.relu(-x))):
-            xa = ops.pad(xa, ((0, 0), (pt, pb), (pl, pr), (0, 0)))  # zero padding: ln 0 = -inf
-            pos = xa > 0
-            lx = ops.where(pos, ops.log(ops.where(pos, xa, ops.ones_like(xa))), ninf)
+            xa = ops.pad(
+                xa, ((0, 0), (pt, pb), (pl, pr), (0, 0))
+            )  # zero padding: ln 0 = -inf (ln s with a floor)
+            if self.input_floor > 0:
+                lx = ops.log(ops.maximum(xa, ops.cast(self.input_floor, x.dtype)))
+            else:
+                pos = xa > 0
+                lx = ops.where(pos, ops.log(ops.where(pos, xa, ops.ones_like(xa))), ninf)
+            taps = [
+                lx[:, i:, j:][:, ::sh, ::sw][:, :oh, :ow]  # (N, oh, ow, C) at offset (i, j)
+                for i in range(kh)
+                for j in range(kw)
+            ]
             for p_b, v in ((1.0, self.v_pos), (-1.0, self.v_neg)):
                 m = None
-                for i in range(kh):
-                    for j in range(kw):
-                        sl = lx[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :]
-                        s = ops.max(sl[..., :, None] + v[i, j][None, None, None], axis=-2)  # (N, oh, ow, F)
+                for c in range(c_in):  # channel-major tap order (c, kh, kw), as the torch reference
+                    for t, sl in enumerate(taps):
+                        s = sl[..., c : c + 1] + v[t // kw, t % kw, c]  # (N, oh, ow, F)
                         m = s if m is None else ops.maximum(m, s)
                 alive = m > ninf
                 term = ops.where(alive, ops.exp(ops.where(alive, m, ops.zeros_like(m))), ops.zeros_like(m))
@@ -152,6 +183,7 @@ class BMConv2D(keras.layers.Layer):
             strides=self.strides,
             padding=self.padding,
             use_bias=self.use_bias,
+            input_floor=self.input_floor,
         )
         return cfg
 
@@ -199,7 +231,14 @@ def from_torch(layer) -> BMConv2D:
         raise TypeError(
             f"from_torch expects a bm_ops.torch.BMConv2d or nn.Conv2d, got {type(layer).__name__}"
         )
-    bm = BMConv2D(layer.out_channels, layer.kernel_size, layer.stride, layer.padding, layer.bias is not None)
+    bm = BMConv2D(
+        layer.out_channels,
+        layer.kernel_size,
+        layer.stride,
+        layer.padding,
+        layer.bias is not None,
+        input_floor=layer.input_floor,
+    )
     bm.build((None, None, None, layer.in_channels))
     # torch (F, C, kh, kw) -> keras (kh, kw, C, F)
     bm.v_pos.assign(layer.v_pos.detach().permute(2, 3, 1, 0).float().numpy())

@@ -94,3 +94,28 @@ def test_keras_bad_input():
     bm(np.zeros((1, 5, 5, 2), np.float32))
     with pytest.raises(ValueError, match="channels"):
         bm(np.zeros((1, 5, 5, 3), np.float32))
+
+
+def test_dynamic_spatial_dims_and_no_5d_intermediate():
+    import tensorflow as tf
+
+    torch.manual_seed(3)
+    layer = BMConv2d(2, 3, 3, stride=2, padding=1, input_floor=0.1)
+    kl = from_torch(layer)
+    assert kl.input_floor == 0.1
+    model = keras.Sequential([keras.Input((None, None, 2)), kl])
+    fn = tf.function(lambda t: model(t), input_signature=[tf.TensorSpec((None, None, None, 2), tf.float32)])
+    ranks = [
+        len(o.shape)
+        for op in fn.get_concrete_function().graph.get_operations()
+        for o in op.outputs
+        if o.shape.rank
+    ]
+    assert max(ranks) <= 4  # nothing like (N, H_out, W_out, C, F)
+    for hw in ((5, 7), (8, 6)):
+        x = torch.randn(2, 2, *hw)
+        want = layer(x).detach().numpy()
+        got = fn(tf.constant(x.permute(0, 2, 3, 1).numpy())).numpy()
+        np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-5)
+    same = keras.Sequential([keras.Input((None, None, 1)), BMConv2D(2, 3, strides=2, padding="same")])
+    assert tuple(same(np.ones((1, 7, 5, 1), np.float32)).shape) == (1, 4, 3, 2)
