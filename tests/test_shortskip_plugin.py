@@ -251,7 +251,11 @@ def test_overflowing_skip_add_error_mode(tmp_path, caplog):
     narrow = {"r0": {"Precision": {"result": "fixed<12,6>"}}, "a0": {"Precision": {"result": "fixed<12,6>"}}}
     with pytest.raises(ValueError, match=r"short skip add 'a0'.*Add result type is fixed<12,6"):
         _convert(
-            model, "io_stream", model_cfg={**ON, "ShortSkipOverflow": "error"}, layer_cfg=narrow, tmp=tmp_path / "e"
+            model,
+            "io_stream",
+            model_cfg={**ON, "ShortSkipOverflow": "error"},
+            layer_cfg=narrow,
+            tmp=tmp_path / "e",
         )
     caplog.set_level(logging.WARNING, logger="hls4ml_skiptrim")
     hm = _convert(model, "io_stream", layer_cfg=narrow, tmp=tmp_path / "w")  # default 'wrap': fused + warning
@@ -260,7 +264,11 @@ def test_overflowing_skip_add_error_mode(tmp_path, caplog):
     # a wide enough Add type raises nothing even in 'error' mode
     wide = {"r0": {"Precision": {"result": "ufixed<10,4>"}}, "a0": {"Precision": {"result": "fixed<20,8>"}}}
     hm = _convert(
-        model, "io_stream", model_cfg={**ON, "ShortSkipOverflow": "error"}, layer_cfg=wide, tmp=tmp_path / "ok"
+        model,
+        "io_stream",
+        model_cfg={**ON, "ShortSkipOverflow": "error"},
+        layer_cfg=wide,
+        tmp=tmp_path / "ok",
     )
     assert "ShortSkipConv2D" in _kinds(hm)
     with pytest.raises(ValueError, match="ShortSkipOverflow"):
@@ -302,3 +310,28 @@ def test_register_does_not_break_unrelated_models(tmp_path):
     hm = _convert(keras.Model(inp, out), "io_parallel", tmp=tmp_path)
     assert "ShortSkipConv2D" not in _kinds(hm) and "Conv2D" in _kinds(hm)
     assert hm.shortskip_report == {}  # enabled: the report exists even without any Add
+
+
+@pytest.mark.parametrize("first", ["bm_ops.hls4ml.layer", "hls4ml_skiptrim.hls4ml.passes"])
+def test_importing_a_plugin_module_before_hls4ml_registers_cleanly(first):
+    """Importing one of our hls4ml modules first triggers ``import hls4ml`` while it is half-imported; the
+    entry point then defers and registration finishes at the end of that import (no loader warning)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    code = textwrap.dedent(
+        f"""
+        import {first}
+        import bm_ops.hls4ml as bm
+        from hls4ml_skiptrim.hls4ml import plugin
+        from hls4ml.model.flow import get_flow
+        from hls4ml.model.layers import layer_map
+        assert 'BMConv2D' in layer_map and 'ShortSkipConv2D' in layer_map
+        assert plugin.is_registered() and not plugin._deferred and not bm._deferred
+        assert 'bm_quantize' in get_flow('convert').optimizers
+        assert 'vivado:fuse_short_skip' in get_flow('vivado:optimize').optimizers
+        print('OK')
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "OK" in proc.stdout, out[-3000:]
+    assert "failed" not in out.lower(), out[-3000:]
