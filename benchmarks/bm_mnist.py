@@ -28,6 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bm_ops.functional import AUTHORS_INPUT_FLOOR, AUTHORS_WEIGHT_FLOOR  # noqa: E402
 from bm_ops.torch import convert_layers  # noqa: E402
 from bm_ops.training.recipes import (  # noqa: E402
     as_loader,
@@ -103,7 +104,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-augment", action="store_true", help="train without the random ±2 px shifts")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "bm_mnist"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--authors-semantics",
+        action="store_true",
+        help="the authors' published code: weight floor ln(1e-6) at conversion, input floor 0.1 (default: paper)",
+    )
     args = ap.parse_args(argv)
+    floors = (
+        {"weight_floor": AUTHORS_WEIGHT_FLOOR, "input_floor": AUTHORS_INPUT_FLOOR}
+        if args.authors_semantics
+        else {"weight_floor": None, "input_floor": 0.0}
+    )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     x, y, name = load_mnist_or_digits()
@@ -140,7 +151,7 @@ def main(argv=None) -> dict:
     t_float = time.perf_counter() - t0
     acc_float, _ = evaluate(model, test)
 
-    direct = convert_layers(copy.deepcopy(model), include_linear=False)
+    direct = convert_layers(copy.deepcopy(model), include_linear=False, **floors)
     acc_direct, _ = evaluate(direct, test)
     recalibrate_bn(direct, train)
     acc_direct_bn, _ = evaluate(direct, test)
@@ -158,13 +169,15 @@ def main(argv=None) -> dict:
         seed=args.seed,
         log_path=out / "log.csv",
         progress=True,
+        **floors,
     )
     t_recipe = time.perf_counter() - t1
     acc_bm, _ = evaluate(bm, test)
     n_conv = sum(1 for r in log if r["step"] > 0 and r["layer"] != "(final)")
     print(
         f"data: {name}, train {len(xtr)}, val {len(xva)}, test {len(xte)}; SmallResNet ({n_conv} convs); threads {args.threads}; "
-        f"augmentation {'none' if args.no_augment else 'random ±2 px shifts'}"
+        f"augmentation {'none' if args.no_augment else 'random ±2 px shifts'}; "
+        f"semantics {'authors (weight floor 1e-6, input floor 0.1)' if args.authors_semantics else 'paper'}"
     )
     print("validation accuracy after each step:")
     print(
@@ -193,6 +206,7 @@ def main(argv=None) -> dict:
         "acc_direct_bn": acc_direct_bn,
         "acc_bm": acc_bm,
         "gap_pp": gap,
+        "semantics": "authors" if args.authors_semantics else "paper",
     }
 
 

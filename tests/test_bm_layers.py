@@ -219,3 +219,42 @@ def test_import_bm_ops_is_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_authors_floors_in_reference_math():
+    w = np.array([2.0, -0.5, 0.0, 1e-8])
+    vp, vn = to_log_weights(w, floor=1e-6)
+    np.testing.assert_allclose(vp, np.log([2.0, 1e-6, 1e-6, 1e-6]))
+    np.testing.assert_allclose(vn, np.log([1e-6, 0.5, 1e-6, 1e-6]))
+    tp, tn = to_log_weights(torch.tensor(w), floor=1e-6)
+    np.testing.assert_allclose(tp.numpy(), vp)
+    np.testing.assert_allclose(tn.numpy(), vn)
+    with pytest.raises(ValueError, match="floor"):
+        to_log_weights(w, floor=0.0)
+    # input floor s: ln max(x^a, s) literally, one neuron, every tap in both sign terms
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1, 6))
+    wv = rng.normal(size=(2, 6))
+    vp, vn = to_log_weights(wv, floor=1e-6)
+    s = 0.1
+    want = []
+    for f in range(2):
+        total = 0.0
+        for p_a, xa in ((1, np.maximum(x[0], 0)), (-1, np.maximum(-x[0], 0))):
+            for p_b, v in ((1, vp[f]), (-1, vn[f])):
+                total += p_a * p_b * math.exp(max(math.log(max(a, s)) + b for a, b in zip(xa, v)))
+        want.append(total)
+    np.testing.assert_allclose(bm_linear(x, vp, vn, input_floor=s)[0], want, rtol=1e-12)
+    np.testing.assert_allclose(
+        bm_linear(torch.tensor(x), torch.tensor(vp), torch.tensor(vn), input_floor=s)[0].numpy(),
+        want,
+        rtol=1e-12,
+    )
+    layer = BMLinear(6, 2, input_floor=s, dtype=torch.float64)
+    with torch.no_grad():
+        layer.v_pos.copy_(torch.tensor(vp))
+        layer.v_neg.copy_(torch.tensor(vn))
+        layer.bias.zero_()
+    np.testing.assert_allclose(layer(torch.tensor(x)).detach().numpy()[0], want, rtol=1e-12)
+    with pytest.raises(ValueError, match="input_floor"):
+        BMConv2d(2, 3, 3, input_floor=-1.0)

@@ -212,3 +212,49 @@ def test_train_epochs_restore_best_keeps_the_best_validation_epoch(digits):
         scheduler="none",
     )
     assert "selected" not in plain[0]
+
+
+def test_authors_semantics_options_let_signs_change(digits):
+    from bm_ops.functional import AUTHORS_INPUT_FLOOR, AUTHORS_WEIGHT_FLOOR
+
+    train, val = digits
+    torch.manual_seed(2)
+    float_model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10))
+    w = float_model[0].weight.detach().clone()
+    model, log = convert_and_finetune(
+        float_model,
+        (train[0][:256], train[1][:256]),
+        val,
+        names=["0"],
+        epochs_per_step=2,
+        lr=3e-2,
+        scheduler="none",
+        progress=False,
+        weight_floor=AUTHORS_WEIGHT_FLOOR,
+        input_floor=AUTHORS_INPUT_FLOOR,
+    )
+    bm = model[0]
+    assert isinstance(bm, BMConv2d) and bm.input_floor == AUTHORS_INPUT_FLOOR
+    assert torch.isfinite(bm.v_pos).all() and torch.isfinite(bm.v_neg).all()  # no frozen -inf taps
+    assert (bm.v_pos.detach() >= math.log(AUTHORS_WEIGHT_FLOOR) - 1).any() and w.shape == bm.v_pos.shape
+    assert log[-1]["acc_finetuned"] > 0.5
+
+
+def test_weight_floor_gives_gradient_where_the_paper_rule_freezes():
+    from bm_ops.torch import from_conv
+
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    with torch.no_grad():
+        conv.weight[0] = (
+            -conv.weight[0].abs() - 0.01
+        )  # filter 0: every weight negative, so v+ has no real tap
+    x = torch.randn(2, 2, 5, 5)
+    grads = {}
+    for floor in (None, 1e-6):
+        bm = from_conv(conv, weight_floor=floor)
+        bm(x).square().sum().backward()
+        grads[floor] = bm.v_pos.grad[0]
+    assert (grads[None] == 0).all()  # paper: v+ = -inf, frozen
+    assert (
+        grads[1e-6] != 0
+    ).any()  # authors: v+ = ln 1e-6 finite, the arg-max tap learns (the sign can flip)

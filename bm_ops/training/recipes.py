@@ -242,6 +242,8 @@ def convert_and_finetune(
     final_epochs: int = 0,
     final_lr: float | None = None,
     restore_best: bool = False,
+    weight_floor: float | None = None,
+    input_floor: float = 0.0,
 ) -> tuple[nn.Module, list[dict]]:
     """Seed step 2–3: convert layer by layer from the input side, fine-tuning after each conversion.
 
@@ -260,6 +262,11 @@ def convert_and_finetune(
             (default ``lr``).
         restore_best: the closing fine-tuning ends with the weights of its epoch with the best accuracy on
             ``val`` (checkpoint selection; then ``val`` must not be the data you report on).
+        weight_floor, input_floor: the authors' training semantics (their published code, not the paper), off by
+            default: ``weight_floor=1e-6`` converts with ``v^± = ln max(±w, 1e-6)`` (every log-weight finite, so
+            a weight can change sign or leave zero during fine-tuning; the paper's ``-inf`` taps never get a
+            gradient) and ``input_floor=0.1`` computes ``ln max(x^a, 0.1)`` in every converted layer
+            (``bm_ops.functional.AUTHORS_WEIGHT_FLOOR`` / ``AUTHORS_INPUT_FLOOR``).
 
     Returns ``(model, log)``: one record per step with ``step``, ``layer``, ``acc_converted`` (right after the
     conversion, before anything else), ``acc_recalibrated`` (after the BatchNorm recalibration; equal to
@@ -311,7 +318,7 @@ def convert_and_finetune(
     try:
         for k, name in enumerate(names, start=1):
             t0 = time.perf_counter()
-            convert_layers(model, [name], backend=backend)
+            convert_layers(model, [name], backend=backend, weight_floor=weight_floor, input_floor=input_floor)
             acc_c, _ = evaluate(model, val)
             acc_r = acc_c
             if bn_recalibration and recalibrate_bn(model, train):
