@@ -18,7 +18,8 @@
   and columns that the pooling drops); average pooling additionally divides the weight scale by
   ``k_h k_w``, which only changes the integer threshold ``floor(T k_h k_w / s)``.  Both are exact.  A pool
   before a convolution (it would need a strided kernel) is refused by name;
-* a LIF's ``axonal_delay`` / ``synaptic_delay`` become the ``axonalDelay`` / ``synapticDelay`` attributes.
+* a LIF's ``axonal_delay`` / ``synaptic_delay`` / ``delay_mode`` become the ``axonalDelay`` / ``synapticDelay`` /
+  ``delayMode`` attributes.
 
 The exported graph *is* the quantized model: its qonnx execution equals ``net.set_quantized(True)`` bit for
 bit (tested), whatever mode the torch net is in.
@@ -198,7 +199,9 @@ def to_qonnx(
                 out = f"lif{i}"
                 delays = {}
                 if m.delay:
-                    delays = dict(axonalDelay=m.axonal_delay, synapticDelay=m.synaptic_delay)
+                    delays = dict(
+                        axonalDelay=m.axonal_delay, synapticDelay=m.synaptic_delay, delayMode=m.delay_mode
+                    )
                 nodes.append(
                     helper.make_node(
                         "LIF",
