@@ -99,7 +99,7 @@ class _Stream:
         self._queue = []
         if not q:
             return np.empty(0, self._dtype if self._dtype is not None else _d.EVENT_DTYPE)
-        out = q[0] if len(q) == 1 else np.concatenate(q)
+        out = q[0] if len(q) == 1 else _d.concat(q, q[0].dtype)
         self.n_out += out.size
         return out
 
@@ -251,7 +251,7 @@ class OrderNFilter(_Stream):
     def _process(self, ev):
         if self._held is not None and self._held.size:
             start = self._held.size
-            V = np.concatenate([self._held, ev])
+            V = _d.concat([self._held, ev], ev.dtype)
             status = np.concatenate([self._held_status, np.zeros(ev.size, np.uint8)])
         else:
             start = 0
@@ -270,15 +270,14 @@ class OrderNFilter(_Stream):
             out = np.empty(emission.shape[0], V.dtype)
             _d._gather(V, emission, emission.shape[0], out)
         else:
-            head = status[:m]
-            out = V[:m][head != 0]
-        self._held = V[m:].copy()
+            out = _d.take(V[:m], status[:m])
+        self._held = _d.concat([V[m:]], V.dtype)
         self._held_status = status[m:].copy()
         return out
 
     def _flush_held(self):
         if self.order == "time" and self._held is not None and self._held.size:
-            return self._held[self._held_status != 0]
+            return _d.take(self._held, self._held_status)
         return None
 
 
@@ -300,7 +299,7 @@ class _MaskStream(_Stream):
         return self._passed(ev)
 
     def _process(self, ev):
-        return ev[self._passed(ev)]
+        return _d.take(ev, self._passed(ev))
 
 
 class BaselineFilter(_MaskStream):
@@ -416,7 +415,7 @@ class FilterChain:
 
     def generate_events(self) -> np.ndarray:
         q, self._queue = self._queue, []
-        return np.concatenate(q) if q else np.empty(0, _d.EVENT_DTYPE)
+        return _d.concat(q, q[0].dtype) if q else np.empty(0, _d.EVENT_DTYPE)
 
     generateEvents = generate_events
 
@@ -433,7 +432,7 @@ class FilterChain:
                 tail = g(tail)
             parts.append(tail)
         parts = [p for p in parts if p.size]
-        return np.concatenate(parts) if parts else np.empty(0, _d.EVENT_DTYPE)
+        return _d.concat(parts, parts[0].dtype) if parts else np.empty(0, _d.EVENT_DTYPE)
 
     def reset(self) -> None:
         self._queue = []
