@@ -257,7 +257,7 @@ def test_another_learning_rate_callback_is_detected(framework, digits):
         cb = ASLRCallback(0.05, seed=0, per_layer=per_layer)
         with pytest.warns(UserWarning, match="another learning-rate callback"):
             model.fit(
-                x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[other, cb]
+                x, y, validation_data=(xv, yv), batch_size=64, epochs=1, verbose=0, callbacks=[other, cb]
             )
     # alone: silent
     model = build(4)
@@ -271,7 +271,7 @@ def test_another_learning_rate_callback_is_detected(framework, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model.fit(
-            x, y, validation_data=(xv, yv), batch_size=64, epochs=2, verbose=0, callbacks=[ASLRCallback(0.05)]
+            x, y, validation_data=(xv, yv), batch_size=64, epochs=1, verbose=0, callbacks=[ASLRCallback(0.05)]
         )
 
 
