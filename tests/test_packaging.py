@@ -246,3 +246,11 @@ def test_env_names_the_extra_of_a_missing_host():
     assert status.detail == (
         "not installed (distribution 'hwreshape-no-such-distribution'; pip install 'hwreshape[torch]')"
     )
+
+
+def test_ci_entry_point_parses_and_names_a_bad_stage():
+    ci = REPO / ".ci" / "run"
+    assert subprocess.run(["bash", "-n", str(ci)], capture_output=True).returncode == 0
+    proc = subprocess.run(["bash", str(ci), "nope"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown stage 'nope' (expected setup, test, wheel or wheel-smoke)" in proc.stderr
