@@ -3,22 +3,25 @@
 // Limonova et al., "The BM Convolutional Layer":
 //   J = sum_{a,b in {+,-}} p^a p^b exp( max_{c,dk,dm} ( ln I^a + v^b ) ) + b
 // The python reference is bm_ops.functional.bm_conv2d; this file must compute the same function, including its
-// optional input floor s >= 0 (ln max(I^a, s), the authors' published code uses s = 0.1; s = 0 is the paper).
+// optional input floor s >= 0 (ln max(I^a, s); the authors' published code uses s = 0.1, the paper s = 0).
 //
 // Layout (no (batch x positions x filters x C*K*K) tensor is ever built):
-//  * two padded log planes per image: lp = ln max(x, s), lq = ln max(-x, s) (-inf where the argument is <= 0;
-//    padding taps are ln s, i.e. -inf for s = 0).
-//  * per output position the taps whose lp (lq) is finite are gathered into a list (branch-free compaction), so
-//    x^+ / x^- disjointness (s = 0) costs nothing and zero taps are skipped: each listed tap updates the 2F
-//    accumulators [v^+ | v^-] of its sign with one add and one max per lane, with the accumulators held in
-//    SIMD registers (GCC vector extensions, up to 8 vectors per filter chunk).
-//  * v^+ and v^- are stored tap-major, (C, KH, KW, 2F) padded to a whole number of vectors with -inf.
-//  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima of each position with the arg-max
-//    tap (first tap in (c, kh, kw) order on ties: strict >, like torch.max in the reference) and scatters
-//    grad * |x| e^v into dv and grad * (+-e^v) into dx at that tap only, so nothing but x and v is saved.
-//  * OpenMP over (image, output row) items in both passes; the backward accumulates dx and dv per thread.
+//  * pixel lists (PixelLists): for every padded input pixel and sign, the channels whose log input
+//    a = ln max(+-x, s) is finite, with that log, in channel order -- built once per call. For s = 0 the signs
+//    are disjoint and zeros/padding are absent, so every listed tap updates only the 2F accumulators
+//    [v^+ | v^-] of its sign, with one add and one max per lane.
+//  * weights: rows of 2F lanes [v^+ | v^-] (padded with -inf to whole SIMD vectors), ordered (kh, kw, c).
+//  * row sweep: per output row, block = (filter chunk of <= 8 vectors, kh, kw, channel block) so the block's
+//    weight rows stay in L1 while every position of the row runs its pixel list through them; the
+//    accumulators of a (position, sign, chunk) live in SIMD registers (GCC vector extensions) during a list.
+//  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima (same code), then the first
+//    arg-max tap in (c, kh, kw) order of each maximum (exact equality with the maximum, smallest tap index:
+//    the tie rule of torch.max in the reference), and scatters grad * |x| e^v into dv and grad * (+-e^v)
+//    into dx at that tap only -- autograd keeps nothing but x and v.
+//  * OpenMP over (image, output row) items, dynamic schedule (a descheduled thread on a shared machine does
+//    not hold the others up); the backward accumulates dx and dv per thread.
 // Built without -ffast-math (the code relies on -inf arithmetic) and without -march=native: bm_ops._kernel
-// builds one library per x86-64 ISA level and loads the best one bm_cpu_level() reports (runtime dispatch).
+// builds one library per x86-64 ISA level and loads the best one the CPU supports (runtime dispatch).
 
 #include <algorithm>
 #include <cmath>
@@ -355,9 +358,7 @@ template <typename T>
 void forward(const T* x, const Geo<T>& g, const T* vcat, const T* bias, T* out, int nthreads) {
   const long items = (long)g.N * g.OH;
   const int nt = clamp_threads(nthreads, items);
-  const int F = g.F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW, KW = g.KW, KH = g.KH, C = g.C;
-  const int Hp = g.Hp(), Wp = g.Wp(), nb_total = F2p / Vec<T>::W;
-  constexpr int W = Vec<T>::W;
+  const int F = g.F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW;
   const T ninf = -std::numeric_limits<T>::infinity();
   const std::vector<T> vk = weight_table(vcat, g);
   const PixelLists<T> L(x, g, channel_block(g), F2p, nt);
@@ -393,8 +394,7 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
   const long items = (long)g.N * g.OH;
   const int nt = clamp_threads(nthreads, items);
   const int F = g.F, F2 = 2 * F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW, KW = g.KW, KH = g.KH, C = g.C;
-  const int Hp = g.Hp(), Wp = g.Wp(), nb_total = F2p / Vec<T>::W, taps = g.taps();
-  constexpr int W = Vec<T>::W;
+  const int taps = g.taps();
   const T ninf = -std::numeric_limits<T>::infinity();
   const std::vector<T> vk = weight_table(vcat, g);
   const PixelLists<T> L(x, g, channel_block(g), 1, nt);  // K = channel
@@ -511,18 +511,6 @@ extern "C" {
 
 // bm_fwd_*: 0 = done, 1 = x has NaN/inf (nothing written)
 int bm_kernel_abi_version() { return 2; }
-
-// highest x86-64 ISA level this CPU runs (4: AVX-512, 3: AVX2+FMA, 1: baseline); 0 on other architectures
-int bm_cpu_level() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("x86-64-v4")) return 4;
-  if (__builtin_cpu_supports("x86-64-v3")) return 3;
-  return 1;
-#else
-  return 0;
-#endif
-}
 
 #define BM_DEFINE(SUF, T)                                                                                      \
   int bm_fwd_##SUF(const T* x, int N, int C, int H, int W, const T* vcat, int F, int KH, int KW, int SH, int SW,  \
