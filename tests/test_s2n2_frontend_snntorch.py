@@ -250,3 +250,19 @@ def test_pooled_snntorch_convnet_reaches_build_dataflow(tmp_path):
     est = json.loads((report / "estimate_layer_resources.json").read_text())
     kinds = sorted({k.rsplit("_", 1)[0] for k in est if k != "total"})
     assert any(k.startswith("LIF_MVAU") for k in kinds) and any(k.startswith("Pool") for k in kinds), kinds
+
+
+def test_avg_pool_before_a_conv_is_refused_at_export_by_name():
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.5, init_hidden=True),
+        nn.AvgPool2d(2),
+        nn.Conv2d(2, 2, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.5, init_hidden=True),
+    )
+    imp = from_snntorch(net, output_mode="spikes")
+    x = torch.zeros(1, 2, 1, 8, 8)
+    with pytest.raises(
+        ValueError, match=r"2_AvgPool2d: average/sum pooling of spikes folds into a following Linear"
+    ):
+        to_qonnx(imp.net, x)
