@@ -162,19 +162,19 @@ class ASLR:
         self._draw()
 
     def _make_tensor_lrs(self) -> None:
-        for group in self.optimizer.param_groups:
-            if isinstance(group.get("lr"), torch.Tensor):
-                continue
-            group["lr"] = torch.tensor(float(group.get("lr", self.search.c)), dtype=torch.float64)
-        # the optimiser's own validation of a tensor lr (e.g. Adam: capturable/fused only) runs in step();
-        # refuse early for the classes that reject it
-        fused_or_capturable = any(g.get("fused") or g.get("capturable") for g in self.optimizer.param_groups)
-        if type(self.optimizer).__name__ in ("Adam", "AdamW") and not fused_or_capturable:
-            if any(g.get("foreach") for g in self.optimizer.param_groups):
-                raise ValueError(
-                    f"ASLR: tensor_lr=True with {type(self.optimizer).__name__}(foreach=True) is not supported by "
-                    "torch; pass capturable=True or fused=True, or foreach=False"
-                )
+        # torch's Adam/AdamW reject a tensor lr with foreach=True unless capturable or fused: refuse before
+        # touching the optimiser (torch would only fail at the first step)
+        groups = self.optimizer.param_groups
+        if type(self.optimizer).__name__ in ("Adam", "AdamW") and any(
+            g.get("foreach") and not (g.get("fused") or g.get("capturable")) for g in groups
+        ):
+            raise ValueError(
+                f"ASLR: tensor_lr=True with {type(self.optimizer).__name__}(foreach=True) is not supported by "
+                "torch; pass capturable=True or fused=True, or foreach=False"
+            )
+        for group in groups:
+            if not isinstance(group.get("lr"), torch.Tensor):
+                group["lr"] = torch.tensor(float(group.get("lr", self.search.c)), dtype=torch.float64)
 
     # -- Eq 5.10 ------------------------------------------------------------------------------------------
     def _refresh_interval(self) -> None:

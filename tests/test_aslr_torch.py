@@ -334,3 +334,18 @@ def test_load_state_dict_refuses_another_optimizer_class_start_lr_or_mode():
     ok = ASLR(torch.optim.SGD(net.parameters(), lr=0.1), 0.05)
     ok.load_state_dict(state)
     assert ok.c_history == sched.c_history
+
+
+def test_tensor_lr_refused_before_touching_an_optimizer_that_rejects_it():
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01, foreach=True)
+    with pytest.raises(ValueError, match=r"tensor_lr=True with Adam\(foreach=True\)"):
+        ASLR(opt, 0.001, tensor_lr=True)
+    assert opt.param_groups[0]["lr"] == 0.01  # untouched
+    ok = torch.optim.Adam(net.parameters(), lr=0.01, foreach=False)
+    sched = ASLR(ok, 0.001, tensor_lr=True, generator=torch.Generator().manual_seed(0))
+    net(torch.ones(1, 3)).sum().backward()
+    ok.step()  # torch accepts the tensor lr here
+    sched.step()
+    lo, hi = ASLRSearch(0.001).bounds
+    assert lo <= float(ok.param_groups[0]["lr"]) <= hi
