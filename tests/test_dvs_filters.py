@@ -1,4 +1,4 @@
-"""DVS background-activity filters (seed 002 ch. 3): semantics, properties, bad input."""
+"""DVS background-activity filters (Khodamoradi 2021, ch. 3): semantics, properties, bad input."""
 
 import numpy as np
 import pytest

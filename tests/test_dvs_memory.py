@@ -23,7 +23,7 @@ def test_table_3_1_order_n_exact_and_baseline_scaling():
     for side, seed in m.TABLE_3_1_BRAM_PERCENT.items():
         r = rows[side]
         assert round(r["order_n_percent"], 2) == seed["order_n"], side  # 0.55, 0.55, 0.55, 1.10, 2.19
-        # the baseline model gives exactly half the seed's BRAM at every size (see module docstring)
+        # the baseline model gives exactly half the dissertation's BRAM at every size (see module docstring)
         assert r["baseline_percent"] * 2 == pytest.approx(seed["baseline"], abs=0.006), side
     # O(N): 2 x 2 cells of 32 bits per row and column; baseline: 32 bits per pixel
     assert rows[128]["order_n_bits"] == 4 * 128 * 32 and rows[128]["baseline_bits"] == 128 * 128 * 32

@@ -1,4 +1,4 @@
-"""Poisson noise model and error probabilities (seed 002 Eq 3.7-3.14) vs Monte-Carlo on the real filters."""
+"""Poisson noise model and error probabilities (Khodamoradi 2021, Eq 3.7-3.14) vs Monte-Carlo on the real filters."""
 
 import math
 
@@ -30,7 +30,7 @@ def test_closed_forms():
     p0 = math.exp(-0.05 * 1e-3)
     assert nm.p_false_negative_order_n(0.05, 1e-3, 128) == pytest.approx((1 - p0**125) ** 2)
     assert nm.p_false_negative_order_n(0.05, 1e-3, 128, 64) == pytest.approx((1 - p0**125) * (1 - p0**61))
-    # the seed's comparison (Fig 3.9/3.10): O(N) false negatives ~100x below Liu's at 128 x 128, room temp.
+    # the dissertation's comparison (Fig 3.9/3.10): O(N) false negatives ~100x below Liu's at 128 x 128, room temp.
     assert nm.p_false_negative_liu(2) / nm.p_false_negative_order_n(0.05, 1e-3, 128) > 100
     e = nm.error_probabilities("order_n", 0.05, 1e-3, 128)
     assert e["false_positive"] == 0.0 and e["false_negative"] > 0
@@ -78,7 +78,7 @@ def test_mc_false_positive_stress_rate(name, s):
 @pytest.mark.parametrize("s", [4, 8])
 @pytest.mark.parametrize("name", ["liu", "subsampling"])
 def test_mc_false_positive_room_temperature(name, s):
-    # 0.05 Hz (room temperature), dt = 1 ms on 128 x 128: the seed's expression itself
+    # 0.05 Hz (room temperature), dt = 1 ms on 128 x 128: the dissertation's expression itself
     r = ev.mc_false_positive(
         name, nm.ROOM_TEMPERATURE_RATE_HZ, 1000.0, s, side=128, n_events=1_000_000, seed=s
     )

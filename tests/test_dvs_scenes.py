@@ -1,4 +1,4 @@
-"""Synthetic DVS scenes with ground truth, ROC/recovery evaluation (seed 002 §3.3, §3.4.6)."""
+"""Synthetic DVS scenes with ground truth, ROC/recovery evaluation (Khodamoradi 2021, §3.3, §3.4.6)."""
 
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@
 
   - :func:`mc_false_positive` (Eq 3.9 / 3.11): pure Poisson noise; a false positive is an event that the
     filter passes while Eq 3.2 (the baseline) finds no support.  Only events in *interior* groups (not
-    touching the sensor border) and after a burn-in of one window are counted — the seed's formulas assume
+    touching the sensor border) and after a burn-in of one window are counted — the dissertation's formulas assume
     every group has its full set of neighbours.
   - :func:`mc_false_negative_liu` (Eq 3.10): isolated pairs ``e1 → e4`` (e1 uniform over e4's 3×3
     neighbourhood, e4 uniform over the group positions, no noise); a false negative is ``e4`` dropped.
@@ -16,7 +16,7 @@
 * :func:`scene_rates` / :func:`roc_table` / :func:`plot_roc`: signal kept vs noise kept per filter and
   window on synthetic scenes with ground truth (ROC-style), plotted to PNG.
 * :func:`recovery_gain`: real events passed by the O(N) filter vs the baseline on the laser-spot scene —
-  the seed reports +180 % on its DVS128 recordings.
+  the dissertation reports +180 % on its DVS128 recordings.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from finn_s2n2.dvs.denoise import PASSED, filter_mask, order_n_status
 from finn_s2n2.dvs.scenes import FLOAT_EVENT_DTYPE, poisson_noise
 
 FILTERS = ("baseline", "liu", "subsampling", "order_n")
-#: past-event recovery gain reported by the seed on the laser-pointer recordings (§3.4.6)
+#: past-event recovery gain reported by the dissertation on the laser-pointer recordings (§3.4.6)
 SEED_RECOVERY_GAIN_PERCENT = 180.0
 
 
@@ -41,7 +41,7 @@ def _binomial(k: int, n: int) -> tuple[float, float]:
 
 def mc_false_positive(filter_name, rate_hz, dt_us, s, *, side=128, n_events=200_000, seed=0) -> dict:
     """Monte-Carlo false-positive rate of ``liu`` / ``subsampling`` (or 0-expected ``baseline``/``order_n``)
-    on pure Poisson noise, with the analytic Eq 3.9/3.11 (``analytic``: the seed's expression,
+    on pure Poisson noise, with the analytic Eq 3.9/3.11 (``analytic``: the dissertation's expression,
     ``analytic_exclusive``: times ``P0^9``, the exact probability of the measured event)."""
     if filter_name not in FILTERS:
         raise ValueError(f"filter_name must be one of {FILTERS}, got {filter_name!r}")

@@ -1,6 +1,6 @@
 """Memory of the DVS background-activity filters: the O(N) filter's cell layout and a BRAM model.
 
-Seed 002, chapter 3, §3.2 and Table 3.1.
+Khodamoradi 2021, chapter 3, §3.2 and Table 3.1.
 
 Cell layout (§3.2, Fig 3.4.a).  The O(N) filter keeps *two 32-bit cells per row and per column*:
 
@@ -13,7 +13,7 @@ This module is the single place where that layout is written down; :mod:`finn_s2
 python execution, the specification), the HLS C++ (``hls/dvs_order_n.h``, which exports the same constants
 so tests compare them) and the memory model below all use it.
 
-Choice the seed leaves open — *empty cells*: the seed does not say how a row that has not seen an event yet
+Choice the dissertation leaves open — *empty cells*: the dissertation does not say how a row that has not seen an event yet
 is marked.  We mark it with the all-ones position ``POS_EMPTY = 2**30 - 1`` and ``bk = 1``: no coordinate of
 a sensor with sides ≤ ``MAX_SIDE = 2**30 - 2`` is within one pixel of it, so an empty cell never supports an
 event and is never "recovered".  This costs no extra bit, at the price of two unusable coordinates.
@@ -23,9 +23,9 @@ configured 512 × 36, with the depth rounded up to a power of two (as Vivado HLS
 ``ceil(pow2(depth) / 512) * ceil(width / 36)`` BRAM18.  For the O(N) filter (four memories: row and column
 × timestamp and info, depths H and W, 32 bits) this reproduces Table 3.1 exactly on the XC7A200T
 (730 BRAM18): 4, 4, 4, 8, 16 BRAM18 = 0.55 %, 0.55 %, 0.55 %, 1.10 %, 2.19 % for 128² … 1280².
-For the baseline (one 32-bit timestamp per pixel, §3.4.1) the same model gives exactly half of the seed's
+For the baseline (one 32-bit timestamp per pixel, §3.4.1) the same model gives exactly half of the dissertation's
 figures at every size (32 vs 64 BRAM18 at 128², 4096 vs 8192 at 1280²): the scaling (× 4 per doubling of
-the side, 2 × pow2(W·H) · 32 / 16 Kib) is reproduced, the constant factor 2 is not explained by the seed
+the side, 2 × pow2(W·H) · 32 / 16 Kib) is reproduced, the constant factor 2 is not explained by the dissertation
 (a 64-bit cell or a duplicated array would explain it); :func:`table_3_1` reports both columns.
 """
 

@@ -1,4 +1,4 @@
-"""Synthetic DVS scenes with per-event ground truth (signal / BA noise) — for seed 002, chapter 3.
+"""Synthetic DVS scenes with per-event ground truth (signal / BA noise) — for Khodamoradi 2021, chapter 3.
 
 DVS recordings are not available offline, so the evaluation of the filters runs on synthetic streams:
 
@@ -9,7 +9,7 @@ DVS recordings are not available offline, so the evaluation of the filters runs 
   change time plus a pixel latency drawn from an exponential distribution (``latency_us``; DVS128 ≈ 15 µs,
   more at low light).  Objects: :func:`moving_bars` (a bar sweeping the sensor), :func:`moving_dots`
   (small squares bouncing around) and :func:`laser_spot` (a small fast bright spot on a Lissajous path —
-  the seed's laser-pointer experiment of §3.4.6).
+  the dissertation's laser-pointer experiment of §3.4.6).
 * :func:`make_scene` merges a scene with noise and returns ``(events, is_signal)``, time-sorted.
 
 Timestamps are microseconds (int64 by default, tonic layout :data:`~finn_s2n2.dvs.denoise.EVENT_DTYPE`;

@@ -23,7 +23,7 @@ def stage(ctx) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     res: dict = {}
 
-    # Table 3.1: BRAM of the O(N) filter at 1280 x 1280 (seed 2.19 %) vs the baseline at 128 x 128
+    # Table 3.1: BRAM of the O(N) filter at 1280 x 1280 (dissertation: 2.19 %) vs the baseline at 128 x 128
     rows = {r["side"]: r for r in memory.table_3_1()}
     res["order_n_bram_pct_1280"] = round(rows[1280]["order_n_percent"], 2)
     res["baseline_bram_pct_128"] = round(rows[128]["baseline_percent"], 2)
