@@ -1,7 +1,8 @@
 """``LIF_MVAU_hls``: the HLS specialisation of :class:`~finn_s2n2.finn.custom_op.lif_mvau.LIF_MVAU`.
 
-Seed: chapter 2, §2.2.3 / Fig 2.7 (lower).  The C++ is this project's own header
-``finn_s2n2/finn/hls/lif_mvau.hpp`` (no finn-hlslib).  cppsim here is self-contained: :meth:`code_generation_cppsim`
+Khodamoradi 2021, §2.2.3 / Fig 2.7 (lower).  The C++ is this project's own header
+``finn_s2n2/finn/hls/lif_mvau.hpp`` (FINN MVAU structure: compile-time parameters, one flattened II=1 loop,
+weights partitioned per PE/SIMD, membranes per PE; no finn-hlslib code).  cppsim here is self-contained: :meth:`code_generation_cppsim`
 writes the weights (``params.h``) and a small ``execute_LIF_MVAU_hls.cpp`` that streams the input through
 ``s2n2::LIF_MVAU<...>`` (all parameters as template arguments, as HLS would synthesise it), and
 :meth:`compile_singlenode_code` builds it with g++ and the ``ap_types`` headers shipped by hls4ml
@@ -47,15 +48,22 @@ class LIF_MVAU_hls(LIF_MVAU, HLSBackend):
         )
 
     def weights_header(self, weights) -> str:
+        """``params.h``: the weights as ``weights[PE][SIMD][NF*SF]`` (partitioned per PE and SIMD lane)."""
         self.check_weights(weights)
         g = self.get_nodeattr
-        flat = hls.pe_partition_weights(np.asarray(weights).astype(np.int64), g("SIMD"), g("PE"))
+        pe, simd = g("PE"), g("SIMD")
+        flat = hls.pe_partition_weights(np.asarray(weights).astype(np.int64), simd, pe)
+        nw = flat.size // (pe * simd)
+        rows = flat.reshape(pe, simd, nw)
         wbits = self.get_weight_datatype().bitwidth()
         wtype = f"ap_int<{wbits}>" if self.get_weight_datatype().signed() else f"ap_uint<{wbits}>"
-        body = ",".join(str(int(v)) for v in flat)
+        body = ",\n".join(
+            "{" + ", ".join("{" + ",".join(str(int(v)) for v in lane) + "}" for lane in per_pe) + "}"
+            for per_pe in rows
+        )
         return (
-            f"// weights of {self.onnx_node.name}, PE-partitioned [pe][nf][sf][simd]\n"
-            f"static const {wtype} weights[{flat.size}] = {{{body}}};\n"
+            f"// weights of {self.onnx_node.name}: [pe][simd][nf * SF + sf] = W[sf*SIMD + simd][nf*PE + pe]\n"
+            f"static const {wtype} weights[{pe}][{simd}][{nw}] = {{\n{body}}};\n"
         )
 
     # ------------------------------------------------------------------ cppsim

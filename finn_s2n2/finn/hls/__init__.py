@@ -1,13 +1,15 @@
 """The S2N2 HLS C++ (``lif_mvau.hpp``) and the g++ helpers that compile it for C-simulation.
 
-No Vivado and no finn-hlslib: the header needs only ``ap_int.h``/``hls_stream.h``, taken from the hls4ml
-wheel (``hwreshape.compat.ap_types_include``), see ENVIRONMENT.md "FINN".  Two executables use the header:
+The header needs only ``ap_int.h``/``hls_stream.h``, taken from the hls4ml wheel
+(``hwreshape.compat.ap_types_include``).  Every parameter of ``s2n2::LIF_MVAU`` is a template argument, as
+HLS synthesises it.  Two kinds of executables use it:
 
-* per FINN node (``LIF_MVAU_hls.compile_singlenode_code``): every parameter a template argument, exactly
-  what HLS would synthesise;
-* one generic harness (``lif_mvau_harness.cpp``, compiled once and cached by source hash) that calls the
-  same ``lif_mvau_core`` with the configuration read at run time — used to check hundreds of random
-  configurations against the python execution without one compile per configuration.
+* per FINN node (``LIF_MVAU_hls.compile_singlenode_code``): one instance, one call per frame (tick);
+* :func:`run_harness`: one generated source with one template instance per test configuration, compiled
+  once per batch of configurations (cached by source hash), to check many random configurations against
+  the python execution.
+
+:func:`syntax_check` runs ``g++ -fsyntax-only -Wall`` on FINN-generated code against finn-hlslib.
 """
 
 from __future__ import annotations
@@ -22,13 +24,9 @@ import numpy as np
 
 HLS_DIR = Path(__file__).resolve().parent
 HEADER = HLS_DIR / "lif_mvau.hpp"
-HARNESS_SRC = HLS_DIR / "lif_mvau_harness.cpp"
 #: open stand-ins for Vitis-only headers (``ap_axi_sdata.h``: finn-hlslib needs only ``qdma_axis``)
 OPEN_INCLUDE = HLS_DIR / "include"
 
-#: harness limits (its stream word types are ap_uint<64> in, ap_uint<1024> out)
-HARNESS_MAX_SIMD = 64
-HARNESS_MAX_OUT_BITS = 1024
 
 CXX = os.environ.get("CXX", "g++")
 
@@ -85,54 +83,153 @@ def cache_dir() -> Path:
     return d
 
 
-def harness_binary() -> Path:
-    """The generic harness executable, compiled once per (header, harness) source hash."""
-    h = hashlib.sha256(HEADER.read_bytes() + HARNESS_SRC.read_bytes() + CXX.encode()).hexdigest()[:16]
+def pe_partition_weights(w: np.ndarray, simd: int, pe: int) -> np.ndarray:
+    """Reorder W (MW, MH) into the layout of ``s2n2::LIF_MVAU``'s weights, flattened:
+    ``[pe][simd][nf * SF + sf]`` = W[row = sf*SIMD + s, col = nf*PE + pe]."""
+    mw, mh = w.shape
+    sf, nf = mw // simd, mh // pe
+    return np.asarray(w).reshape(sf, simd, nf, pe).transpose(3, 1, 2, 0).reshape(-1)
+
+
+_CASE_KEYS = (
+    "acc_bits",
+    "MW",
+    "MH",
+    "SIMD",
+    "PE",
+    "T",
+    "P",
+    "K",
+    "threshold",
+    "saturate",
+    "reset_subtract",
+    "counts",
+    "D",
+    "OBITS",
+)
+
+
+def weight_bits(w) -> int:
+    """Bits of the smallest signed integer type that holds every weight (at least 2)."""
+    lo, hi = int(np.min(w, initial=0)), int(np.max(w, initial=0))
+    bits = 2
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+_CASE_FUNC = """
+static void run_{i}(const std::vector<int32_t> &wr, const std::vector<uint8_t> &x, unsigned frames,
+                    std::vector<int32_t> &res) {{
+    static ap_int<{wb}> w[{pe}][{simd}][{nw}];
+    for (unsigned k = 0; k < {pe} * {simd} * {nw}; k++) w[k / ({simd} * {nw})][(k / {nw}) % {simd}][k % {nw}] = wr[k];
+    hls::stream<ap_uint<{simd}> > in;
+    hls::stream<ap_uint<{pe} * {obits}> > out;
+    for (size_t v = 0; v < (size_t)frames * {p}; v++)
+        for (unsigned sf = 0; sf < {mw} / {simd}; sf++) {{
+            ap_uint<{simd}> word = 0;
+            for (unsigned s = 0; s < {simd}; s++) word[s] = x[v * {mw} + sf * {simd} + s] & 1;
+            in.write(word);
+        }}
+    s2n2::LIF_MVAU<{targs}>(in, out, w, frames);
+    if (!in.empty()) std::exit(10);
+    while (!out.empty()) {{
+        ap_uint<{pe} * {obits}> word = out.read();
+        for (unsigned q = 0; q < {pe}; q++) {{
+            unsigned v = 0;
+            for (unsigned b = 0; b < {obits}; b++) v |= (unsigned)word[q * {obits} + b] << b;
+            res.push_back((int32_t)v);
+        }}
+    }}
+}}
+"""
+
+_MAIN = """
+int main(int argc, char **argv) {{
+    if (argc != 3) return 2;
+    FILE *f = std::fopen(argv[1], "rb");
+    if (!f) return 3;
+    int64_t ncases = 0;
+    if (std::fread(&ncases, 8, 1, f) != 1 || ncases != {n}) return 4;
+    std::vector<int32_t> res;
+    for (int64_t i = 0; i < ncases; i++) {{
+        int64_t h[{nh}];
+        if (std::fread(h, 8, {nh}, f) != {nh}) return 5;
+        const unsigned frames = (unsigned)h[{nh} - 1];
+        std::vector<int32_t> wr((size_t)h[1] * h[2]);
+        if (std::fread(wr.data(), 4, wr.size(), f) != wr.size()) return 6;
+        std::vector<uint8_t> x((size_t)frames * h[6] * h[1]);
+        if (!x.empty() && std::fread(x.data(), 1, x.size(), f) != x.size()) return 7;
+        switch (i) {{
+{calls}
+        }}
+    }}
+    std::fclose(f);
+    FILE *o = std::fopen(argv[2], "wb");
+    if (!o) return 9;
+    if (!res.empty()) std::fwrite(res.data(), 4, res.size(), o);
+    std::fclose(o);
+    return 0;
+}}
+"""
+
+
+def _harness_source(cases: list[dict]) -> str:
+    """C++ with one ``s2n2::LIF_MVAU`` template instance per case and a main that streams each case's input
+    (binary file, see :func:`run_harness`) through its instance and writes the unpacked outputs."""
+    from finn_s2n2 import numerics
+
+    funcs, calls = [], []
+    for i, c in enumerate(cases):
+        wb = weight_bits(c["weights"])
+        mw, mh, simd, pe = c["MW"], c["MH"], c["SIMD"], c["PE"]
+        targs = (
+            f"{mw}, {mh}, {simd}, {pe}, {c['T']}, {c['P']}, {c['K']}, {int(c['threshold'])}LL, "
+            f"{str(bool(c['saturate'])).lower()}, {str(bool(c['reset_subtract'])).lower()}, "
+            f"{str(bool(c['counts'])).lower()}, {c['D']}, {c['OBITS']}, {c['acc_bits']}, "
+            f"{numerics.current_bits(mw, wb)}, ap_int<{wb}>"
+        )
+        nw = (mh // pe) * (mw // simd)
+        funcs.append(
+            _CASE_FUNC.format(
+                i=i, wb=wb, pe=pe, simd=simd, nw=nw, obits=c["OBITS"], p=c["P"], mw=mw, targs=targs
+            )
+        )
+        calls.append(f"            case {i}: run_{i}(wr, x, frames, res); break;")
+    head = (
+        "// generated by finn_s2n2.finn.hls.run_harness: one s2n2::LIF_MVAU instance per case\n"
+        "#include <cstdint>\n#include <cstdio>\n#include <cstdlib>\n#include <vector>\n"
+        '#include "lif_mvau.hpp"\n'
+    )
+    return head + "".join(funcs) + _MAIN.format(n=len(cases), nh=len(_CASE_KEYS) + 1, calls="\n".join(calls))
+
+
+def harness_binary(cases: list[dict]) -> Path:
+    """The harness executable for ``cases``, compiled once per (generated source, header) hash."""
+    src = _harness_source(cases)
+    h = hashlib.sha256(src.encode() + HEADER.read_bytes() + CXX.encode()).hexdigest()[:16]
     exe = cache_dir() / f"lif_mvau_harness_{h}"
     if not exe.exists():
+        cpp = cache_dir() / f"lif_mvau_harness_{h}.cpp"
+        cpp.write_text(src)
         tmp = exe.with_suffix(f".tmp{os.getpid()}")
-        compile_cpp([HARNESS_SRC], tmp)
+        compile_cpp([cpp], tmp)
         os.replace(tmp, exe)
     return exe
 
 
-def pe_partition_weights(w: np.ndarray, simd: int, pe: int) -> np.ndarray:
-    """Reorder W (MW, MH) into the PE-partitioned layout of ``lif_mvau_core``: [pe][nf][sf][simd]."""
-    mw, mh = w.shape
-    sf, nf = mw // simd, mh // pe
-    # W[row = sf*SIMD + s, col = nf*PE + p] -> [p, nf, sf, s]
-    return np.asarray(w).reshape(sf, simd, nf, pe).transpose(3, 2, 0, 1).reshape(-1)
-
-
 def run_harness(cases: list[dict]) -> list[np.ndarray]:
-    """Run many configurations through the generic C++ harness in one process.
+    """Run many configurations, each through its own ``s2n2::LIF_MVAU`` template instance, in one process.
 
     Each case: ``acc_bits, MW, MH, SIMD, PE, T, P, K, threshold, saturate, reset_subtract, counts, D, OBITS``,
     ``weights`` (MW, MH) ints and ``x`` (frames, P, MW) bits.  Returns per case the output elements as
     int64 (frames or samples, P, MH) — exactly what the C++ streamed out, unpacked.
     """
-    keys = [
-        "acc_bits",
-        "MW",
-        "MH",
-        "SIMD",
-        "PE",
-        "T",
-        "P",
-        "K",
-        "threshold",
-        "saturate",
-        "reset_subtract",
-        "counts",
-        "D",
-        "OBITS",
-    ]
+    keys = list(_CASE_KEYS)
     chunks = [np.array([len(cases)], dtype=np.int64).tobytes()]
     for c in cases:
         x = np.asarray(c["x"], dtype=np.uint8)
         frames = x.shape[0]
-        if c["SIMD"] > HARNESS_MAX_SIMD or c["PE"] * c["OBITS"] > HARNESS_MAX_OUT_BITS:
-            raise ValueError("configuration exceeds the harness stream widths")
         hdr = np.array([int(c[k]) for k in keys] + [frames], dtype=np.int64)
         w = pe_partition_weights(np.asarray(c["weights"], dtype=np.int64), c["SIMD"], c["PE"]).astype(
             np.int32
@@ -141,7 +238,9 @@ def run_harness(cases: list[dict]) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory() as td:
         inp, outp = Path(td) / "in.bin", Path(td) / "out.bin"
         inp.write_bytes(b"".join(chunks))
-        res = subprocess.run([str(harness_binary()), str(inp), str(outp)], capture_output=True, text=True)
+        res = subprocess.run(
+            [str(harness_binary(cases)), str(inp), str(outp)], capture_output=True, text=True
+        )
         if res.returncode != 0:
             raise RuntimeError(f"harness failed: {res.stderr[-2000:]}")
         flat = np.fromfile(outp, dtype=np.int32).astype(np.int64)

@@ -15,6 +15,11 @@
 //   I_t is accumulated in a CUR_BITS-wide accumulator that cannot overflow, then the overflow policy
 //   (saturate or two's-complement wrap) is applied ONCE to decay(m) + I_t; see numerics.py for why.
 //
+// Structure of FINN's MVAU (one flattened II=1 loop over the P x NF x SF folds of a frame, input words
+// buffered while the NF neuron folds reuse them, compile-time parameters, weights partitioned per PE and
+// SIMD lane, membranes per PE).  One call of LIF_MVAU processes num_frames frames; a frame is one tick and
+// the tick counter, membranes, previous-spike bits, counters and delay line are state of the unit.
+//
 // Written for this project (not derived from finn-hlslib). Only needs ap_int.h and hls_stream.h.
 #ifndef S2N2_LIF_MVAU_HPP
 #define S2N2_LIF_MVAU_HPP
@@ -24,139 +29,146 @@
 
 namespace s2n2 {
 
-// Run-time configuration of one LIF_MVAU instance (constant-folded by HLS in the templated wrapper).
-struct LifCfg {
-    unsigned MW, MH, SIMD, PE;  // matrix width/height, lanes, processing elements
-    unsigned T;                 // ticks per sample (last tick resets membranes / counters)
-    unsigned P;                 // output positions per tick (OH*OW for a convolution, 1 for dense)
-    unsigned K;                 // decay shift: d = 1 - 2^-K
-    long long threshold;        // Eq 2.4 threshold, inside the membrane range
-    bool saturate;              // true: saturate, false: wrap (two's complement)
-    bool reset_subtract;        // false: reset to zero (Eq 2.3), true: subtract threshold next tick
-    bool counts;                // false: emit spikes each tick, true: emit counters at the last tick
-    unsigned D;                 // total delay (ticks) applied at the output
-    unsigned OBITS;             // bits per output element (1 for spikes, count bits for counters)
-};
-
 // Signed ACC_BITS-wide overflow policy applied to a wide intermediate value.
-template <unsigned ACC_BITS>
-ap_int<ACC_BITS> lif_overflow(ap_int<66> x, bool saturate) {
+template <unsigned ACC_BITS, bool SATURATE>
+ap_int<ACC_BITS> lif_overflow(ap_int<66> x) {
 #pragma HLS INLINE
     const ap_int<66> hi = (ap_int<66>(1) << (ACC_BITS - 1)) - 1;
     const ap_int<66> lo = -(ap_int<66>(1) << (ACC_BITS - 1));
-    if (saturate) {
+    if (SATURATE) {
         if (x > hi) return ap_int<ACC_BITS>(hi);
         if (x < lo) return ap_int<ACC_BITS>(lo);
     }
     return ap_int<ACC_BITS>(x);  // truncation = two's-complement wrap-around
 }
 
-// Shift-subtract leak: m - (m >> K), arithmetic (flooring) shift.
-template <unsigned ACC_BITS>
-ap_int<ACC_BITS> lif_decay(ap_int<ACC_BITS> m, unsigned K) {
+// Shift-subtract leak: m - (m >> K), arithmetic (flooring) shift; never leaves the membrane range.
+template <unsigned ACC_BITS, unsigned K>
+ap_int<ACC_BITS> lif_decay(ap_int<ACC_BITS> m) {
 #pragma HLS INLINE
-    ap_int<ACC_BITS + 1> mm = m;
-    ap_int<ACC_BITS + 1> sh = (K >= ACC_BITS) ? ap_int<ACC_BITS + 1>(m < 0 ? -1 : 0) : ap_int<ACC_BITS + 1>(mm >> K);
-    return ap_int<ACC_BITS>(mm - sh);  // never leaves the membrane range
+    const ap_int<ACC_BITS + 1> mm = m;
+    const ap_int<ACC_BITS + 1> sh = (K >= ACC_BITS) ? ap_int<ACC_BITS + 1>(m < 0 ? -1 : 0) : ap_int<ACC_BITS + 1>(mm >> K);
+    return ap_int<ACC_BITS>(mm - sh);
 }
 
-// Core of the unit: streams num_frames frames (one frame = one tick) of P input vectors (MW/SIMD words of
-// SIMD spike bits each).  `tick` is the in-hardware tick counter (state kept between calls): frame k of a
-// call is tick `tick`, the counter wraps after T ticks, and the last tick clears membranes and counters.
-//   TI: input word (>= SIMD bits), TO: output word (>= PE*OBITS bits), TW: weight element type.
-//   weights[((pe*NF + nf)*SF + sf)*SIMD + s] = W[row = sf*SIMD + s][col = nf*PE + pe]  (PE-partitioned)
-//   mem:   membrane memory, P*MH entries, index (p*NF + nf)*PE + pe  (zero at the start)
-//   prev:  previous-tick output bits, P*MH entries (reset "subtract"), zero at the start
-//   cnt:   per-neuron counters, P*MH entries (counts mode), zero at the start
-//   dline: delay line, D*P*MH bits (spikes mode with D > 0)
-//   buf:   input buffer of MW/SIMD words (the MVTU input buffer of Fig 2.6)
-template <unsigned ACC_BITS, unsigned CUR_BITS, typename TI, typename TO, typename TW>
-void lif_mvau_core(hls::stream<TI> &in, hls::stream<TO> &out, const TW *weights, ap_int<ACC_BITS> *mem,
-                   ap_uint<1> *prev, ap_uint<32> *cnt, ap_uint<1> *dline, TI *buf, const LifCfg &c, unsigned num_frames,
-                   unsigned &tick) {
-    const unsigned SF = c.MW / c.SIMD;
-    const unsigned NF = c.MH / c.PE;
-    const ap_int<ACC_BITS> thr = ap_int<ACC_BITS>(c.threshold);
+// The LIF matrix-vector unit.
+//   MW x MH matrix, SIMD lanes, PE processing elements; T ticks per sample (the last tick clears the state
+//   and, with COUNTS, emits the per-neuron counters); P output positions per tick (OH*OW after a sliding
+//   window, 1 for dense); decay d = 1 - 2^-K; threshold THR; SATURATE or wrap; RESET_SUB ("subtract") or
+//   reset to zero; D ticks of output delay (spikes mode; counts drop the spikes of the last D ticks);
+//   OBITS bits per output element; ACC_BITS membrane; CUR_BITS Eq 2.2 current register (no overflow).
+//   weights[pe][s][nf * SF + sf] = W[row = sf*SIMD + s][col = nf*PE + pe]
+// Stream order: per frame, per position p, per neuron fold nf: SF input words of SIMD spike bits in (read
+// once per position, buffered for the other folds) and one output word of PE elements out.
+template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE, unsigned T, unsigned P, unsigned K, long long THR,
+          bool SATURATE, bool RESET_SUB, bool COUNTS, unsigned D, unsigned OBITS, unsigned ACC_BITS, unsigned CUR_BITS,
+          typename TW>
+void LIF_MVAU(hls::stream<ap_uint<SIMD> > &in, hls::stream<ap_uint<PE * OBITS> > &out,
+              const TW weights[PE][SIMD][(MH / PE) * (MW / SIMD)], unsigned num_frames) {
+    constexpr unsigned SF = MW / SIMD;  // synapse folds
+    constexpr unsigned NF = MH / PE;    // neuron folds
+    constexpr unsigned NMEM = P * NF;   // membranes per PE
+    constexpr unsigned NDL = (D > 0 && !COUNTS) ? D * NMEM : 1;
+    static_assert(MW % SIMD == 0 && MH % PE == 0, "SIMD must divide MW and PE must divide MH");
+    static_assert(ACC_BITS >= 2 && ACC_BITS <= 32, "membrane of 2..32 bits");
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = weights complete dim = 2
+    static ap_int<ACC_BITS> mem[PE][NMEM];              // membrane memory (BRAM in the estimates)
+    static ap_uint<1> prev[PE][RESET_SUB ? NMEM : 1];   // previous-tick spikes (reset "subtract")
+    static ap_uint<32> cnt[PE][COUNTS ? NMEM : 1];      // per-label spike counters (Fig 2.8)
+    static ap_uint<1> dline[PE][NDL];                   // output delay line
+    static unsigned tick = 0;                           // in-hardware tick counter
+    static bool init = false;
+#pragma HLS ARRAY_PARTITION variable = mem complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = prev complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = cnt complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = dline complete dim = 1
+    if (!init) {
+        for (unsigned pe = 0; pe < PE; pe++) {
+            for (unsigned i = 0; i < NMEM; i++) mem[pe][i] = 0;
+            for (unsigned i = 0; i < (RESET_SUB ? NMEM : 1); i++) prev[pe][i] = 0;
+            for (unsigned i = 0; i < (COUNTS ? NMEM : 1); i++) cnt[pe][i] = 0;
+            for (unsigned i = 0; i < NDL; i++) dline[pe][i] = 0;
+        }
+        init = true;
+    }
+    const ap_int<ACC_BITS> thr = ap_int<ACC_BITS>(THR);
+    ap_uint<SIMD> inbuf[SF];  // the MVTU input buffer of Fig 2.6: one position's input vector
+    ap_int<CUR_BITS> acc[PE];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
     for (unsigned frame = 0; frame < num_frames; frame++) {
-        const bool last = (tick == c.T - 1);  // last-tick control signal
-        for (unsigned p = 0; p < c.P; p++) {
-            for (unsigned sf = 0; sf < SF; sf++) {
+        const bool last = (tick == T - 1);  // last-tick control signal
+        unsigned sf = 0, nf = 0, p = 0;
+        for (unsigned i = 0; i < P * NF * SF; i++) {
 #pragma HLS PIPELINE II = 1
-                buf[sf] = in.read();
+            ap_uint<SIMD> word;
+            if (nf == 0) {
+                word = in.read();
+                inbuf[sf] = word;
+            } else {
+                word = inbuf[sf];
             }
-            for (unsigned nf = 0; nf < NF; nf++) {
-                TO oword = 0;
-                for (unsigned pe = 0; pe < c.PE; pe++) {
+            if (sf == 0) {
+                for (unsigned pe = 0; pe < PE; pe++) {
 #pragma HLS UNROLL
-                    // Eq 2.2: the spike bits address the weights; only set lanes load and add
-                    ap_int<CUR_BITS> cur = 0;
-                    for (unsigned sf = 0; sf < SF; sf++) {
-                        const TI word = buf[sf];
-                        for (unsigned s = 0; s < c.SIMD; s++) {
+                    acc[pe] = 0;
+                }
+            }
+            // Eq 2.2: the spike bits address the weights; only set lanes add their weight
+            for (unsigned pe = 0; pe < PE; pe++) {
 #pragma HLS UNROLL
-                            if (word[s]) cur += weights[((pe * NF + nf) * SF + sf) * c.SIMD + s];
-                        }
-                    }
-                    const unsigned idx = (p * NF + nf) * c.PE + pe;
-                    // accumulator initialised with the decayed membrane (Fig 2.7 lower), Eq 2.3
-                    const ap_int<ACC_BITS> m_dec = lif_decay<ACC_BITS>(mem[idx], c.K);
-                    // reset "subtract": the previous tick's spike takes the threshold off after the decay
-                    const ap_int<66> sub = (c.reset_subtract && prev[idx] == 1) ? ap_int<66>(thr) : ap_int<66>(0);
-                    const ap_int<ACC_BITS> m_t =
-                        lif_overflow<ACC_BITS>(ap_int<66>(m_dec) + ap_int<66>(cur) - sub, c.saturate);
+                ap_int<CUR_BITS> part = 0;
+                for (unsigned s = 0; s < SIMD; s++) {
+#pragma HLS UNROLL
+                    if (word[s]) part += weights[pe][s][nf * SF + sf];
+                }
+                acc[pe] += part;
+            }
+            if (sf == SF - 1) {
+                const unsigned idx = p * NF + nf;
+                ap_uint<PE * OBITS> oword = 0;
+                for (unsigned pe = 0; pe < PE; pe++) {
+#pragma HLS UNROLL
+                    // accumulator starts from the decayed membrane (Fig 2.7 lower), Eq 2.3; reset "subtract":
+                    // the previous tick's spike takes the threshold off after the decay
+                    const ap_int<ACC_BITS> m_dec = lif_decay<ACC_BITS, K>(mem[pe][idx]);
+                    const ap_int<66> sub = (RESET_SUB && prev[pe][RESET_SUB ? idx : 0] == 1) ? ap_int<66>(THR) : ap_int<66>(0);
+                    const ap_int<ACC_BITS> m_t = lif_overflow<ACC_BITS, SATURATE>(ap_int<66>(m_dec) + ap_int<66>(acc[pe]) - sub);
                     const bool spike = m_t > thr;  // comparator, Eq 2.4
-                    // reset selector: zero (Eq 2.3) or keep m_t (subtract: applied next tick)
-                    const ap_int<ACC_BITS> m_store = (spike && !c.reset_subtract) ? ap_int<ACC_BITS>(0) : m_t;
-                    mem[idx] = last ? ap_int<ACC_BITS>(0) : m_store;  // last tick: membrane reset
-                    if (c.reset_subtract) prev[idx] = (spike && !last) ? 1 : 0;
+                    // reset selector: zero (Eq 2.3) or keep m_t ("subtract" acts next tick); last tick clears
+                    mem[pe][idx] = (last || (spike && !RESET_SUB)) ? ap_int<ACC_BITS>(0) : m_t;
+                    if (RESET_SUB) prev[pe][RESET_SUB ? idx : 0] = (spike && !last) ? 1 : 0;
                     ap_uint<32> val;
-                    if (c.counts) {
-                        // counter of label idx; a delay D drops the spikes of the last D ticks
-                        if (spike && tick + c.D < c.T) cnt[idx] = cnt[idx] + 1;
-                        val = cnt[idx];
-                        if (last) cnt[idx] = 0;
-                    } else if (c.D == 0) {
+                    if (COUNTS) {
+                        const unsigned ci = COUNTS ? idx : 0;
+                        // a delay D drops the spikes of the last D ticks from the counters
+                        if (spike && tick + D < T) cnt[pe][ci] = cnt[pe][ci] + 1;
+                        val = cnt[pe][ci];
+                        if (last) cnt[pe][ci] = 0;
+                    } else if (D == 0) {
                         val = spike ? 1 : 0;
                     } else {
-                        const unsigned slot = (tick % c.D) * (c.P * c.MH) + idx;
-                        val = (tick >= c.D) ? ap_uint<32>(dline[slot]) : ap_uint<32>(0);
-                        dline[slot] = spike ? 1 : 0;
+                        const unsigned slot = (D > 0 && !COUNTS) ? (tick % (D > 0 ? D : 1)) * NMEM + idx : 0;
+                        val = (tick >= D) ? ap_uint<32>(dline[pe][slot]) : ap_uint<32>(0);
+                        dline[pe][slot] = spike ? 1 : 0;
                     }
-                    for (unsigned b = 0; b < c.OBITS; b++) {
+                    for (unsigned b = 0; b < OBITS; b++) {
 #pragma HLS UNROLL
-                        oword[pe * c.OBITS + b] = val[b];
+                        oword[pe * OBITS + b] = val[b];
                     }
                 }
-                if (!c.counts || last) out.write(oword);
+                if (!COUNTS || last) out.write(oword);
+                sf = 0;
+                if (++nf == NF) {
+                    nf = 0;
+                    p++;
+                }
+            } else {
+                sf++;
             }
         }
         tick = last ? 0u : tick + 1;  // tick counter
     }
-}
-
-// Synthesisable wrapper with every parameter fixed at compile time (one instance per FINN node).
-template <unsigned MW, unsigned MH, unsigned SIMD, unsigned PE, unsigned T, unsigned P, unsigned K, long long THR,
-          bool SATURATE, bool RESET_SUB, bool COUNTS, unsigned D, unsigned OBITS, unsigned ACC_BITS, unsigned CUR_BITS,
-          typename TW>
-void LIF_MVAU(hls::stream<ap_uint<SIMD> > &in, hls::stream<ap_uint<PE * OBITS> > &out, const TW *weights,
-              unsigned num_frames) {
-    static ap_int<ACC_BITS> mem[P * MH];  // membrane memory (BRAM in the estimates)
-    static ap_uint<1> prev[RESET_SUB ? P * MH : 1];  // previous-tick spikes (reset "subtract")
-    static ap_uint<32> cnt[COUNTS ? P * MH : 1];
-    static ap_uint<1> dline[(D > 0 && !COUNTS) ? D * P * MH : 1];
-    static unsigned tick = 0;  // in-hardware tick counter: one call = num_frames frames (ticks)
-    static bool init = false;
-    if (!init) {
-        for (unsigned i = 0; i < P * MH; i++) mem[i] = 0;
-        for (unsigned i = 0; i < (RESET_SUB ? P * MH : 1); i++) prev[i] = 0;
-        for (unsigned i = 0; i < (COUNTS ? P * MH : 1); i++) cnt[i] = 0;
-        for (unsigned i = 0; i < ((D > 0 && !COUNTS) ? D * P * MH : 1); i++) dline[i] = 0;
-        init = true;
-    }
-    ap_uint<SIMD> buf[MW / SIMD];
-    const LifCfg c = {MW, MH, SIMD, PE, T, P, K, THR, SATURATE, RESET_SUB, COUNTS, D, OBITS};
-    lif_mvau_core<ACC_BITS, CUR_BITS, ap_uint<SIMD>, ap_uint<PE * OBITS>, TW>(in, out, weights, mem, prev, cnt, dline, buf, c,
-                                                                              num_frames, tick);
 }
 
 }  // namespace s2n2
