@@ -40,6 +40,7 @@ bm_conv2d_config_template = """struct config{index} : nnet::bm_conv2d_config {{
     static const long long weight_sentinel = {weight_sentinel}LL;
     static const unsigned reuse_factor = {reuse};
     static const unsigned log_bits = {log_bits};
+    static const unsigned sum_bits = {sum_bits};
     typedef {weight_type} weight_t;
     typedef {bias_type} bias_t;
     typedef {log_table_type} log_table_t;
@@ -73,6 +74,7 @@ class BMConv2DConfigTemplate(LayerConfigTemplate):
             accum_bits=q.accum_bits,
             weight_sentinel=q.sentinel,
             log_bits=log_bits(q.input_t, c),
+            sum_bits=q.sum_bits,
         )
         params["weight_type"] = node.get_weights("v_pos").type.name
         params["bias_type"] = node.get_weights("bias").type.name

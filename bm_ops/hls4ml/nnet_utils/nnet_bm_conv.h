@@ -12,8 +12,9 @@
 //      right shifts round half up
 //   4. acc = T++ - T+- - T-+ + T-- + B  (exact), res = (res_T) acc  (res_T's own rounding/overflow mode)
 // Base-2 log/exp are used instead of ln/exp: exp(ln x + v) = 2^(log2 x + v log2 e), log2 e folded into V.
-// The io_stream line buffer stores logs in their exact width (log_bits); the arithmetic of one window is still
-// written with 64-bit integers (the exact widths weight_bits, sum_bits, accum_bits are in the config).
+// io_stream: logs stored in their exact width (log_bits), window sums/maxima in ap_int<sum_bits>, the
+// accumulator in ap_int<accum_bits>.  io_parallel and the per-value log/exp helpers (shared with the run-time
+// configured test harness) still compute in 64-bit integers.
 #ifndef NNET_BM_CONV_H_
 #define NNET_BM_CONV_H_
 
@@ -51,6 +52,7 @@ struct bm_conv2d_config {
     static const long long weight_sentinel = -32768;
     static const unsigned reuse_factor = 1;
     static const unsigned log_bits = 20; // exact signed width of a log value L (io_stream line buffer)
+    static const unsigned sum_bits = 24; // exact signed width of a window sum L + V (incl. the -inf code)
     typedef ap_int<16> weight_t;
     typedef ap_int<32> bias_t;
     typedef ap_uint<15> log_table_t;
@@ -246,7 +248,8 @@ template <typename CONFIG_T> struct bm_lb {
     static const unsigned size = rows * CONFIG_T::in_width + cols;
 };
 
-// accumulator of one output (oh, ow, f) read from the line buffer; same arithmetic as bm_conv_2d_acc
+// accumulator of one output (oh, ow, f) read from the line buffer; same arithmetic as bm_conv_2d_acc, in the
+// exact widths: window sums and maxima ap_int<sum_bits>, accumulator ap_int<accum_bits> (no overflow by construction)
 template <typename CONFIG_T, class log_T, class sgn_T>
 long long bm_window_acc(const log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan],
                         const sgn_T lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan], unsigned oh, unsigned ow, unsigned f,
@@ -255,7 +258,9 @@ long long bm_window_acc(const log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_ch
                         const bm_geom &g) {
     #pragma HLS INLINE
     const unsigned taps = CONFIG_T::n_chan * CONFIG_T::filt_height * CONFIG_T::filt_width;
-    long long mx[4] = {0, 0, 0, 0};
+    typedef ap_int<CONFIG_T::sum_bits> sum_T;
+    typedef ap_int<CONFIG_T::accum_bits> acc_T;
+    sum_T mx[4] = {0, 0, 0, 0};
     bool valid[4] = {false, false, false, false};
 BMWinChan:
     for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
@@ -273,20 +278,20 @@ BMWinChan:
                 int s = lb_sgn[slot][c].to_int();
                 if (s == 0)
                     continue; // ln 0 = -inf
-                long long lx = lb_log[slot][c].to_int64();
+                const sum_T lx = lb_log[slot][c];
                 unsigned wi = f * taps + (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
                 unsigned q0 = (s > 0) ? 0 : 2;
-                long long vp = (long long)v_pos[wi];
-                long long vn = (long long)v_neg[wi];
+                const typename CONFIG_T::weight_t vp = v_pos[wi];
+                const typename CONFIG_T::weight_t vn = v_neg[wi];
                 if (vp != CONFIG_T::weight_sentinel) {
-                    long long sum = lx + vp;
+                    const sum_T sum = lx + vp;
                     if (!valid[q0] || sum > mx[q0]) {
                         mx[q0] = sum;
                         valid[q0] = true;
                     }
                 }
                 if (vn != CONFIG_T::weight_sentinel) {
-                    long long sum = lx + vn;
+                    const sum_T sum = lx + vn;
                     if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
                         mx[q0 + 1] = sum;
                         valid[q0 + 1] = true;
@@ -295,15 +300,18 @@ BMWinChan:
             }
         }
     }
-    long long acc = (long long)bias[f];
+    acc_T acc = bias[f];
 BMWinExp:
     for (unsigned q = 0; q < 4; q++) {
         if (!valid[q])
             continue;
-        long long t = bm_exp2<typename CONFIG_T::exp_table_t>(mx[q], exp_table, g);
-        acc += (q == 0 || q == 3) ? t : -t;
+        const acc_T t = bm_exp2<typename CONFIG_T::exp_table_t>(mx[q].to_int64(), exp_table, g);
+        if (q == 0 || q == 3)
+            acc += t;
+        else
+            acc -= t;
     }
-    return acc;
+    return acc.to_int64();
 }
 
 // linear index of the last input pixel output (oh, ow) needs (clamped to the image: padding needs no input)
@@ -317,7 +325,8 @@ template <typename CONFIG_T> inline int bm_last_pixel(unsigned oh, unsigned ow) 
 
 // io_stream entry point: one stream word = all channels of one pixel (row-major over the image).
 // One log per value as it arrives, stored in its exact width (ap_int<log_bits> + a 2-bit sign) in the line
-// buffer above (not the frame).  ReuseFactor sets the initiation interval of the pixel loop.
+// buffer above (not the frame).  ReuseFactor sets the initiation interval of the emit loop (one output with
+// all n_filt channels per iteration; the pixel loop is not pipelined, so the emit loop is not unrolled).
 template <class data_T, class res_T, typename CONFIG_T>
 void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * CONFIG_T::n_chan *
@@ -339,7 +348,6 @@ BMStreamRow:
     for (unsigned ih = 0; ih < CONFIG_T::in_height; ih++) {
     BMStreamPixel:
         for (unsigned iw = 0; iw < CONFIG_T::in_width; iw++) {
-            #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
             const int p = (int)(ih * CONFIG_T::in_width + iw);
             const unsigned slot = (unsigned)p % bm_lb<CONFIG_T>::size;
             data_T word = data.read();
@@ -354,6 +362,8 @@ BMStreamRow:
             }
         BMStreamEmit:
             for (unsigned k = 0; k < CONFIG_T::out_height * CONFIG_T::out_width; k++) {
+                // one output per iteration (usually 0 or 1 per pixel; more after the last row with bottom padding)
+                #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
                 if (eh >= CONFIG_T::out_height || bm_last_pixel<CONFIG_T>(eh, ew) > p)
                     break;
                 res_T out;
