@@ -22,9 +22,9 @@ last tick of each sample (F / numTicks output frames for F input frames).
 
 Estimates (labelled as *estimates*; no Vivado here)
 ---------------------------------------------------
-* BRAM_18K = weight memory (FINN's MVAU rule: depth ``MW*MH/(PE*SIMD)`` x width ``PE*SIMD*W``) +
-  membrane memory (depth ``P*MH/PE`` x width ``PE*acc_bits``, the dominant term per the seed's synthesis
-  results) + delay line; a memory uses LUTRAM when ``ram_style="distributed"`` or (``"auto"``) when it
+* BRAM_18K = per PE (the HLS kernel partitions its memories per PE): weight memory (depth
+  ``MW*MH/(PE*SIMD)`` x width ``SIMD*W``) + membrane memory (depth ``P*MH/PE`` x ``acc_bits``, the dominant
+  term per the dissertation's synthesis results) + delay line; a memory uses LUTRAM when ``ram_style="distributed"`` or (``"auto"``) when it
   has at most 64 words.  BRAM_18K blocks per memory: :func:`bram18_blocks` (aspect ratios 512x36 ...
   16384x1).
 * LUT = ``PE * (SIMD * cur_bits + 4 * acc_bits + count_bits) + 64`` + LUTRAM bits / 64 (gated adder tree
@@ -327,23 +327,25 @@ class LIF_MVAU(HWCustomOp):
         return depth > 64
 
     def weight_bram_estimation(self) -> int:
+        """One weight memory per PE (the HLS kernel partitions PE, packs the SIMD lanes into one word):
+        PE x blocks(depth MW*MH/(PE*SIMD), width SIMD * weight bits)."""
         pe, simd = self.get_nodeattr("PE"), self.get_nodeattr("SIMD")
         depth = self.calc_wmem()
-        width = pe * simd * self.get_weight_datatype().bitwidth()
-        return bram18_blocks(depth, width) if self._on_bram(depth) else 0
+        width = simd * self.get_weight_datatype().bitwidth()
+        return pe * bram18_blocks(depth, width) if self._on_bram(depth) else 0
 
     def membrane_bram_estimation(self) -> int:
+        """One membrane memory per PE (partitioned in the HLS kernel): PE x blocks(P*MH/PE, acc bits)."""
         p = self.params()
         depth = self.calc_mmem()
-        width = self.get_nodeattr("PE") * p.acc_bits
-        return bram18_blocks(depth, width) if self._on_bram(depth) else 0
+        return self.get_nodeattr("PE") * bram18_blocks(depth, p.acc_bits) if self._on_bram(depth) else 0
 
     def delay_bram_estimation(self) -> int:
         p = self.params()
         if p.output_mode == "counts" or p.delay == 0:
             return 0
         depth = p.delay * self.calc_mmem()
-        return bram18_blocks(depth, self.get_nodeattr("PE")) if self._on_bram(depth) else 0
+        return self.get_nodeattr("PE") * bram18_blocks(depth, 1) if self._on_bram(depth) else 0
 
     def bram_estimation(self, fpgapart=None):
         return self.weight_bram_estimation() + self.membrane_bram_estimation() + self.delay_bram_estimation()

@@ -16,8 +16,8 @@
 //   (saturate or two's-complement wrap) is applied ONCE to decay(m) + I_t; see numerics.py for why.
 //
 // Structure of FINN's MVAU (one flattened II=1 loop over the P x NF x SF folds of a frame, input words
-// buffered while the NF neuron folds reuse them, compile-time parameters, weights partitioned per PE and
-// SIMD lane, membranes per PE).  One call of LIF_MVAU processes num_frames frames; a frame is one tick and
+// buffered while the NF neuron folds reuse them, compile-time parameters, one weight memory per PE with the
+// SIMD lanes in one word, membranes per PE).  One call of LIF_MVAU processes num_frames frames; a frame is one tick and
 // the tick counter, membranes, previous-spike bits, counters and delay line are state of the unit.
 //
 // Written for this project (not derived from finn-hlslib). Only needs ap_int.h and hls_stream.h.
@@ -71,8 +71,9 @@ void LIF_MVAU(hls::stream<ap_uint<SIMD> > &in, hls::stream<ap_uint<PE * OBITS> >
     constexpr unsigned NDL = (D > 0 && !COUNTS) ? D * NMEM : 1;
     static_assert(MW % SIMD == 0 && MH % PE == 0, "SIMD must divide MW and PE must divide MH");
     static_assert(ACC_BITS >= 2 && ACC_BITS <= 32, "membrane of 2..32 bits");
+    // one weight memory per PE whose word holds the SIMD lanes (FINN's MVAU weight layout)
 #pragma HLS ARRAY_PARTITION variable = weights complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = weights complete dim = 2
+#pragma HLS ARRAY_RESHAPE variable = weights complete dim = 2
     static ap_int<ACC_BITS> mem[PE][NMEM];              // membrane memory (BRAM in the estimates)
     static ap_uint<1> prev[PE][RESET_SUB ? NMEM : 1];   // previous-tick spikes (reset "subtract")
     static ap_uint<32> cnt[PE][COUNTS ? NMEM : 1];      // per-label spike counters (Fig 2.8)
