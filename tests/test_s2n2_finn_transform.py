@@ -196,6 +196,9 @@ def test_rf1_model_buffer_report_reproduces_table_2_3():
     assert [r.input_size for r in rows] == [256, 4096, 1152, 128]
     assert [r.tick_batching_bits for r in rows] == [1917, 697304, 212337, 27526]
     assert [r.streaming_bits for r in rows] == [25, 400, 128, 11]
+    # FINN's sliding window keeps its own line buffer in front of each conv unit (§2.2.1 must count it):
+    # conv1 5x5 on the 20x20 padded 1-channel map: (5-1)*20+5 = 85 bits; conv2 5x5 on 16x16x16: 1,104 bits
+    assert [r.sliding_window_bits for r in rows] == [85, (4 * 16 + 5) * 16, 0, 0]
 
 
 def _check_report(report_dir, n_lif):

@@ -97,9 +97,15 @@ class LayerBuffer:
     improvement: float
     eq26_encoding_smaller: bool
     mvau_input_buffer_bits: int
+    #: bits of the sliding-window unit's own line buffer in front of the unit (conv layers; 0 for dense):
+    #: ``((K_h - 1) * W + K_w) * C`` for 1-bit spikes, W the (padded) input width.  The §2.2.1 comparison
+    #: of streaming against tick-batching has to count it too, not only Eq 2.5's MVTU input vector.
+    sliding_window_bits: int = 0
 
 
-def layer_buffer(name, *, kind, num_ticks, input_shape, spike_ratio, kernel_size=None, out_features=None):
+def layer_buffer(
+    name, *, kind, num_ticks, input_shape, spike_ratio, kernel_size=None, out_features=None, swu_width=None
+):
     """Report row for one layer: ``kind`` "conv" (needs ``kernel_size``; ``input_shape`` (C, H, W)) or
     "dense" (needs ``out_features``; ``input_shape`` any)."""
     s = math.prod(int(v) for v in input_shape)
@@ -109,11 +115,15 @@ def layer_buffer(name, *, kind, num_ticks, input_shape, spike_ratio, kernel_size
             raise ValueError(f"layer {name!r}: a conv row needs kernel_size and input_shape (C, H, W)")
         sb = streaming_bits(kernel_size, int(input_shape[0]))
         mvau = sb
+        kh, kw = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size, kernel_size)
+        width = int(swu_width) if swu_width is not None else int(input_shape[2])
+        swb = ((int(kh) - 1) * width + int(kw)) * int(input_shape[0])
     elif kind == "dense":
         if out_features is None:
             raise ValueError(f"layer {name!r}: a dense row needs out_features")
         sb = dense_streaming_bits(int(out_features))
         mvau = s
+        swb = 0
     else:
         raise ValueError(f"layer {name!r}: kind must be 'conv' or 'dense', got {kind!r}")
     return LayerBuffer(
@@ -126,6 +136,7 @@ def layer_buffer(name, *, kind, num_ticks, input_shape, spike_ratio, kernel_size
         improvement(tb, sb),
         encoding_is_smaller(s, num_ticks, spike_ratio),
         mvau,
+        swb,
     )
 
 
@@ -158,6 +169,7 @@ def model_buffer_report(model, spike_ratios: list[float] | dict) -> list[LayerBu
             swu = getCustomOp(prod)
             ch = swu.get_nodeattr("IFMChannels")
             h, w = swu.get_nodeattr("IFMDim")
+            swu_w = w
             pad = model.find_producer(prod.input[0])
             if pad is not None and pad.op_type.startswith("FMPadding"):
                 pinst = getCustomOp(pad)
@@ -168,6 +180,7 @@ def model_buffer_report(model, spike_ratios: list[float] | dict) -> list[LayerBu
                     kind="conv",
                     input_shape=(ch, h, w),
                     kernel_size=tuple(swu.get_nodeattr("ConvKernelDim")),
+                    swu_width=swu_w,
                 )
             )
         else:
