@@ -247,15 +247,14 @@ def check_options(exclude_self, same_polarity, min_support, *, max_support: int)
     return bool(exclude_self), bool(same_polarity), k
 
 
-def polarity_array(events: np.ndarray, same_polarity: bool) -> np.ndarray:
-    """``uint8`` ON flags (``p > 0``) when ``same_polarity``, else ``None`` (the kernels skip it)."""
+def polarity_flag(events: np.ndarray, same_polarity: bool):
+    """``True`` when ``same_polarity`` (the kernels then read ``p > 0`` from each record), else ``None`` (the
+    polarity code is pruned); raises when the events have no polarity field."""
     if not same_polarity:
         return None
     if "p" not in events.dtype.names:
         raise TypeError("same_polarity=True needs a polarity field 'p' (or 'polarity') in events")
-    return (
-        (events["p"] > 0).view(np.uint8) if events["p"].dtype == bool else (events["p"] > 0).astype(np.uint8)
-    )
+    return True
 
 
 # ----------------------------------------------------------------------------------------------- kernels
@@ -307,7 +306,7 @@ def _order_n_kernel(
     ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
 
     Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
-    required, ``None`` = 1; ``pol``: ON flags for equal polarity; ``norec``: ``True`` turns past-event
+    required, ``None`` = 1; ``pol``: ``True`` for equal polarity (``p > 0`` read from each record); ``norec``: ``True`` turns past-event
     recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba compiles a variant per
     combination with the unused code pruned.
 
@@ -335,7 +334,7 @@ def _order_n_kernel(
             pinfo = np.int64(0)
             polmask = np.int64(0)
         else:
-            pinfo = np.int64(pol[i]) << _POL_BIT
+            pinfo = np.int64(e.p > 0) << _POL_BIT
             polmask = np.int64(1) << _POL_BIT
         if excl is None:
             sx = NOSELF
@@ -455,7 +454,7 @@ def _compact(events, status, out):
 @njit(cache=True, error_model="numpy")
 def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T, V, passed):
     """Baseline filter (§3.4.1): one timestamp per pixel, support from the 3×3 neighbourhood (itself
-    included unless ``excl`` is given), ``k_min`` supporters, equal polarity when ``pol`` is given.  Padded
+    included unless ``excl`` is given), ``k_min`` supporters, equal polarity when ``pol`` is ``True``.  Padded
     (H+2)×(W+2) state ``T`` (timestamps) and ``V`` (0 empty, 1 + polarity).  Returns ``(err, err_index)``."""
     n = events.shape[0]
     pw = np.uint64(width + 2)
@@ -472,7 +471,7 @@ def _baseline_kernel(events, width, height, dt, mask, prev, excl, k_min, pol, T,
         if pol is None:
             v = np.uint8(1)
         else:
-            v = np.uint8(1 + pol[i])
+            v = np.uint8(1 + (e.p > 0))
         base = np.uint64(np.int64(e.y)) * pw + np.uint64(np.int64(e.x))  # padded index of (x-1, y-1)
         me = base + pw + ONE
         cnt = 0

@@ -228,7 +228,7 @@ class OrderNFilter(_Stream):
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
-            _d.polarity_array(V, self.same_polarity), None if self.recover else True,
+            _d.polarity_flag(V, self.same_polarity), None if self.recover else True,
             RI, CI, RT, CT, status, emit,
         )  # fmt: skip
         if err:
@@ -322,7 +322,7 @@ class BaselineFilter(_MaskStream):
 
     def _run_kernel(self, ev, passed):
         T, V = self._state
-        pol = _d.polarity_array(ev, self.same_polarity)
+        pol = _d.polarity_flag(ev, self.same_polarity)
         return _d._baseline_kernel(
             ev, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support, pol, T, V, passed,
