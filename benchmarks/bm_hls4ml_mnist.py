@@ -1,6 +1,6 @@
 """BM network → hls4ml C-simulation on MNIST, side by side with the same network of standard convs (peer).
 
-Seed 000_5bd4b4fcc7d8a338 (BM convolutions in hardware; MNIST accuracy after fine-tuning). Acceptance of issue 5:
+Limonova et al. (BM convolutions in hardware; MNIST accuracy after fine-tuning). Acceptance of issue 5:
 a BM network trained by the model-side recipe (``bm_ops.training.recipes.convert_and_finetune``) converts through hls4ml
 (``BMConv2D`` plugin layer, ``compile()``/``predict()``) and classifies the MNIST test split within 0.5 pp of its
 float BM accuracy. The peer is hls4ml's own ``Conv2D`` on the float network before BM conversion.

@@ -1,6 +1,6 @@
 """Fixed-point BM convolution: exactly what the generated C++ (``bm_ops/hls4ml/nnet_bm_conv.h``) computes.
 
-Seed ``000_5bd4b4fcc7d8a338`` (Limonova et al.), *The BM Convolutional Layer*::
+Limonova et al., *The BM Convolutional Layer*::
 
     J = sum_{alpha,beta} p^alpha p^beta exp( ln I^alpha (.) v^beta ) + b
 
@@ -24,7 +24,7 @@ Datapath (all integers; ``raw`` = value · 2^frac):
 4. ``acc = T++ - T+- - T-+ + T-- + B`` (bias ``B = round(2^FA · b)``), exact; then ``res = (result_t) acc``
    with ``result_t``'s own rounding/overflow mode (``AP_TRN``/``AP_RND``, ``AP_WRAP``/``AP_SAT``).
 
-Deviation from the seed (documented also in README ``bm_hls``): the seed writes ``ln``/``exp``; the hardware
+Deviation from the paper (documented in docs/bm_hls4ml.md): the paper writes ``ln``/``exp``; the hardware
 here uses ``log2``/``2^z`` (leading-one detector + table, shift + table). This is the same function:
 ``exp(ln x + v) = 2^(log2 x + v·log2 e)``; the constant ``log2 e`` is folded into the stored weights ``V`` at
 conversion time. The approximation error is bounded by :meth:`BMFixedLayer.error_bound` (log and exp table

@@ -1,6 +1,6 @@
 """hls4ml IR layer ``BMConv2D``: a BM convolution quantised by :mod:`bm_ops.fixedpoint`.
 
-Seed ``000_5bd4b4fcc7d8a338``, *The BM Convolutional Layer* (``J = sum p^a p^b exp(ln I^a (.) v^b) + b``).
+Limonova et al., *The BM Convolutional Layer* (``J = sum p^a p^b exp(ln I^a (.) v^b) + b``).
 The float log-domain weights ``v_pos_data``/``v_neg_data`` ``(F, C, Kh, Kw)`` and ``bias_data`` given by a
 frontend handler are converted once, by :meth:`BMConv2D.quantize` (the ``bm_quantize`` pass, which runs right
 after hls4ml's precision inference has fixed the input type) with :func:`bm_ops.fixedpoint.quantize_bm_layer`; the resulting integer arrays (weights, bias, log/exp tables) become hls4ml weight variables,

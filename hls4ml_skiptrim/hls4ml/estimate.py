@@ -1,6 +1,6 @@
-"""Stream-memory / BRAM18 *estimate* of a converted hls4ml model (the estimate analogue of seed Table 4.5).
+"""Stream-memory / BRAM18 *estimate* of a converted hls4ml model (the estimate analogue of Khodamoradi 2021, Table 4.5).
 
-Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 4, Table 4.5 (BRAM of Fig. 4.4: long skip 508, no skip
+Khodamoradi 2021, ch. 4, Table 4.5 (BRAM of Fig. 4.4: long skip 508, no skip
 406 = 0.79, vanilla short skips 556 = 1.10, fused short skips 428 = 0.84) and Section 4.1.2 (a skip
 connection costs buffer memory because its data lives until the parallel path has finished).
 
@@ -40,7 +40,7 @@ These are *estimates* (no Vivado here).  The model, written once here:
 * **Fused layer.**  :class:`~hls4ml_skiptrim.hls4ml.layers.ShortSkipConv2D` reads its skip operand from the centre
   tap of its own window: no Clone copy and no Add stream, only its line buffer.
 
-Deviation from the seed's hardware numbers: the dissertation synthesised its designs (Vivado HLS, Alveo U250)
+Deviation from the dissertation's hardware numbers: the dissertation synthesised its designs (Vivado HLS, Alveo U250)
 and counts every BRAM; nothing here is synthesised.  With hls4ml's default depths every stream is a full
 feature map, so skips cost far more than in the dissertation's hand-sized design and the *ordering* of the
 variants differs from Table 4.5 (there, fused 0.84 > no-skip 0.79 of the long-skip design; here fused <
@@ -367,7 +367,7 @@ def _line_buffer(layer, io_type) -> Buffer | None:
     )
 
 
-#: Seed Table 4.5 (BRAM of Fig. 4.4 on Alveo U250, Vivado HLS), for the comparison report.
+#: Khodamoradi 2021, Table 4.5 (BRAM of Fig. 4.4 on Alveo U250, Vivado HLS), for the comparison report.
 SEED_TABLE_4_5 = {
     "long skip (4.4.a)": 508,
     "no skip (4.4.b)": 406,

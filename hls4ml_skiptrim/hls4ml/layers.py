@@ -1,6 +1,6 @@
 """IR layer of the fused short-skip block: Conv2D (+BN) + ReLU + Add(conv input), one hls4ml layer.
 
-Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 4, Listing 4.2 (*Trimmer*: ``out1 = act(BN1(conv1(inp)));
+Khodamoradi 2021, ch. 4, Listing 4.2 (*Trimmer*: ``out1 = act(BN1(conv1(inp)));
 out1 += inp`` -- "ReLU before addition" with a short skip) and Listing 4.3 (the green block of Fig. 4.4.d)::
 
     conv+BN loop:   acc = apply_filters(input, weights)
@@ -25,7 +25,7 @@ result (output var)   the Add output variable itself: ``res = act + skip`` cast 
 ``skip_row/col``      centre tap of the sliding window = the skip operand (odd kernel, stride 1, same pad)
 ====================  ==================================================================================
 
-Deviation from the seed: the seed's listing adds the *accumulator* to the skip; hls4ml's unfused chain casts
+Deviation from the dissertation: its listing adds the *accumulator* to the skip; hls4ml's unfused chain casts
 the accumulator to the conv, BN and ReLU types first.  We keep hls4ml's casts (bit-exactness to the unfused
 model is the acceptance criterion); with wide enough intermediate types both are the same.
 """
@@ -42,7 +42,7 @@ LAYER_NAME = "ShortSkipConv2D"
 
 
 class ShortSkipConv2D(Conv2D):
-    """Fused ``Conv2D -> [BatchNormalization] -> ReLU -> Add(conv input)`` (seed Listing 4.3).
+    """Fused ``Conv2D -> [BatchNormalization] -> ReLU -> Add(conv input)`` (Khodamoradi 2021, Listing 4.3).
 
     Built by :class:`hls4ml_skiptrim.hls4ml.passes.FuseShortSkip`; not meant to come out of a converter directly.
     Its attributes are transferred from the matched layers, so ``initialize`` is never re-run on them.

@@ -1,6 +1,6 @@
 """Optimizer pass: find ``Conv2D -> (BatchNormalization) -> ReLU -> Add(conv input)`` and fuse it.
 
-Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 4 -- Listing 4.2 (short skips, "ReLU before addition"),
+Khodamoradi 2021, ch. 4 -- Listing 4.2 (short skips, "ReLU before addition"),
 Listing 4.3 (one fused layer, the skip value is added in the conv's output loop after the ReLU) and Fig. 4.4.d.
 
 The pass runs at the end of the backend's ``optimize`` flow (``vivado:optimize``, which the Vitis backend
@@ -54,7 +54,7 @@ NOT_A_BLOCK = "not a Conv2D->(BN)->ReLU->Add(conv input) block"
 
 
 class ShortSkipMatch:
-    """The layers of one candidate block (seed Fig. 4.4.c) and, if any, why it cannot be fused."""
+    """The layers of one candidate block (Khodamoradi 2021, Fig. 4.4.c) and, if any, why it cannot be fused."""
 
     def __init__(
         self, add, act=None, bn=None, conv=None, zp=None, clone=None, skip_input=None, reason=None, nearby=()

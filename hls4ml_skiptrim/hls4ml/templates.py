@@ -3,7 +3,7 @@
 The convolution part reuses hls4ml's own ``Conv2DConfigTemplate`` (same ``config{index}`` and
 ``config{index}_mult`` structs as an unfused Conv2D, hence the same dense kernel, strategy, reuse factor and
 im2col buffer).  ``config{index}_ssk`` adds the post-op types of the unfused chain and the centre-tap
-position (seed chapter 4, Listing 4.3).  The C++ lives in ``nnet_utils/nnet_shortskip.h``.
+position (Khodamoradi 2021, ch. 4, Listing 4.3).  The C++ lives in ``nnet_utils/nnet_shortskip.h``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Demo stage ``bm ops (qonnx + hls4ml)``: one BM conv layer through QONNX and hls4ml C-simulation.
 
-Seed ``000_5bd4b4fcc7d8a338`` (*The BM Convolutional Layer*, *Hardware implementation*, Table 2). A standard conv
-is converted to BM (seed step 2), exported to QONNX (``bm_ops::BMConv``, executed by qonnx), built with hls4ml
+Limonova et al. (*The BM Convolutional Layer*, *Hardware implementation*, Table 2). A standard conv
+is converted to BM (step 2 of the paper), exported to QONNX (``bm_ops::BMConv``, executed by qonnx), built with hls4ml
 (``BMConv2D`` plugin layer, ``compile()``/``predict()``) and compared with the fixed-point reference
 (bit-exact) and with the float layer (within the documented log/exp approximation bound). The gate/latency
-ratios of the layer come from ``bm_ops.cost`` (seed Tables 1–2 model, an *estimate*).
+ratios of the layer come from ``bm_ops.cost`` (Limonova et al. Tables 1–2 model, an *estimate*).
 """
 
 from __future__ import annotations

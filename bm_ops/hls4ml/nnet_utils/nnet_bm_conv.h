@@ -1,6 +1,6 @@
 // Bipolar Morphological (BM) 2D convolution for hls4ml (Vivado / Vitis backends, io_parallel and io_stream).
 //
-// Seed 000_5bd4b4fcc7d8a338 (Limonova et al.), "The BM Convolutional Layer":
+// Limonova et al., "The BM Convolutional Layer":
 //     J = sum_{a,b in {+,-}} p^a p^b exp( ln I^a (.) v^b ) + bias
 // with "log and exp once per value, addition and maximum inside the window" (Hardware implementation).
 //

@@ -1,6 +1,6 @@
 // Fused Conv2D (+BN) + ReLU + short-skip Add for hls4ml (hwreshape / hls4ml_skiptrim).
 //
-// Seed: shared/seeds/002_109d4a7c65ddce44.txt chapter 4, Listing 4.3 (green block of Fig. 4.4.d):
+// Khodamoradi 2021, ch. 4, Listing 4.3 (green block of Fig. 4.4.d):
 //     conv+BN loop:  acc = apply_filters(input, weights)
 //     output loop:   res = input; if (acc > 0) res += acc; output = res
 //
