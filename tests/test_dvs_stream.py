@@ -338,3 +338,20 @@ def test_real_clip_report():
     assert f["O(N) dissertation"]["passed"] > f["O(N) on arrival (no recovery)"]["passed"]  # recovery helps
     assert f["O(N) exclude_self"]["unsupported_kept"] == 0.0
     assert 200 < r["mean_row_rate_hz"] < 10_000
+
+
+def test_float_and_unsigned_timestamps_stream():
+    rng = np.random.default_rng(11)
+    ev = random_stream(rng, 12, 9, 600, 4000)
+    evf = ev.astype([("x", "i2"), ("y", "i2"), ("t", "f8"), ("p", "?")])
+    evf["t"] += 0.25
+    evu = ev.astype([("x", "u1"), ("y", "u2"), ("t", "u4"), ("p", "i1")])
+    for e, dt in ((evf, 40.5), (evu, 40)):
+        for order in ("time", "emission"):
+            one = d.order_n_filter(e, 12, 9, dt, order=order)
+            assert np.array_equal(
+                run_stream(s.OrderNFilter(12, 9, dt, order=order), np.array_split(e, 7)), one
+            )
+        assert np.array_equal(
+            run_stream(s.BaselineFilter(12, 9, dt), np.array_split(e, 5)), d.baseline_filter(e, 12, 9, dt)
+        )
