@@ -335,3 +335,27 @@ def test_importing_a_plugin_module_before_hls4ml_registers_cleanly(first):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "OK" in proc.stdout, out[-3000:]
     assert "failed" not in out.lower(), out[-3000:]
+
+
+def test_fused_model_survives_serialize_model(tmp_path):
+    from hls4ml.utils.serialization import deserialize_model, serialize_model
+
+    hm = _convert(_short_net(), "io_stream", tmp=tmp_path / "orig")
+    hm.write()
+    serialize_model(hm, tmp_path / "m.fml")
+    loaded = deserialize_model(tmp_path / "m.fml", output_dir=tmp_path)
+    assert [n.class_name for n in loaded.get_layers()].count("ShortSkipConv2D") == 1
+    loaded.config.config["OutputDir"] = str(tmp_path / "loaded")
+    loaded.write()
+
+    def files(root):
+        stamp = hm.config.get_config_value("Stamp")
+        fw = root / "firmware"
+        return {
+            str(f.relative_to(fw)): f.read_bytes().replace(stamp.encode(), b"S")
+            for f in fw.rglob("*")
+            if f.is_file()
+        }
+
+    orig, back = files(tmp_path / "orig"), files(tmp_path / "loaded")
+    assert "nnet_utils/nnet_shortskip.h" in orig and orig == back
