@@ -213,3 +213,27 @@ def test_pooled_partition_cppsim_equals_python_at_batch_2(tmp_path):
 
 def _ops(model):
     return [n.op_type for n in model.graph.node]
+
+
+@pytest.mark.parametrize("samples", [2, 3])
+def test_plain_execute_onnx_equals_quantized_torch(samples):
+    """The front end's quantized torch MLP -> QONNX -> converted FINN graph: plain qonnx execute_onnx on
+    samples x ticks frames == the torch model's spike counts (batch 2 and 3)."""
+    import torch
+
+    from finn_s2n2.finn.transformation import convert_to_lif
+    from finn_s2n2.snn.export import spikes_to_frames, to_qonnx
+    from finn_s2n2.snn.models import spiking_mlp
+
+    torch.manual_seed(samples)
+    net = spiking_mlp(
+        [12, 9, 4], quantized=True, weight_bit_width=4, decay_shift=2, acc_bits=16, threshold=0.25
+    )
+    x = (torch.rand((samples, 8, 12), generator=torch.Generator().manual_seed(samples)) < 0.7).float()
+    with torch.no_grad():
+        ref = net(x).numpy()
+    conv = convert_to_lif(to_qonnx(net, x))
+    name = conv.graph.input[0].name
+    y = execute_onnx(conv, {name: spikes_to_frames(x).astype(np.float32)})[conv.graph.output[0].name]
+    assert ref.shape == (samples, 4) and ref.sum() > 0
+    np.testing.assert_array_equal(y.reshape(ref.shape), ref)
