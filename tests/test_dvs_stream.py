@@ -66,6 +66,7 @@ OPTION_SETS = [
 ]
 
 
+@pytest.mark.slow  # ~25 s wall on a cold numba cache (one compile per option set and order)
 @settings(max_examples=40, deadline=None)
 @given(
     st.integers(0, 2**31),
