@@ -109,7 +109,12 @@ def part_rf1(args, out: Path) -> dict:
         dict(epochs=1, width=0.25)
         if args.quick
         else dict(
-            epochs=args.rf1_epochs, width=args.width, lr=args.rf1_lr, batch=args.rf1_batch, loss=args.rf1_loss
+            epochs=args.rf1_epochs,
+            width=args.width,
+            lr=args.rf1_lr,
+            batch=args.rf1_batch,
+            loss=args.rf1_loss,
+            quantized=args.qat,
         )
     )
     data = synthetic_amc(n, length=128, seed=0, channel=args.channel, snr_convention=args.snr_convention)
@@ -202,7 +207,13 @@ def part_cv(args, out: Path) -> dict:
     kw = (
         dict(n_train=300, epochs=1, width=0.25, ticks=8)
         if args.quick
-        else dict(n_train=args.cv_n, epochs=args.cv_epochs, width=args.width, ticks=args.cv_ticks)
+        else dict(
+            n_train=args.cv_n,
+            epochs=args.cv_epochs,
+            width=args.width,
+            ticks=args.cv_ticks,
+            quantized=args.qat,
+        )
     )
     t0 = time.perf_counter()
     res = train_cv(**kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
@@ -232,6 +243,7 @@ def part_cv(args, out: Path) -> dict:
         width=kw["width"],
         seconds=secs,
         history=res.history,
+        qat=bool(args.qat),
     )
 
 
@@ -281,6 +293,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cv-n", type=int, default=9000)
     ap.add_argument("--cv-epochs", type=int, default=2)
     ap.add_argument("--cv-ticks", type=int, default=16)
+    ap.add_argument(
+        "--qat",
+        action="store_true",
+        help="train quantization-aware (LIF_MVAU fixed point in the forward pass)",
+    )
     ap.add_argument("--channel", choices=["awgn", "radioml"], default="awgn")
     ap.add_argument("--snr-convention", choices=["power", "radioml"], default="power")
     ap.add_argument("--base-epochs", type=int, default=20, help="training epochs of each baseline")
