@@ -306,9 +306,9 @@ def _order_n_kernel(
     ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
 
     Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
-    required, ``None`` = 1; ``pol``: ``True`` for equal polarity (``p > 0`` read from each record); ``norec``: ``True`` turns past-event
-    recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba compiles a variant per
-    combination with the unused code pruned.
+    required, ``None`` = 1; ``pol``: ``True`` for equal polarity, ``p > 0`` read from each record; ``norec``:
+    ``True`` turns past-event recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba
+    compiles a variant per combination with the unused code pruned.
 
     State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
     columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``

@@ -13,7 +13,7 @@ This module is the single place where that layout is written down; :mod:`finn_s2
 python execution, the specification), the HLS C++ (``hls/dvs_order_n.h``, which exports the same constants
 so tests compare them) and the memory model below all use it.
 
-Choice the dissertation leaves open — *empty cells*: the dissertation does not say how a row that has not seen an event yet
+Choice the dissertation leaves open — *empty cells*: it does not say how a row that has not seen an event yet
 is marked.  We mark it with the all-ones position ``POS_EMPTY = 2**30 - 1`` and ``bk = 1``: no coordinate of
 a sensor with sides ≤ ``MAX_SIDE = 2**30 - 2`` is within one pixel of it, so an empty cell never supports an
 event and is never "recovered".  This costs no extra bit, at the price of two unusable coordinates.

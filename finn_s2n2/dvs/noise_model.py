@@ -15,8 +15,8 @@ is the BA rate per pixel (events per unit time, e.g. Hz) and ``t``/``dt`` a dura
 * The baseline has neither error, the O(N) filter no false positive, the sub-sampling filter no false
   negative (§3.4.1, §3.4.3, §3.4.4): :func:`error_probabilities` returns 0 for them.
 
-Extension (not in the dissertation), ``exclusive=True`` in Eq 3.9/3.11: the dissertation's expression is the probability that
-at least one *non-neighbour* in the checked groups fired within the window.  A false positive, measured as
+Extension (not in the dissertation), ``exclusive=True`` in Eq 3.9/3.11: the dissertation's expression is the
+probability that at least one *non-neighbour* in the checked groups fired within the window.  A false positive, measured as
 "the filter passes the event although Eq 3.2 finds no support", additionally needs the event's nine
 neighbours (itself included) to be silent: each term is multiplied by ``P{N(t)=0}^9``.  That product is
 exact for Poisson noise; the dissertation's expression is its first-order equivalent (they differ by a relative
@@ -144,9 +144,9 @@ def p_false_negative_order_n_map(rate_map, x1, y1, x4, y4, t, dt):
     whose supporter ``e1 = (x1, y1, t1)`` is a neighbour, given the per-pixel event rates ``rate_map[y, x]``
     (noise *and* signal, events per unit of ``t``; the lines' events are taken as Poisson processes).
 
-    Row ``y1``'s cell still supports e4 at ``t4`` unless the *last* event of that row during ``t`` lies outside
-    columns ``x4-1..x4+1``: ``q_row = (Λ_out/Λ)(1 − e^{−Λ t})`` with ``Λ`` the row's total rate and ``Λ_out`` its
-    rate outside those three columns (likewise ``q_col`` for column ``x1``).  The other two rows and two
+    Row ``y1``'s cell still supports e4 at ``t4`` unless the *last* event of that row during ``t`` lies
+    outside columns ``x4-1..x4+1``: ``q_row = (Λ_out/Λ)(1 − e^{−Λ t})`` with ``Λ`` the row's total rate and
+    ``Λ_out`` its rate outside those three columns (likewise ``q_col`` for column ``x1``).  The other two rows and two
     columns of e4's neighbourhood support it when their last event during ``dt`` is inside:
     ``s = (Λ_in/Λ)(1 − e^{−Λ dt})``.  ``P = q_row q_col Π (1 − s)``, lines taken as independent.  With a
     uniform rate ``λ`` and ``Λ_in ≪ Λ`` this is Eq 3.14's ``(1 − P0^{M−3})²`` (first order; Eq 3.14 neglects
