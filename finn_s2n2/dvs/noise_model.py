@@ -16,11 +16,11 @@ is the BA rate per pixel (events per unit time, e.g. Hz) and ``t``/``dt`` a dura
   negative (§3.4.1, §3.4.3, §3.4.4): :func:`error_probabilities` returns 0 for them.
 
 Extension (not in the dissertation), ``exclusive=True`` in Eq 3.9/3.11: the dissertation's expression is the
-probability that at least one *non-neighbour* in the checked groups fired within the window.  A false
-positive, measured as "the filter passes the event although Eq 3.2 finds no support", additionally needs the event's nine
-neighbours (itself included) to be silent: each term is multiplied by ``P{N(t)=0}^9``.  That product is
-exact for Poisson noise; the dissertation's expression is its first-order equivalent (they differ by a relative
-``1 - e^{-9λt}``, 0.045 % at room temperature and dt = 1 ms).
+probability that at least one *non-neighbour* in the checked groups fired within the window. A false positive,
+measured as "the filter passes the event although Eq 3.2 finds no support", additionally needs the event's
+nine neighbours (itself included) to be silent: each term is multiplied by ``P{N(t)=0}^9``. That product is
+exact for Poisson noise; the dissertation's expression is its first-order equivalent (they differ by a
+relative ``1 - e^{-9λt}``, 0.045 % at room temperature and dt = 1 ms).
 
 Deviation for non-square sensors: Eq 3.14 is written for M × M; for W × H we use
 ``(1 - P0^{W-3}) (1 - P0^{H-3})`` (row of e1: W pixels, column: H pixels).  Eq 3.14 neglects the chance

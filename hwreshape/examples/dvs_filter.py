@@ -1,9 +1,9 @@
 """``hwreshape demo`` stage for the O(N) DVS background-activity filter (Khodamoradi 2021, chapter 3).
 
-Runs on synthetic data (and on the shared DAVIS346 recording when ``../shared`` is present): Table 3.1
-memory model, a Monte-Carlo check of Eq 3.14 and Eq 3.10, the signal-kept vs noise-kept curves of the four
-filters on a moving-dots scene (PNG), the past-event-recovery gain on the laser-spot scene (dissertation: +180 %), the O(N) filter's throughput, and the HLS C-simulation
-against the python execution on a random stream.
+Runs on synthetic data (and on the shared DAVIS346 recording when ``../shared`` is present): Table 3.1 memory
+model, a Monte-Carlo check of Eq 3.14 and Eq 3.10, the signal-kept vs noise-kept curves of the four filters on
+a moving-dots scene (PNG), the past-event-recovery gain on the laser-spot scene (dissertation: +180 %), the
+O(N) filter's throughput, and the HLS C-simulation against the python execution on a random stream.
 """
 
 from __future__ import annotations
