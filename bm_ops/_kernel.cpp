@@ -256,7 +256,7 @@ struct PixelLists {
 #pragma omp parallel num_threads(nt)
     {
       std::vector<T> la(g.W), rows(2 * (size_t)C * Wp);  // this padded row's logs, (sign, c, u)
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
       for (long it = 0; it < rows_n; ++it) {
         const int n = (int)(it / Hp), y = (int)(it % Hp);
         const size_t p0 = (size_t)it * Wp;  // first pixel of this padded row
@@ -487,7 +487,7 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
     }
     if (nt > 1) {
 #pragma omp barrier
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4096)
       for (long e = 0; e < (long)xsize; ++e) {
         T acc = gx[e];
         for (int k = 0; k < nt; ++k) acc += gx_local[(size_t)k * xsize + e];
