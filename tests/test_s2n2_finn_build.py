@@ -108,6 +108,17 @@ def test_conv_pool_net_builds_through_finn_codegen(tmp_path):
     assert max(rep["cycles_per_tick"].values()) <= target_cycles
     assert rep["critical_node"] == rep["finn_dataflow_performance"]["max_cycles_node_name"]
     assert rep["ticks_per_sample"] == TICKS and rep["memory_bits"]["sliding_window_buffers"] > 0
+    # the generated partition (FIFOs, sliding windows, LIF units, pooling, LabelSelect, TLastMarker) executes
+    # on 2 whole samples and ends in the class index of the QONNX pattern's largest count
+    from finn_s2n2.finn.build import execute_s2n2
+
+    m2 = conv_pool_dense_net(samples=2)  # same weights (seed 0), 2 samples
+    x = (np.random.default_rng(1).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    counts = execute_onnx(m2, {"inp": x})["outp"]
+    inp, out = final.graph.input[0].name, final.graph.output[0].name
+    top = execute_s2n2(final, {inp: x.transpose(0, 2, 3, 1)})[out]  # annotated for 1 sample, fed 2
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(top.reshape(-1), np.argmax(counts, axis=1))
     # PrepareIP generated code for every node; our HLS nodes pass g++ -fsyntax-only -Wall with no
     # diagnostics, FINN's TLastMarker compiles against the finn-hlslib snapshot too.  (FINN's Pool_hls code
     # needs a newer finn-hlslib than the snapshot, and its LabelSelect_hls needs ap_uint::sign_flag, which

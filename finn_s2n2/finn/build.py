@@ -18,6 +18,7 @@ or mix :func:`step_s2n2_tidy` and :func:`step_convert_to_lif` with FINN's own st
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -631,6 +632,9 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
     * specialised FINN nodes (``*_hls``/``*_rtl``) with ``exec_mode`` "" or "python" use the python
       execution of FINN's abstract op (``Pool_hls`` has no python mode, ``FMPadding_rtl`` does nothing);
     * ``StreamingDataflowPartition`` nodes are executed recursively with this function.
+
+    The input may hold another number of frames (whole samples) than the graph is annotated with; axis 0 of
+    the annotations is then adapted on a copy (:class:`~finn_s2n2.finn.transformation.FixTickBatchShapes`).
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_node
@@ -638,6 +642,22 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
     from qonnx.util.basic import get_preferred_qonnx_opset
 
     register_finn()
+    inputs = {i.name for i in model.graph.input}
+    for k, v in input_dict.items():
+        declared = model.get_tensor_shape(k) if k in inputs else None
+        shape = list(np.shape(v))
+        if (
+            declared
+            and len(declared) == len(shape)
+            and list(declared[1:]) == shape[1:]
+            and declared[0] != shape[0]
+        ):
+            # another number of frames than the graph was annotated with: re-annotate axis 0 (a copy)
+            from finn_s2n2.finn.transformation import FixTickBatchShapes
+
+            model = ModelWrapper(copy.deepcopy(model.model))
+            model.set_tensor_shape(k, shape)
+            model = model.transform(FixTickBatchShapes())
     ctx = model.make_empty_exec_context()
     for k, v in input_dict.items():
         ctx[k] = np.asarray(v)
