@@ -482,6 +482,7 @@ def test_num_input_vectors_must_describe_one_frame(good_model):
         _infer(_set(good_model, numInputVectors=[2]))
 
 
+@pytest.mark.slow
 def test_import_order_lif_mvau_before_finn():
     """Importing the op module before finn-plus (post-import hook fires while it is half-imported) works."""
     for mod in ("lif_mvau", "lif_mvau_hls"):
