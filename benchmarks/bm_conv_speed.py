@@ -11,15 +11,22 @@ the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``)
 (the machine is shared: the 2-thread speed-up needs an idle second core).
 
     .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--reps N] [--out benchmarks/out/bm_conv_speed.json]
+    .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit be410cb   # + main's kernel before issue 19
+
+``--baseline-commit REV`` adds a third method, ``bm_ops/_kernel.py`` + ``_kernel.cpp`` as they were at ``REV``
+(extracted with ``git show`` into a temporary package, built into its own cache), timed in the same loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +51,33 @@ def make(c, h, n, seed=0):
     return x, w, vp, vn
 
 
+_BASELINE = None
+
+
+def load_baseline(rev: str):
+    """``bm_conv2d_fast`` of ``bm_ops/_kernel.py`` at git revision ``rev`` (a temporary package, own cache)."""
+    global _BASELINE
+    tmp = Path(tempfile.mkdtemp(prefix="bm_baseline_"))
+    pkg = tmp / "bm_baseline"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("_kernel.py", "_kernel.cpp"):
+        src = subprocess.run(
+            ["git", "show", f"{rev}:bm_ops/{name}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        (pkg / name).write_text(src)
+    os.environ["BM_OPS_CACHE_BASELINE"] = str(tmp / "cache")
+    text = (
+        (pkg / "_kernel.py")
+        .read_text()
+        .replace('os.environ.get("BM_OPS_CACHE")', 'os.environ.get("BM_OPS_CACHE_BASELINE")')
+    )
+    (pkg / "_kernel.py").write_text(text)
+    sys.path.insert(0, str(tmp))
+    _BASELINE = importlib.import_module("bm_baseline._kernel").bm_conv2d_fast
+    return _BASELINE
+
+
 def step_fn(method, mode, x, w, vp, vn):
     import torch
     import torch.nn.functional as F
@@ -54,6 +88,8 @@ def step_fn(method, mode, x, w, vp, vn):
         f = lambda: F.conv2d(x, w, padding=1)  # noqa: E731
     elif method == "ours":
         f = lambda: bm_conv2d_fast(x, vp, vn, None, 1, 1)  # noqa: E731
+    elif method == "baseline":
+        f = lambda: _BASELINE(x, vp, vn, None, 1, 1)  # noqa: E731
     else:
         raise ValueError(method)
     if mode == "fwd":
@@ -114,6 +150,9 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 7, 3 with --quick)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bm_conv_speed.json"))
+    ap.add_argument(
+        "--baseline-commit", default=None, help="also time bm_ops/_kernel.py of this git revision"
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -125,6 +164,10 @@ def main(argv=None) -> dict:
             "bm_conv_speed: the compiled kernel is unavailable (see the warning); nothing to measure"
         )
     reps = args.reps or (3 if args.quick else 7)
+    methods = ["ours", "conv2d"]
+    if args.baseline_commit:
+        load_baseline(args.baseline_commit)
+        methods.append("baseline")
     load_before = load_avg()
     torch.set_num_threads(1)
     rows = []
@@ -135,15 +178,17 @@ def main(argv=None) -> dict:
             err = float((bm_conv2d_fast(x[:1], vp, vn, None, 1, 1).double() - ref).abs().max())
         row = {"shape": f"{c}ch@{h}x{h}", "batch": n, "max_abs_err": err}
         for mode in ("fwd", "fwdbwd"):
-            fns = {m: step_fn(m, mode, x, w, vp, vn) for m in ("ours", "conv2d")}
+            fns = {m: step_fn(m, mode, x, w, vp, vn) for m in methods}
             for fn in fns.values():
                 fn()  # warm-up
             t = {m: [] for m in fns}
             for r in range(reps):
-                for m in ("ours", "conv2d") if r % 2 == 0 else ("conv2d", "ours"):
+                for m in methods if r % 2 == 0 else methods[::-1]:
                     t[m].append(timed(fns[m], time.thread_time))
             row[mode] = {m: stats(v) for m, v in t.items()}
             row[mode]["ratio"] = row[mode]["ours"]["median"] / row[mode]["conv2d"]["median"]
+            if "baseline" in t:
+                row[mode]["baseline_ratio"] = row[mode]["baseline"]["median"] / row[mode]["conv2d"]["median"]
         sb = {m: saved_bytes(m, x, w, vp, vn) for m in ("ours", "conv2d")}
         row["saved_bytes"] = {**sb, "ratio": sb["ours"] / sb["conv2d"]}
         rows.append(row)
@@ -195,6 +240,13 @@ def main(argv=None) -> dict:
             f"{s['ours'] / 2**20:>8.2f} {s['ratio']:>5.2f} | {r['max_abs_err']:>8.1e}"
         )
     print("(ms: median ± half the min-max spread)")
+    if args.baseline_commit:
+        print(f"baseline = bm_ops/_kernel.py at {args.baseline_commit}, same loop (ratios to conv2d):")
+        for r in rows:
+            print(
+                f"{r['shape']:<11} fwd baseline {r['fwd']['baseline_ratio']:.2f} ours {r['fwd']['ratio']:.2f} | "
+                f"f+b baseline {r['fwdbwd']['baseline_ratio']:.2f} ours {r['fwdbwd']['ratio']:.2f}"
+            )
     for mode, d in threads.items():
         print(
             f"batch 1, 64ch@56x56, {mode}: 1 thread {1e3 * d['1']['median']:.1f} ms "

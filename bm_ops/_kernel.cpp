@@ -306,6 +306,18 @@ bool all_finite(const T* x, size_t n) {
   return ok;
 }
 
+// log-domain weights, lanes [lo, hi) of each of the taps' rows of 2F: finite or -inf (no NaN, no +inf)
+template <typename T>
+bool valid_log_weights(const T* vcat, size_t taps, int F2, int lo, int hi) {
+  bool ok = true;
+  for (size_t t = 0; t < taps; ++t) {
+    const T* v = vcat + t * F2;
+#pragma omp simd reduction(&& : ok)
+    for (int e = lo; e < hi; ++e) ok = ok && (v[e] < std::numeric_limits<T>::infinity());
+  }
+  return ok;
+}
+
 // weight rows ordered (kh, kw, c), each 2F lanes [v+ | v-] padded to F2p with -inf: a tap offset's channels are
 // contiguous rows
 template <typename T>
@@ -509,13 +521,17 @@ Geo<T> geo(int N, int C, int H, int W, int F, int KH, int KW, int SH, int SW, in
 
 extern "C" {
 
-// bm_fwd_*: 0 = done, 1 = x has NaN/inf (nothing written)
+// bm_fwd_*: 0 = done; nothing written when 1 = x has NaN/inf, 2 = v_pos has NaN/+inf, 3 = bias has NaN/inf,
+// 4 = v_neg has NaN/+inf
 int bm_kernel_abi_version() { return 2; }
 
 #define BM_DEFINE(SUF, T)                                                                                      \
   int bm_fwd_##SUF(const T* x, int N, int C, int H, int W, const T* vcat, int F, int KH, int KW, int SH, int SW,  \
                    int PH, int PW, int OH, int OW, const T* bias, double s, T* out, int nthreads) {               \
     if (!all_finite(x, (size_t)N * C * H * W)) return 1;                                                        \
+    if (!valid_log_weights(vcat, (size_t)C * KH * KW, 2 * F, 0, F)) return 2;                                    \
+    if (!valid_log_weights(vcat, (size_t)C * KH * KW, 2 * F, F, 2 * F)) return 4;                                \
+    if (bias && !all_finite(bias, (size_t)F)) return 3;                                                         \
     forward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), vcat, bias, out, nthreads);         \
     return 0;                                                                                                  \
   }                                                                                                            \

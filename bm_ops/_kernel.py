@@ -209,7 +209,15 @@ def _geometry(x, v, sh, sw, ph, pw):
     return n, c, h, w, f, kh, kw, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
-def _check_values(v_pos, v_neg, bias):  # x: checked by the kernel (or the reference) in the same pass
+_BAD_INPUT = {
+    1: "x contains NaN or inf",
+    2: "v_pos contains NaN or +inf; log-domain weights must be finite or -inf",
+    3: "bias contains NaN or inf",
+    4: "v_neg contains NaN or +inf; log-domain weights must be finite or -inf",
+}
+
+
+def _check_values(v_pos, v_neg, bias):  # for the reference path; the kernel checks in C (no extra torch ops)
     import torch
 
     for name, v in (("v_pos", v_pos), ("v_neg", v_neg)):
@@ -269,9 +277,9 @@ def _register_ops():
         "bm_ops::conv2d", mutates_args=(), schema=f"({args.format('Tensor? bias, ')}) -> Tensor"
     )
     def conv2d(x, v_pos, v_neg, bias, sh, sw, ph, pw, input_floor):
-        _check_values(v_pos, v_neg, bias)
         lib = _lib()
         if lib is None:
+            _check_values(v_pos, v_neg, bias)
             with torch.no_grad():
                 return _reference(x, v_pos, v_neg, bias, sh, sw, ph, pw, input_floor).contiguous()
         n, c, h, w, f, kh, kw, oh, ow = _geometry(x, v_pos, sh, sw, ph, pw)
@@ -284,7 +292,7 @@ def _register_ops():
             _ptr(out), torch.get_num_threads(),
         )  # fmt: skip
         if bad:
-            raise ValueError("bm_ops::conv2d: x contains NaN or inf")
+            raise ValueError(f"bm_ops::conv2d: {_BAD_INPUT[bad]}")
         return out
 
     @conv2d.register_fake

@@ -378,3 +378,17 @@ def test_no_compiler_no_prebuilt_warns_once_and_falls_back(tmp_path):
     out = _run_child(tmp_path, tmp_path / "empty")
     assert "KERNEL False WARNINGS 1" in out, out
     assert "compiler" in out
+
+
+def test_kernel_names_the_bad_argument():
+    x = torch.randn(1, 2, 5, 5)
+    vp, vn = to_log_weights(torch.randn(3, 2, 3, 3))
+    b = torch.zeros(3)
+    for args, what in (
+        ((x, vp.clone().fill_(math.inf), vn, b), "v_pos contains NaN or \\+inf"),
+        ((x, vp, torch.full_like(vn, math.nan), b), "v_neg contains NaN"),
+        ((x, vp, vn, torch.full_like(b, math.inf)), "bias contains NaN"),
+        ((torch.full_like(x, -math.inf), vp, vn, b), "x contains NaN or inf"),
+    ):
+        with pytest.raises(ValueError, match=what):
+            bm_conv2d_fast(*args, 1, 1)
