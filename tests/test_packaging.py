@@ -66,7 +66,6 @@ def _import_blocked(statement: str, blocked: list[str]) -> tuple[str, str, str |
         ("import finn_s2n2", ["qonnx"], "qonnx"),
         ("import finn_s2n2.snn", ["nir"], "snn"),
         ("import finn_s2n2.training", ["brevitas"], "snn"),
-        ("import finn_s2n2.dvs", ["numba"], "dvs"),
         ("import hls4ml_skiptrim.hls4ml", ["hls4ml"], "hls4ml"),
         ("import bm_ops.qonnx", ["onnxruntime"], "qonnx"),
         ("import bm_ops.training", ["torch", "brevitas"], "torch"),
