@@ -27,9 +27,11 @@ same seed:
 Model selection, the same for all: the weights of the epoch with the best validation accuracy (students:
 among epochs in which every skip is already gone).  The test split is only used for the reported numbers.
 
-Resumable: every finished cell is written to ``<out>/cells/<depth>_<precision>_s<seed>.json`` (and the float
-teacher/plain weights a <8,3> cell starts from beside it); a later invocation with the same settings skips the
-finished cells, so the grid can be spread over several sessions.  ``--budget-min`` stops starting new cells.
+Resumable: every finished cell is written to ``<out>/cells/<settings hash>/<depth>_<precision>_s<seed>.json``,
+and the teacher and plain weights of every cell beside it (a <8,3> cell starts from the float ones); a later
+invocation with the same settings skips the finished cells and loads the stored teacher/plain networks of an
+unfinished one, so the grid can be spread over several sessions.  Each contender's test accuracy is printed
+(and written to ``<cell>.partial.json``) as soon as it is known.  ``--budget-min`` stops starting new cells.
 
 Reported: per (depth, precision) the mean accuracy of each contender, and paired per-seed differences with 95 %
 Student-t intervals: Skipper − teacher, Skipper − plain, Skipper − no-distill, Skipper − noskip_kd; then the
@@ -126,29 +128,36 @@ def run_cell(depth, quant, seed, data, args, cells: Path) -> dict:
     kw = dict(quant=quant, input_shape=xtr.shape[1:], num_classes=10, framework="tf_keras")
     fit_kw = dict(lr=args.lr, batch_size=args.batch, seed=seed, verbose=0)
     row = {"depth": depth, "quant": quant or "float", "seed": seed}
+    partial = cells / f"{depth}_{quant or 'float'}_s{seed}.partial.json"
 
-    def float_net(skips, name):
-        """The float network a <8,3> cell starts from: loaded from its float cell, or trained (and stored)."""
-        path = cells / f"{depth}_float_s{seed}_{name}.weights.h5"
-        net = sk.resnet(depth, skips, name=name, **{**kw, "quant": None})
+    def progress(name, acc):
+        row[name] = acc
+        partial.write_text(json.dumps(row))
+        print(
+            f"    ResNet-{depth} {quant or 'float'} seed {seed}: {name} test acc {100 * acc:.2f} %",
+            flush=True,
+        )
+
+    def ce_net(skips, q, name, init=None):
+        """A cross-entropy network (teacher / plain) of precision ``q``: loaded if stored, else trained+stored.
+
+        Stored weights make a cell resumable network by network, and the <8,3> cells start from the float ones."""
+        path = cells / f"{depth}_{q or 'float'}_s{seed}_{name}.weights.h5"
         if path.exists():
+            net = sk.resnet(depth, skips, name=name, **{**kw, "quant": q})
             net.load_weights(str(path))
             return net
-        net = _ce_net(depth, skips, None, seed, data, args, name=name)
+        net = _ce_net(depth, skips, q, seed, data, args, init=init, name=name)
         net.save_weights(str(path))
         return net
 
-    init_t = float_net("long", "teacher") if quant is not None else None
-    teacher = _ce_net(depth, "long", quant, seed, data, args, init=init_t, name="teacher")
-    if quant is None:
-        teacher.save_weights(str(cells / f"{depth}_float_s{seed}_teacher.weights.h5"))
-    row["teacher"] = sk.accuracy(teacher, xte, yte)
+    init_t = ce_net("long", None, "teacher") if quant is not None else None
+    teacher = ce_net("long", quant, "teacher", init=init_t)
+    progress("teacher", sk.accuracy(teacher, xte, yte))
 
-    init_p = float_net("none", "plain") if quant is not None else None
-    plain = _ce_net(depth, "none", quant, seed, data, args, init=init_p, name="plain")
-    if quant is None:
-        plain.save_weights(str(cells / f"{depth}_float_s{seed}_plain.weights.h5"))
-    row["plain"] = sk.accuracy(plain, xte, yte)
+    init_p = ce_net("none", None, "plain") if quant is not None else None
+    plain = ce_net("none", quant, "plain", init=init_p)
+    progress("plain", sk.accuracy(plain, xte, yte))
 
     _seed_all(seed)
     skipper = sk.Skipper(teacher, alpha=1, verbose=False)
@@ -158,13 +167,13 @@ def run_cell(depth, quant, seed, data, args, cells: Path) -> dict:
     exported = skipper.export()
     if sk.count_adds(exported) != 0:
         raise RuntimeError("Skipper's exported model still has skip additions")
-    row["skipper"] = sk.accuracy(exported, xte, yte)
+    progress("skipper", sk.accuracy(exported, xte, yte))
 
     _seed_all(seed)
     nodistill = sk.resnet(depth, "none", name="nodistill", **kw)
     sk.transfer_weights(teacher, nodistill)
     sk.fit_teacher(nodistill, xtr, ytr, xv, yv, epochs=ep_skip, select_from=sel, **fit_kw)
-    row["no_distill"] = sk.accuracy(nodistill, xte, yte)
+    progress("no_distill", sk.accuracy(nodistill, xte, yte))
 
     # distillation without skips: a gated student from random weights, every skip removed at epoch 0
     # (Algorithm 1 with all blocks in one step), Eq 4.4 against the frozen teacher for the teacher's epochs
@@ -174,10 +183,11 @@ def run_cell(depth, quant, seed, data, args, cells: Path) -> dict:
     kd = sk.Skipper(teacher, alpha=1, blocks_per_step=len(cfg["skips"]), student=fresh, verbose=False)
     ep_kd = args.teacher_epochs if quant is None else args.teacher_epochs + args.qat_epochs
     sk.fit_student(kd, xtr, ytr, xv, yv, epochs=ep_kd, select_from="finished", **fit_kw)
-    row["noskip_kd"] = sk.accuracy(kd.export(), xte, yte)
+    progress("noskip_kd", sk.accuracy(kd.export(), xte, yte))
 
     row.update(epochs_teacher=args.teacher_epochs, epochs_skipper=ep_skip, epochs_noskip_kd=ep_kd)
-    row["seconds"] = time.time() - t0
+    row["seconds"] = time.time() - t0  # of this invocation (stored networks are loaded, not retrained)
+    partial.unlink(missing_ok=True)
     return row
 
 
