@@ -227,7 +227,10 @@ def _spelling_chain():
     return {"h": 4, "w": 5, "c": 3, "input": "fixed<12,4>", "blocks": blocks, "seed": 7}
 
 
-@pytest.mark.parametrize("io_type,backend", IO_BACKENDS)
+@pytest.mark.parametrize(
+    "io_type,backend",
+    [pytest.param(*ib, marks=pytest.mark.slow) if ib != ("io_stream", "Vitis") else ib for ib in IO_BACKENDS],
+)
 def test_every_keras_spelling_bit_exact(io_type, backend):
     """Fusion fires for each spelling (asserted inside) and fused == unfused C-sim, bit for bit."""
     check_bit_exact(_spelling_chain(), io_type, backend)

@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 CHILD = textwrap.dedent(
     """
     import importlib.metadata as md, os, sys
@@ -90,6 +92,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_not_enabled_projects_are_byte_identical_to_vanilla_hls4ml(tmp_path):
     hidden = _run("hide", tmp_path / "vanilla")
     present = _run("show", tmp_path / "installed")
