@@ -16,8 +16,8 @@
 //    accumulators of a (position, sign, chunk) live in SIMD registers (GCC vector extensions) during a list.
 //  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima (same code), then the first
 //    arg-max tap in (c, kh, kw) order of each maximum (exact equality with the maximum, smallest tap index:
-//    the tie rule of torch.max in the reference), and scatters grad * |x| e^v into dv and grad * (+-e^v)
-//    into dx at that tap only -- autograd keeps nothing but x and v.
+//    the tie rule of torch.max in the reference), and scatters grad * exp(max) (= grad |x| e^v) into dv and
+//    grad * (+-e^v) into dx at that tap only -- autograd keeps nothing but x and v.
 //  * OpenMP over (image, output row) items, dynamic schedule (a descheduled thread on a shared machine does
 //    not hold the others up); the backward accumulates dx and dv per thread.
 // Built without -ffast-math (the code relies on -inf arithmetic) and without -march=native: bm_ops._kernel
@@ -414,12 +414,14 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
   std::vector<T> ev(vsize);
   vexp(vcat, ev.data(), vsize);
   std::vector<int32_t> tc(taps), tkh(taps), tkw(taps);  // tap -> (c, kh, kw) without divisions
+  std::vector<long> toff(taps);                          // tap -> offset from the field's top-left pixel
   for (int c = 0, t = 0; c < C; ++c)
     for (int kh = 0; kh < KH; ++kh)
       for (int kw = 0; kw < KW; ++kw, ++t) {
         tc[t] = c;
         tkh[t] = kh;
         tkw[t] = kw;
+        toff[t] = ((long)c * g.H + kh) * g.W + kw;
       }
   std::vector<T> gv_local((size_t)nt * vsize, T(0));
   std::vector<T> gx_local(nt > 1 ? (size_t)nt * xsize : 0, T(0));
@@ -432,7 +434,7 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
 #endif
     T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
     T* __restrict gxl = nt > 1 ? gx_local.data() + (size_t)tid * xsize : gx;
-    std::vector<T> M((size_t)OW * F4p), gl((size_t)OW * F4p);
+    std::vector<T> M((size_t)OW * F4p), R((size_t)OW * F4p), gl((size_t)OW * F4p);
     std::vector<Idx> ARG((size_t)OW * F4p);
     std::vector<char> live(OW);
 #pragma omp for schedule(dynamic, 1)
@@ -466,33 +468,36 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
                 [&](int nb, const T* A, const int32_t* K, int cnt, const T* v, int khw, size_t o) {
                   maxplus_arg_n<T>(nb, A, K, cnt, v, F2p, KH * KW, khw, M.data() + o, ARG.data() + o);
                 });
-      // scatter: term = max(|x|, s) e^v at the arg-max tap: d/dv = grad |x| e^v, d/dx = grad sign(x) e^v (where
-      // |x| > s; a floored or padding tap only has d/dv = grad s e^v)
+      // scatter: term = exp(M) = max(|x|, s) e^v at the arg-max tap t: d/dv = grad exp(M); d/dx = grad sign(x) e^v
+      // where |x| > s (for s = 0 every listed tap: inside the image, x != 0); a floored or padding tap has none
+      vexp(M.data(), R.data(), (size_t)OW * F4p);
       const T* xn = x + (size_t)n * C * g.H * g.W;
       T* gxn = gxl + (size_t)n * C * g.H * g.W;
       for (int j = 0; j < OW; ++j) {
         if (!live[j]) continue;
         const int y0 = i * g.SH - g.PH, x0 = j * g.SW - g.PW;
+        const long base = (long)y0 * g.W + x0;
         for (int sg = 0; sg < 2; ++sg) {
-          const Idx* arg = ARG.data() + (size_t)j * F4p + (sg ? F2p : 0);
-          const T* mx = M.data() + (size_t)j * F4p + (sg ? F2p : 0);
-          const T* gls = gl.data() + (size_t)j * F4p + (sg ? F2p : 0);
+          const size_t o = (size_t)j * F4p + (sg ? F2p : 0);
+          const Idx* __restrict arg = ARG.data() + o;
+          const T* __restrict mx = M.data() + o;
+          const T* __restrict ex = R.data() + o;
+          const T* __restrict gls = gl.data() + o;
+          const T sgn = sg ? T(-1) : T(1);
           for (int lane = 0; lane < F2; ++lane) {
             const T gg = gls[lane];
             if (mx[lane] == ninf || gg == T(0)) continue;  // all taps -inf: term 0, gradient 0
             const long t = (long)arg[lane];
-            const int c = tc[t], yy = y0 + tkh[t], xx = x0 + tkw[t];
-            const T e = ev[(size_t)t * F2 + lane];
-            if (yy >= 0 && yy < g.H && xx >= 0 && xx < g.W) {
-              const size_t xi = ((size_t)c * g.H + yy) * g.W + xx;
-              const T xv = xn[xi];
-              if ((sg ? -xv : xv) > s) {
-                gvl[(size_t)t * F2 + lane] += gg * std::fabs(xv) * e;
-                gxn[xi] += sg ? -gg * e : gg * e;
-                continue;
+            gvl[(size_t)t * F2 + lane] += gg * ex[lane];
+            if (s == T(0)) {
+              gxn[base + toff[t]] += sgn * gg * ev[(size_t)t * F2 + lane];
+            } else {
+              const int yy = y0 + tkh[t], xx = x0 + tkw[t];
+              if (yy >= 0 && yy < g.H && xx >= 0 && xx < g.W) {
+                const size_t xi = ((size_t)tc[t] * g.H + yy) * g.W + xx;
+                if (sgn * xn[xi] > s) gxn[xi] += sgn * gg * ev[(size_t)t * F2 + lane];
               }
             }
-            gvl[(size_t)t * F2 + lane] += gg * s * e;  // floored tap (s > 0 only): constant input s
           }
         }
       }
