@@ -392,3 +392,29 @@ def test_kernel_names_the_bad_argument():
     ):
         with pytest.raises(ValueError, match=what):
             bm_conv2d_fast(*args, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_many_filter_chunks_and_channel_blocks(dtype):
+    # 70 filters: 140 lanes > one register chunk (128 float / 64 double lanes); 70 channels: > one channel block
+    rng = np.random.default_rng(11)
+    x, vp, vn, b = _case(rng, 2, 70, 70, 3, 3, 5, 6, 0.3, torch.float64, True)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    _compare([t.to(dtype) for t in (x, vp, vn, b)], (1, 2), (1, 0), True, rtol=tol, atol=tol)
+
+
+def test_backward_two_threads_matches_one_thread():
+    rng = np.random.default_rng(12)
+    t = _case(rng, 3, 4, 9, 3, 3, 9, 8, 0.3, torch.float64, False)
+    grads = {}
+    old = torch.get_num_threads()
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            a = [u.clone().requires_grad_() for u in t]
+            bm_conv2d_fast(a[0], a[1], a[2], a[3], 1, 1).square().sum().backward()
+            grads[nt] = [u.grad for u in a]
+    finally:
+        torch.set_num_threads(old)
+    for g1, g2 in zip(grads[1], grads[2]):  # per-thread partial sums: only the summation order differs
+        torch.testing.assert_close(g1, g2, rtol=1e-13, atol=1e-13)
