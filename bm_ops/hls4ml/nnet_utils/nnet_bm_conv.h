@@ -135,6 +135,48 @@ inline void bm_log_value(const T &x, const log_table_T log_table[], const bm_geo
     logx = (r == 0) ? 0 : bm_log2<log_table_T>(m, log_table, g);
 }
 
+// step 2 for one tap: window sums L + V+ / L + V- into the running maxima of their quadrants
+// (0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-)); shared by the io_parallel and io_stream windows
+template <class sum_T, class log_T, class weight_T>
+inline void bm_tap(int s, const log_T &lx, const weight_T &vp, const weight_T &vn, long long sentinel, sum_T mx[4],
+                   bool valid[4]) {
+    #pragma HLS INLINE
+    const unsigned q0 = (s > 0) ? 0 : 2;
+    if ((long long)vp != sentinel) {
+        const sum_T sum = lx + vp;
+        if (!valid[q0] || sum > mx[q0]) {
+            mx[q0] = sum;
+            valid[q0] = true;
+        }
+    }
+    if ((long long)vn != sentinel) {
+        const sum_T sum = lx + vn;
+        if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
+            mx[q0 + 1] = sum;
+            valid[q0 + 1] = true;
+        }
+    }
+}
+
+// steps 3-4 (exact part): bias + T++ - T+- - T-+ + T--
+template <class acc_T, class sum_T, class bias_T, class exp_table_T>
+inline acc_T bm_finish(const sum_T mx[4], const bool valid[4], const bias_T &bias, const exp_table_T exp_table[],
+                       const bm_geom &g) {
+    #pragma HLS INLINE
+    acc_T acc = bias;
+BMExp:
+    for (unsigned q = 0; q < 4; q++) {
+        if (!valid[q])
+            continue;
+        const acc_T t = bm_exp2<exp_table_T>((long long)mx[q], exp_table, g);
+        if (q == 0 || q == 3)
+            acc += t;
+        else
+            acc -= t;
+    }
+    return acc;
+}
+
 // steps 2-4 over precomputed logs / signs of a whole channels_last frame -> raw accumulators
 template <class weight_T, class bias_T, class exp_table_T>
 void bm_conv_2d_acc(const long long logx[], const signed char sgn[], long long acc_out[], const weight_T v_pos[],
@@ -166,34 +208,12 @@ BMOutRow:
                             if (s == 0)
                                 continue; // ln 0 = -inf
                             unsigned wi = f * taps + (c * g.filt_height + kh) * g.filt_width + kw;
-                            unsigned q0 = (s > 0) ? 0 : 2;
-                            long long vp = (long long)v_pos[wi];
-                            long long vn = (long long)v_neg[wi];
-                            if (vp != g.weight_sentinel) {
-                                long long sum = logx[ii] + vp;
-                                if (!valid[q0] || sum > mx[q0]) {
-                                    mx[q0] = sum;
-                                    valid[q0] = true;
-                                }
-                            }
-                            if (vn != g.weight_sentinel) {
-                                long long sum = logx[ii] + vn;
-                                if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
-                                    mx[q0 + 1] = sum;
-                                    valid[q0 + 1] = true;
-                                }
-                            }
+                            bm_tap<long long, long long, weight_T>(s, logx[ii], v_pos[wi], v_neg[wi], g.weight_sentinel,
+                                                                   mx, valid);
                         }
                     }
                 }
-                long long acc = (long long)bias[f];
-            BMExp:
-                for (unsigned q = 0; q < 4; q++) {
-                    if (!valid[q])
-                        continue;
-                    long long t = bm_exp2<exp_table_T>(mx[q], exp_table, g);
-                    acc += (q == 0 || q == 3) ? t : -t;
-                }
+                long long acc = bm_finish<long long, long long, bias_T, exp_table_T>(mx, valid, bias[f], exp_table, g);
                 acc_out[(oh * g.out_width + ow) * g.n_filt + f] = acc;
             }
         }
@@ -280,37 +300,13 @@ BMWinChan:
                     continue; // ln 0 = -inf
                 const sum_T lx = lb_log[slot][c];
                 unsigned wi = f * taps + (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
-                unsigned q0 = (s > 0) ? 0 : 2;
-                const typename CONFIG_T::weight_t vp = v_pos[wi];
-                const typename CONFIG_T::weight_t vn = v_neg[wi];
-                if (vp != CONFIG_T::weight_sentinel) {
-                    const sum_T sum = lx + vp;
-                    if (!valid[q0] || sum > mx[q0]) {
-                        mx[q0] = sum;
-                        valid[q0] = true;
-                    }
-                }
-                if (vn != CONFIG_T::weight_sentinel) {
-                    const sum_T sum = lx + vn;
-                    if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
-                        mx[q0 + 1] = sum;
-                        valid[q0 + 1] = true;
-                    }
-                }
+                bm_tap<sum_T, sum_T, typename CONFIG_T::weight_t>(s, lx, v_pos[wi], v_neg[wi], CONFIG_T::weight_sentinel,
+                                                                 mx, valid);
             }
         }
     }
-    acc_T acc = bias[f];
-BMWinExp:
-    for (unsigned q = 0; q < 4; q++) {
-        if (!valid[q])
-            continue;
-        const acc_T t = bm_exp2<typename CONFIG_T::exp_table_t>(mx[q].to_int64(), exp_table, g);
-        if (q == 0 || q == 3)
-            acc += t;
-        else
-            acc -= t;
-    }
+    const acc_T acc = bm_finish<acc_T, sum_T, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(mx, valid, bias[f],
+                                                                                                       exp_table, g);
     return acc.to_int64();
 }
 
