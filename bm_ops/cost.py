@@ -1,10 +1,10 @@
 """Hardware cost model of standard vs BM convolutions (ASIC gate count and latency *estimates*).
 
-Seed 000_5bd4b4fcc7d8a338, *Hardware implementation*: Table 1 (gates and latency of single-precision add, max,
+Limonova et al., *Hardware implementation*: Table 1 (gates and latency of single-precision add, max,
 mul, log, exp from Verilog + Synopsys Design Compiler, 65 nm) and Table 2 (gate and latency ratios
 standard/BM of a convolutional layer for 12 (filters, channels, K) configurations), Fig 1 (gates per layer).
 
-The seed publishes the ratios but not its counting. The counting model used here (our reading, chosen as the
+The paper publishes the ratios but not its counting. The counting model used here (our reading, chosen as the
 simplest one built only from Table 1 operations that reproduces all 12 rows of Table 2 within 2 %, see
 ``tests/test_bm_cost.py``) is, for one output position of a layer with ``F`` filters, ``C`` input channels and a
 ``K x K`` kernel (``N = C K^2`` taps per filter):
@@ -17,7 +17,7 @@ simplest one built only from Table 1 operations that reproduces all 12 rows of T
   adders (combining the bipolar terms and adding the bias); latency
   ``t_log + N (t_add + t_max) + t_exp + 2 t_add``.
 
-Everything here is an estimate from the seed's tables, not a synthesis result.
+Everything here is an estimate from the paper's tables, not a synthesis result.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class OpCost:
     latency: int  # clock cycles
 
 
-#: Seed Table 1 (single precision, 65 nm).
+#: Table 1 (single precision, 65 nm).
 OPS: dict[str, OpCost] = {
     "add": OpCost(16048, 3),
     "max": OpCost(1464, 2),
@@ -42,7 +42,7 @@ OPS: dict[str, OpCost] = {
     "exp": OpCost(256965, 21),
 }
 
-#: Seed Table 2: (filters, channels, kernel size) -> (gates standard/BM, latency standard/BM).
+#: Table 2: (filters, channels, kernel size) -> (gates standard/BM, latency standard/BM).
 TABLE2: dict[tuple[int, int, int], tuple[float, float]] = {
     (16, 16, 1): (1.14, 0.80),
     (32, 32, 1): (1.64, 1.02),
@@ -111,7 +111,7 @@ def conv_costs(filters: int, channels: int, kernel_size) -> dict[str, float]:
 
 
 def conv_ratios(filters: int, channels: int, kernel_size) -> tuple[float, float]:
-    """``(gate_ratio, latency_ratio)`` standard/BM of a conv layer (seed Table 2 quantities)."""
+    """``(gate_ratio, latency_ratio)`` standard/BM of a conv layer (Table 2 quantities)."""
     c = conv_costs(filters, channels, kernel_size)
     return c["gate_ratio"], c["latency_ratio"]
 

@@ -1,18 +1,18 @@
 """Reference math of the Bipolar Morphological (BM) neuron and BM convolution.
 
-Seed: ``000_5bd4b4fcc7d8a338`` (Limonova et al., "ResNet-like Architecture with Low Hardware Requirements"),
+Limonova et al. ("ResNet-like Architecture with Low Hardware Requirements"),
 sections *The bipolar morphological neuron*, *The BM Convolutional Layer* and *Training of BM Network*.
 
-BM neuron (seed eq. for ``y_BM``)::
+BM neuron (eq. for ``y_BM``)::
 
     y = sum_{alpha, beta in {+,-}} p^alpha p^beta exp( max_j ( ln x_j^alpha + v_j^beta ) ) + v_b
 
 with ``p^+ = 1``, ``p^- = -1``, ``x^+ = max(x, 0)``, ``x^- = max(-x, 0)``; ``ln 0 = -inf`` and ``exp(-inf) = 0``.
 The BM convolution replaces the dot product of every receptive field by the same expression, the max running
-over the ``C x K_h x K_w`` taps (seed eq. for ``(I (.) v)_{n,m,c}``). The activation ``sigma`` of the seed is
+over the ``C x K_h x K_w`` taps (eq. for ``(I (.) v)_{n,m,c}``). The activation ``sigma`` of the paper is
 *not* part of the layer (as for ``torch.nn.Conv2d``): put it after the layer.
 
-Conversion (seed, *Training of BM Network*, step 2): ``v^+ = ln|w|`` where ``w > 0`` else ``-inf``,
+Conversion (Limonova et al., *Training of BM Network*, step 2): ``v^+ = ln|w|`` where ``w > 0`` else ``-inf``,
 ``v^- = ln|w|`` where ``w < 0`` else ``-inf`` — see :func:`to_log_weights`. For every ``x`` the converted
 neuron computes ``max_j`` of the products instead of their sum, so conversion is exact only when one tap
 dominates each receptive field; the recipe fine-tunes afterwards.
@@ -70,7 +70,7 @@ def pair(value, name: str) -> tuple[int, int]:
 
 
 def split_sign(x):
-    """``(x^+, x^-)`` of the seed: ``x^+ = max(x, 0)``, ``x^- = max(-x, 0)`` (NumPy or torch)."""
+    """``(x^+, x^-)`` of the paper: ``x^+ = max(x, 0)``, ``x^- = max(-x, 0)`` (NumPy or torch)."""
     if _is_torch(x):
         import torch
 
@@ -93,7 +93,7 @@ def _check_floor(value, name: str) -> float:
 
 
 def to_log_weights(w, floor=None):
-    """Seed conversion of a weight tensor ``w`` into ``(v_pos, v_neg)``.
+    """The paper's conversion of a weight tensor ``w`` into ``(v_pos, v_neg)``.
 
     ``v_pos = ln|w|`` where ``w > 0`` else ``-inf``; ``v_neg = ln|w|`` where ``w < 0`` else ``-inf`` (zeros go to
     ``-inf`` in both). Works on NumPy arrays (float64 result) and torch tensors (same dtype, no grad; meta tensors
@@ -277,14 +277,14 @@ def _torch_bm_conv2d(x, v_pos, v_neg, bias, stride, padding, input_floor=0.0):
 
 
 def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0, *, input_floor=0.0):
-    """BM convolution (seed, *The BM Convolutional Layer*), reference implementation.
+    """BM convolution (Limonova et al., *The BM Convolutional Layer*), reference implementation.
 
     Args:
         x: input, NCHW. NumPy array (float64 math, NumPy result) or torch tensor (torch result, differentiable).
         v_pos, v_neg: log-domain weights ``v^+``, ``v^-`` shaped like a conv weight ``(F, C, K_h, K_w)``;
             ``-inf`` allowed (an absent tap), NaN and ``+inf`` rejected.
         bias: ``(F,)`` or None.
-        stride, padding: int or ``(h, w)``; padding taps are zeros (``ln 0 = -inf``), as in the seed's ``I``.
+        stride, padding: int or ``(h, w)``; padding taps are zeros (``ln 0 = -inf``), as in the paper's ``I``.
         input_floor: ``s >= 0``; the log-domain input is ``ln max(x^a, s)`` (padding taps ``ln s``). ``0`` (default)
             is the paper; the authors' published layer uses ``0.1`` (:data:`AUTHORS_INPUT_FLOOR`, their
             ``input_shift``): every tap then enters both sign terms and the gradient reaches ``x`` only where
@@ -307,7 +307,7 @@ def bm_conv2d(x, v_pos, v_neg, bias=None, stride=1, padding=0, *, input_floor=0.
 
 
 def bm_linear(x, v_pos, v_neg, bias=None, *, input_floor=0.0):
-    """BM neuron layer (seed eq. ``y_BM`` without ``sigma``): ``x`` is ``(N, in)``, ``v_pos``/``v_neg`` ``(out, in)``."""
+    """BM neuron layer (eq. ``y_BM`` without ``sigma``): ``x`` is ``(N, in)``, ``v_pos``/``v_neg`` ``(out, in)``."""
     if x.ndim != 2:
         raise ValueError(f"bm_linear: x must be (N, in_features), got shape {tuple(x.shape)}")
     check_log_weights(v_pos, v_neg, 2, "bm_linear")

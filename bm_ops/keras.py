@@ -1,7 +1,7 @@
 """Keras 3 BM convolution layer ``BMConv2D`` (channels-last), same function as ``bm_ops.functional.bm_conv2d``.
 
-Seed 000_5bd4b4fcc7d8a338, *The BM Convolutional Layer*; conversion of a trained ``keras.layers.Conv2D`` with the
-seed's rule (``v^+ = ln|w|`` for ``w > 0``, ``v^- = ln|w|`` for ``w < 0``, else ``-inf``) via :func:`from_conv`.
+Limonova et al., *The BM Convolutional Layer*; conversion of a trained ``keras.layers.Conv2D`` with the
+paper's rule (``v^+ = ln|w|`` for ``w > 0``, ``v^- = ln|w|`` for ``w < 0``, else ``-inf``) via :func:`from_conv`.
 
 Written with ``keras.ops`` only (backend-agnostic). The max-plus correlation runs tap by tap and channel by
 channel: for each offset ``(kh, kw)`` and input channel ``c`` it adds ``ln x^a[..., c]`` (an ``(N, H_out, W_out, 1)``
@@ -91,7 +91,7 @@ class BMConv2D(keras.layers.Layer):
         fan_in = c * self.kernel_size[0] * self.kernel_size[1]
 
         def init(shape, dtype=None, which=0):
-            # Kaiming-uniform standard weight (as torch), then the seed's conversion
+            # Kaiming-uniform standard weight (as torch), then the paper's conversion
             bound = 1.0 / math.sqrt(fan_in)
             w = np.random.default_rng().uniform(-bound, bound, size=shape)
             return ops.convert_to_tensor(to_log_weights(w)[which], dtype=dtype)
@@ -189,7 +189,7 @@ class BMConv2D(keras.layers.Layer):
 
 
 def from_conv(conv) -> BMConv2D:
-    """Seed conversion of a built ``keras.layers.Conv2D`` (channels-last, no dilation/groups) into ``BMConv2D``.
+    """The paper's conversion of a built ``keras.layers.Conv2D`` (channels-last, no dilation/groups) into ``BMConv2D``.
 
     The Conv2D's ``activation`` is not carried over (the BM layer is linear-free: put the activation after it).
     """

@@ -1,6 +1,6 @@
-"""PyTorch BM layers: ``BMConv2d``, ``BMLinear`` and the seed's layer conversion.
+"""PyTorch BM layers: ``BMConv2d``, ``BMLinear`` and the paper's layer conversion.
 
-Seed 000_5bd4b4fcc7d8a338: *The BM Convolutional Layer* (forward function) and *Training of BM Network*
+Limonova et al.: *The BM Convolutional Layer* (forward function) and *Training of BM Network*
 step 2 (conversion ``v^+ = ln|w|`` where ``w > 0`` else ``-inf``, ``v^- = ln|w|`` where ``w < 0`` else ``-inf``).
 
 The layers hold ``v_pos`` / ``v_neg`` (``nn.Parameter``, shaped like the standard weight, ``-inf`` = absent tap)
@@ -21,7 +21,7 @@ Notes (deviations / practicalities, also in the README):
 * ``-inf`` entries get zero gradient and stay ``-inf`` under SGD/Adam, **but** weight decay on them gives
   ``-inf * wd`` → the update turns them into ``+inf``/NaN: exclude ``v_pos``/``v_neg`` from weight decay
   (``bm_ops.training.recipes.param_groups`` does).
-* ``dilation != 1``, ``groups != 1`` and non-zero padding modes are not part of the seed and are rejected.
+* ``dilation != 1``, ``groups != 1`` and non-zero padding modes are not part of the paper and are rejected.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _run(backend, x, v_pos, v_neg, bias, stride, padding, input_floor):
 
 
 class BMConv2d(nn.Module):
-    """Bipolar Morphological 2-D convolution (seed, *The BM Convolutional Layer*), drop-in for ``nn.Conv2d``.
+    """Bipolar Morphological 2-D convolution (Limonova et al., *The BM Convolutional Layer*), drop-in for ``nn.Conv2d``.
 
     ``y = sum_{a,b} p^a p^b exp(ln x^a (.) v^b) + bias`` with ``(.)`` the max-plus correlation over
     ``C x K_h x K_w`` taps; zero padding (``ln 0 = -inf``). ``input_floor`` (default 0, the paper): use
@@ -112,7 +112,7 @@ class BMConv2d(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Kaiming-uniform standard weight (as ``nn.Conv2d``), then the seed's conversion (``weight_floor``)."""
+        """Kaiming-uniform standard weight (as ``nn.Conv2d``), then the paper's conversion (``weight_floor``)."""
         w = torch.empty(self.v_pos.shape, device=self.v_pos.device, dtype=self.v_pos.dtype)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5))
         vp, vn = to_log_weights(w, self.weight_floor)
@@ -142,7 +142,7 @@ class BMConv2d(nn.Module):
 
 
 class BMLinear(nn.Module):
-    """Layer of BM neurons (seed eq. ``y_BM`` without ``sigma``), drop-in for ``nn.Linear``; input ``(..., in)``."""
+    """Layer of BM neurons (eq. ``y_BM`` without ``sigma``), drop-in for ``nn.Linear``; input ``(..., in)``."""
 
     def __init__(
         self,
@@ -215,7 +215,7 @@ def _check_finite(t: torch.Tensor, what: str) -> None:
 
 
 def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str, weight_floor=None):
-    """The seed's conversion into ``bm``: ``v_pos``/``v_neg`` from ``w`` (``to_log_weights``), the bias copied,
+    """The paper's conversion into ``bm``: ``v_pos``/``v_neg`` from ``w`` (``to_log_weights``), the bias copied,
     the train/eval mode of ``src`` kept."""
     vp, vn = to_log_weights(w, weight_floor)
     with torch.no_grad():
@@ -231,7 +231,7 @@ def _load_converted(bm, src: nn.Module, w: torch.Tensor, bias_what: str, weight_
 def from_conv(
     conv: nn.Conv2d, backend: str = "auto", *, weight_floor: float | None = None, input_floor: float = 0.0
 ) -> BMConv2d:
-    """Seed conversion of a trained ``nn.Conv2d`` (or subclass, e.g. Brevitas ``QuantConv2d``) into a ``BMConv2d``.
+    """The paper's conversion of a trained ``nn.Conv2d`` (or subclass, e.g. Brevitas ``QuantConv2d``) into a ``BMConv2d``.
 
     For Brevitas layers the float ``weight`` is converted (the quantizer is not carried over). ``weight_floor``
     (e.g. ``1e-6``, the authors' code) gives ``v^± = ln max(±w, weight_floor)``; ``input_floor`` is passed to the
@@ -276,7 +276,7 @@ def from_conv(
 def from_linear(
     linear: nn.Linear, backend: str = "auto", *, weight_floor: float | None = None, input_floor: float = 0.0
 ) -> BMLinear:
-    """Seed conversion of a trained ``nn.Linear`` into a ``BMLinear`` (options as :func:`from_conv`)."""
+    """The paper's conversion of a trained ``nn.Linear`` into a ``BMLinear`` (options as :func:`from_conv`)."""
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"from_linear expects a torch.nn.Linear, got {type(linear).__name__}")
     w = linear.weight.detach()
@@ -317,7 +317,7 @@ def convert_layers(
     weight_floor: float | None = None,
     input_floor: float = 0.0,
 ) -> nn.Module:
-    """Replace layers of ``model`` in place by their BM versions (seed conversion) and return ``model``.
+    """Replace layers of ``model`` in place by their BM versions (the paper's conversion) and return ``model``.
 
     ``names``: submodule names (``model.named_modules()``) to convert; ``None`` converts every ``nn.Conv2d``
     (and every ``nn.Linear`` when ``include_linear``). Unknown names or layers of another type raise.

@@ -1,6 +1,6 @@
-"""The seed's training method for BM networks as a recipe: layer-wise conversion from the input side + fine-tuning.
+"""The paper's training method for BM networks as a recipe: layer-wise conversion from the input side + fine-tuning.
 
-Seed 000_5bd4b4fcc7d8a338, *Training of BM Network*:
+Limonova et al., *Training of BM Network*:
 
 1. train a standard network (done by the caller, or :func:`train_epochs`);
 2. for each convolutional layer, replace it by the BM layer with ``v^+ = ln|w|`` (w > 0), ``v^- = ln|w|`` (w < 0);
@@ -170,7 +170,7 @@ def recalibrate_bn(model: nn.Module, loader, max_batches: int | None = 50) -> in
     instead of their sum), so the statistics the following BatchNorm layers collected on the float network no
     longer describe their inputs. Resetting them and averaging over ``max_batches`` training batches (cumulative
     average, ``momentum=None``, train-mode forward passes without gradients) gives fine-tuning a calibrated start.
-    This step is ours, not the seed's (the seed goes straight to fine-tuning, during which BatchNorm re-adapts
+    This step is ours, not the paper's (the paper goes straight to fine-tuning, during which BatchNorm re-adapts
     with its running-average momentum). Returns the number of BatchNorm layers recalibrated.
     """
     if max_batches is not None and max_batches < 1:
@@ -245,20 +245,20 @@ def convert_and_finetune(
     weight_floor: float | None = None,
     input_floor: float = 0.0,
 ) -> tuple[nn.Module, list[dict]]:
-    """Seed step 2–3: convert layer by layer from the input side, fine-tuning after each conversion.
+    """Steps 2–3 of Limonova et al.: convert layer by layer from the input side, fine-tuning after each conversion.
 
     Args:
         model: a trained float model (modified in place).
         train, val: ``DataLoader`` or ``(x, y)`` pairs.
         names: layers to convert (default: every ``nn.Conv2d``, plus ``nn.Linear`` if ``include_linear``), in
             forward-execution order.
-        epochs_per_step: fine-tuning epochs after each conversion (the seed's step 3).
+        epochs_per_step: fine-tuning epochs after each conversion (the paper's step 3).
         scheduler: ``"auto"`` (ASLR when ``aslr`` imports, else constant), ``"aslr"`` or ``"none"``.
         log_path: ``.csv`` or ``.json`` file for the per-step log (both written when the suffix is neither).
         bn_recalibration: re-estimate BatchNorm statistics right after each conversion (:func:`recalibrate_bn`,
-            our addition to the seed's method; no effect on models without BatchNorm).
+            our addition to the paper's method; no effect on models without BatchNorm).
         final_epochs: after the last conversion, fine-tune the whole (fully converted) network this many more
-            epochs (the seed's step 3 continued: "additional training of the network"), at ``final_lr``
+            epochs (the paper's step 3 continued: "additional training of the network"), at ``final_lr``
             (default ``lr``).
         restore_best: the closing fine-tuning ends with the weights of its epoch with the best accuracy on
             ``val`` (checkpoint selection; then ``val`` must not be the data you report on).
