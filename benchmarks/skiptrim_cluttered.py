@@ -223,6 +223,10 @@ def report(rows, grid) -> tuple[str, dict]:
             + " |"
         )
         lo_t, lo_p = cis["teacher"]["lo"], cis["plain"]["lo"]
+        if len(sel) < 2:  # no interval from one seed: the acceptance is not established either way
+            summary[key]["acceptance"] = None
+            lines.append(f"\nacceptance {key}: not established (1 seed; the 95 % CIs need >= 2)\n")
+            continue
         summary[key]["acceptance"] = {
             "skipper_ci_lower_vs_teacher_ge_-0.5pp": bool(lo_t >= -0.5),
             "skipper_minus_plain_ci_above_0": bool(lo_p > 0),
