@@ -239,21 +239,24 @@ struct PixelLists {
   const int32_t* k(int sg, size_t pix) const { return K + ((size_t)sg * NP + pix) * C; }
   const int32_t* b(int sg, size_t pix) const { return B + ((size_t)sg * NP + pix) * (nblk + 1); }
 
-  // rstride: K holds c * rstride (the offset of channel c's weight row) instead of c
-  PixelLists(const T* x, const Geo<T>& g, int cb_, int rstride, int nt) : C(g.C), cb(cb_) {
+  PixelLists(const Geo<T>& g, int cb_) : C(g.C), cb(cb_) {
     nblk = (C + cb - 1) / cb;
-    const int Hp = g.Hp(), Wp = g.Wp();
-    NP = (size_t)g.N * Hp * Wp;
+    NP = (size_t)g.N * g.Hp() * g.Wp();
     static thread_local std::vector<T> a_buf;
     static thread_local std::vector<int32_t> k_buf, b_buf;
     A = workspace(a_buf, 2 * NP * C);
     K = workspace(k_buf, 2 * NP * C);
     B = workspace(b_buf, 2 * NP * (nblk + 1));
+  }
+
+  // fill the lists: an orphaned worksharing loop, called by every thread of the caller's parallel region (one
+  // fork-join per kernel call instead of two); rstride: K holds c * rstride (the offset of channel c's row)
+  void fill(const T* x, const Geo<T>& g, int rstride) {
+    const int Hp = g.Hp(), Wp = g.Wp();
     const T ninf = -std::numeric_limits<T>::infinity();
     const T s = g.s;
     const T lfl = s > T(0) ? std::log(s) : ninf;
     const long rows_n = (long)g.N * Hp;
-#pragma omp parallel num_threads(nt)
     {
       std::vector<T> la(g.W), rows(2 * (size_t)C * Wp);  // this padded row's logs, (sign, c, u)
 #pragma omp for schedule(dynamic, 4)
@@ -373,9 +376,10 @@ void forward(const T* x, const Geo<T>& g, const T* vcat, const T* bias, T* out, 
   const int F = g.F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW;
   const T ninf = -std::numeric_limits<T>::infinity();
   const std::vector<T> vk = weight_table(vcat, g);
-  const PixelLists<T> L(x, g, channel_block(g), F2p, nt);
+  PixelLists<T> L(g, channel_block(g));
 #pragma omp parallel num_threads(nt)
   {
+    L.fill(x, g, F2p);
     std::vector<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
 #pragma omp for schedule(dynamic, 1)
     for (long it = 0; it < items; ++it) {
@@ -409,7 +413,7 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
   const int taps = g.taps();
   const T ninf = -std::numeric_limits<T>::infinity();
   const std::vector<T> vk = weight_table(vcat, g);
-  const PixelLists<T> L(x, g, channel_block(g), 1, nt);  // K = channel
+  PixelLists<T> L(g, channel_block(g));
   const size_t vsize = (size_t)taps * F2, xsize = (size_t)g.N * C * g.H * g.W;
   std::vector<T> ev(vsize);
   vexp(vcat, ev.data(), vsize);
@@ -432,6 +436,7 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
+    L.fill(x, g, 1);  // K = channel
     T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
     T* __restrict gxl = nt > 1 ? gx_local.data() + (size_t)tid * xsize : gx;
     std::vector<T> M((size_t)OW * F4p), R((size_t)OW * F4p), gl((size_t)OW * F4p);
