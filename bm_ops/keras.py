@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from hwreshape.extras import needs_keras  # noqa: F401  # isort: skip
 import keras
 import numpy as np
 from keras import ops

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 import torch
 from torch import nn
 

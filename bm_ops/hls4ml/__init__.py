@@ -13,6 +13,7 @@ of that import.
 
 from __future__ import annotations
 
+from hwreshape.extras import needs_hls4ml  # noqa: F401  # isort: skip
 import shutil
 import sys
 import threading

@@ -11,6 +11,7 @@ execution is the float64 reference :mod:`bm_ops.functional`).
 
 from __future__ import annotations
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 from pathlib import Path
 
 __all__ = ["to_qonnx", "execute_qonnx"]

@@ -62,6 +62,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from hwreshape.extras import needs_dvs  # noqa: F401  # isort: skip
 import numpy as np
 from numba import njit, types
 from numba.extending import overload

@@ -22,6 +22,7 @@ import copy
 import json
 from pathlib import Path
 
+from hwreshape.extras import needs_finn  # noqa: F401  # isort: skip
 import numpy as np
 
 from finn_s2n2.finn.custom_op.registration import register_finn

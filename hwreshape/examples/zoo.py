@@ -11,6 +11,7 @@ for checking the hardware-cost report against published figures (NTU report, Tab
 
 from __future__ import annotations
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 from torch import nn
 
 

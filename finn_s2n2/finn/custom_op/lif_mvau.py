@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 
+from hwreshape.extras import needs_finn  # noqa: F401  # isort: skip
 import numpy as np
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType

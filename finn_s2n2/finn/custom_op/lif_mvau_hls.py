@@ -17,6 +17,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from hwreshape.extras import needs_finn  # noqa: F401  # isort: skip
 import numpy as np
 from finn.custom_op.fpgadataflow.hlsbackend import HLSBackend
 
