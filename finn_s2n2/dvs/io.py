@@ -101,7 +101,7 @@ def read_prophesee(
         from expelliarmus import Wizard
     except ImportError as exc:
         raise ImportError(
-            "reading Prophesee EVT2/EVT3/DAT recordings needs expelliarmus: pip install expelliarmus"
+            "reading Prophesee EVT2/EVT3/DAT recordings needs expelliarmus: pip install expelliarmus (or hwreshape[prophesee])"
         ) from exc
     path = os.fspath(path)
     if not os.path.isfile(path):
