@@ -82,7 +82,8 @@ def _tree(root: Path) -> dict[str, bytes]:
     files = {}
     for prj in sorted(p for p in root.iterdir() if p.is_dir()):
         stamp = next(
-            line.split(":", 1)[1].strip()
+            # YAML quotes an all-digit stamp ('53059029'); the C++ and build files use it bare
+            line.split(":", 1)[1].strip().strip("'\"")
             for line in (prj / "hls4ml_config.yml").read_text().splitlines()
             if line.startswith("Stamp:")
         )

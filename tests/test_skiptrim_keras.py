@@ -168,6 +168,7 @@ def test_trimmed_student_through_hls4ml_fused_shortskip(digits, tmp_path):
     assert sk.count_adds(student) == 6
     hls4ml_skiptrim.register()
     cfg = hls4ml.utils.config_from_keras_model(student, granularity="model", default_precision="fixed<32,16>")
+    cfg["Model"]["ShortSkipFusion"] = True  # the plugin's opt-in switch in the convert config
     hm = hls4ml.converters.convert_from_keras_model(
         student, hls_config=cfg, output_dir=str(tmp_path / "prj"), io_type="io_stream", backend="Vivado"
     )
