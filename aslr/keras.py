@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from hwreshape.extras import needs_keras  # noqa: F401  # isort: skip
 import numpy as np
 
 from aslr.core import ASLRSearch, resolve_mode

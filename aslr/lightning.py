@@ -21,7 +21,7 @@ single optimiser returned by ``configure_optimizers`` when training starts:
 * ``preflight=`` the result of :func:`lr_range_test` (Lightning's own ``Tuner.lr_find``) checks the start rate
   against the range test's boundaries (Eq 5.9) at construction.
 
-Lightning is an optional dependency (``hwreshape[peers]``): this module imports ``lightning.pytorch``
+Lightning is an optional dependency (``hwreshape[lightning]``): this module imports ``lightning.pytorch``
 (falling back to ``pytorch_lightning``) at its own import; ``import aslr`` does not.
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 import torch
 
 try:
@@ -36,8 +37,11 @@ try:
 except ImportError:  # pragma: no cover - depends on what is installed
     try:
         from pytorch_lightning import Callback
-    except ImportError as exc:
-        raise ImportError("aslr.lightning needs lightning: pip install 'hwreshape[peers]'") from exc
+    except ImportError:
+        from hwreshape.extras import require
+
+        require("lightning", __name__)  # names pip install 'hwreshape[lightning]'
+        raise
 
 from aslr.core import ASLRSearch, resolve_mode
 from aslr.torch import ASLR

@@ -6,7 +6,7 @@ against the learning rate, one can observe the boundaries for a reasonable start
 select a value between those boundaries, for example, the middle point."
 
 :func:`lr_range_test` wraps the range test of ``torch-lr-finder`` (``torch_lr_finder.LRFinder``, an optional
-``peers`` dependency): it sweeps the learning rate over ``num_iter`` mini-batches, records the smoothed
+dependency: ``pip install 'hwreshape[lr-finder]'``): it sweeps the learning rate over ``num_iter`` mini-batches, records the smoothed
 training loss on a deep copy of the model (the caller's model and optimiser stay untouched), and hands the curve to :func:`suggest_start_lr`.
 
 :func:`suggest_start_lr` turns a curve into the boundaries of Eq 5.9 and their middle point:
@@ -171,10 +171,11 @@ def lr_range_test(
     The test trains a deep copy: the model and the optimiser passed in are left as they were.  ``train_loader`` is a
     ``torch.utils.data.DataLoader`` yielding ``(inputs, labels)``; it is cycled if shorter than ``num_iter``.
     """
-    try:
-        from torch_lr_finder import LRFinder
-    except ImportError as exc:  # optional peer dependency
-        raise ImportError("lr_range_test needs torch-lr-finder: pip install 'hwreshape[peers]'") from exc
+    from hwreshape.extras import require
+
+    require("lr-finder", "aslr.lr_finder.lr_range_test")  # torch + torch-lr-finder, named if missing
+    from torch_lr_finder import LRFinder
+
     for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
             raise ValueError(f"lr_range_test: {name} must be a finite number > 0, got {v!r}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime
 import math
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 import torch
 
 from aslr.core import ASLRSearch

@@ -69,6 +69,21 @@ def _import_blocked(statement: str, blocked: list[str]) -> tuple[str, str, str |
         ("import hls4ml_skiptrim.hls4ml", ["hls4ml"], "hls4ml"),
         ("import bm_ops.qonnx", ["onnxruntime"], "qonnx"),
         ("import bm_ops.training", ["torch", "brevitas"], "torch"),
+        ("import bm_ops.torch", ["torch"], "torch"),
+        ("import bm_ops.keras", ["keras"], "keras"),
+        ("import aslr.torch", ["torch"], "torch"),
+        ("import aslr.keras", ["keras"], "keras"),
+        ("import aslr.lightning", ["lightning", "pytorch_lightning"], "lightning"),
+        ("import finn_s2n2.finn.custom_op.lif_mvau", ["finn"], "finn"),
+        ("import finn_s2n2.dvs.denoise", ["numba"], "dvs"),
+        ("import bm_ops.hls4ml.convert", ["hls4ml"], "hls4ml"),
+        ("import hls4ml_skiptrim.training.torch", ["torch"], "torch"),
+        ("import hwreshape.examples.zoo", ["torch"], "torch"),
+        (
+            "from aslr.lr_finder import lr_range_test; lr_range_test(None, None, None, None)",
+            ["torch_lr_finder"],
+            "lr-finder",
+        ),
     ],
 )
 def test_missing_extra_is_named_at_import(statement, blocked, extra):

@@ -34,6 +34,7 @@ import os
 import warnings
 from pathlib import Path
 
+from hwreshape.extras import needs_keras  # noqa: F401  # isort: skip
 import numpy as np
 
 from hls4ml_skiptrim.training.bnfold import fold_conv_bn

@@ -25,6 +25,7 @@ import copy
 import math
 from pathlib import Path
 
+from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
 import numpy as np
 import torch
 import torch.nn.functional as F
