@@ -119,47 +119,37 @@ def train_epochs(
         raise ValueError(f"scheduler must be 'auto', 'aslr' or 'none', got {scheduler!r}")
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
+    from hwreshape.training import fit_epochs
+
     opt = torch.optim.Adam(param_groups(model, weight_decay), lr=lr)
     sched = _make_scheduler(opt, lr, scheduler, seed)
     loss_fn = nn.CrossEntropyLoss()
     torch.manual_seed(seed)
-    records = []
-    best_acc, best_state, best_ep = -1.0, None, -1
-    for ep in range(epochs):
-        model.train()
-        t0 = time.perf_counter()
-        for x, y in train:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: non-finite training loss at epoch {ep}")
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+
+    def batches(_epoch):
+        for batch in train:
+            yield batch
             if progress is not None:
                 progress.update(1)
+
+    def validate():
         acc, vloss = evaluate(model, val)
-        if restore_best and acc > best_acc:
-            best_acc, best_ep = acc, ep
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if sched is not None:
-            sched.observe(vloss)
-        lr_now = opt.param_groups[0]["lr"]
-        records.append(
-            {
-                "phase": desc,
-                "epoch": ep,
-                "val_acc": acc,
-                "val_loss": vloss,
-                "lr": float(lr_now),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        records[best_ep]["selected"] = True
-    return records
+        return {"val_acc": acc, "val_loss": vloss}
+
+    return fit_epochs(
+        model,
+        opt,
+        batches,
+        lambda b: (loss_fn(model(b[0]), b[1]), len(b[1])),
+        validate,
+        epochs,
+        scheduler=sched,
+        monitor="val_loss",
+        select_best="val_acc" if restore_best else None,
+        mode="max",
+        on_epoch_start=lambda _epoch: {"phase": desc},
+        desc=desc,
+    )
 
 
 @torch.no_grad()

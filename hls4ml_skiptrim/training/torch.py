@@ -22,7 +22,6 @@ power-of-two-scaled fixed point (``Int8WeightPerTensorFixedPoint`` / ``Uint8ActP
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 from hwreshape.extras import needs_torch  # noqa: F401  # isort: skip
@@ -529,45 +528,44 @@ def fit(
             sched.load_state_dict(ck["aslr"])
         gen.set_state(ck["generator"])
         start = ck["epoch"] + 1
-    records = []
-    for epoch in range(start, epochs):
+    from hwreshape.training import fit_epochs
+
+    records: list[dict] = []
+
+    def on_epoch_start(epoch):
         new = st.begin_epoch(epoch) if st is not None else []
-        model.train()
-        tot, n = 0.0, 0
-        bar = tqdm(
+        return {"modified": new, "centre_lr": sched.c if sched is not None else lr}
+
+    def batches(epoch):
+        return tqdm(
             list(_batches(x, y, batch_size, gen)), desc=f"epoch {epoch}", disable=not progress, leave=False
         )
-        for xb, yb in bar:
-            if st is not None:
-                loss, _ = st.loss(xb, yb)
-            else:
-                loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            tot, n = tot + loss.item() * len(xb), n + len(xb)
-            bar.set_postfix(loss=f"{tot / n:.4f}")
+
+    def loss(batch):
+        xb, yb = batch
+        value = st.loss(xb, yb)[0] if st is not None else F.cross_entropy(model(xb), yb)
+        return value, len(xb)
+
+    def validate():
         val_loss, val_acc = evaluate(model, x_val, y_val)
-        if not math.isfinite(val_loss):
-            raise FloatingPointError(f"epoch {epoch}: validation loss is {val_loss}")
+        return {"val_loss": val_loss, "val_accuracy": val_acc}
+
+    def on_epoch_end(epoch, r):
         rec = {
             "epoch": epoch,
-            "loss": tot / n,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "lr": sched.c if sched is not None else lr,
+            "loss": r["loss"],
+            "val_loss": r["val_loss"],
+            "val_accuracy": r["val_accuracy"],
+            "lr": r["centre_lr"],
             "modes": model.modes,
-            "modified": new,
+            "modified": r["modified"],
         }
-        if sched is not None:
-            sched.observe(val_loss)
         records.append(jlog.record(**rec))
         if progress:
             print(
-                f"epoch {epoch}: loss {rec['loss']:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f}"
-                + (f" modified {new}" if new else ""),
+                f"epoch {epoch}: loss {rec['loss']:.4f} val_loss {rec['val_loss']:.4f} "
+                f"val_acc {rec['val_accuracy']:.4f}"
+                + (f" modified {rec['modified']}" if rec["modified"] else ""),
                 flush=True,
             )
         if checkpoint is not None:
@@ -582,4 +580,19 @@ def fit(
                 },
                 checkpoint,
             )
+
+    fit_epochs(
+        model,
+        opt,
+        batches,
+        loss,
+        validate,
+        epochs,
+        start_epoch=start,
+        scheduler=sched,
+        monitor="val_loss",
+        on_epoch_start=on_epoch_start,
+        on_epoch_end=on_epoch_end,
+        desc="skiptrim fit",
+    )
     return records
