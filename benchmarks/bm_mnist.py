@@ -1,9 +1,9 @@
 """BM accuracy recipe on the MNIST 10k split: float net → all layers converted (no fine-tuning) → layer-wise recipe.
 
-Seed 000_5bd4b4fcc7d8a338 (BM ResNet on MNIST: 99.3 % float → 99.1 % BM on full MNIST, 22 conv layers). Here a
+Limonova et al. (BM ResNet on MNIST: 99.3 % float → 99.1 % BM on full MNIST, 22 conv layers). Here a
 CPU-sized ResNet-like network (7 convolutions: stem, two residual stages with 1×1 projection shortcuts, global
 average pooling, linear head) is trained on 7k images of the MNIST 10k test split and tested on 2k others
-(seeded split, ``hwreshape.data``). Every convolution is converted (the seed converts convolutional layers; the
+(seeded split, ``hwreshape.data``). Every convolution is converted (the paper converts convolutional layers; the
 linear head stays standard), from the input side, with ``epochs_per_step`` fine-tuning epochs after each, the
 BatchNorm statistics re-estimated right after each conversion, and ``final_epochs`` epochs of whole-network
 fine-tuning at the end (``bm_ops.training.recipes.convert_and_finetune``). The float network and every fine-tuning epoch

@@ -32,7 +32,7 @@ def bram_table(n_blocks, size, filters, reuse=16):
     """Estimated BRAM18 beside Table 4.5: hls4ml's default FIFO depths, depths after FIFO optimisation
     (occupancy model), and the dissertation-style total (optimised streams + weights with the Resource
     strategy at ``reuse``; Table 4.5 counts every BRAM of the design)."""
-    from hls4ml_skiptrim.hls4ml.estimate import SEED_TABLE_4_5
+    from hls4ml_skiptrim.hls4ml.estimate import DISSERTATION_TABLE_4_5
     from hwreshape.examples.shortskip import table_4_5_estimates
 
     shape = (size, size, 3)
@@ -48,7 +48,7 @@ def bram_table(n_blocks, size, filters, reuse=16):
         ReuseFactor=reuse,
     )
     first = next(iter(default))
-    seed_ref = SEED_TABLE_4_5[first]
+    paper_ref = DISSERTATION_TABLE_4_5[first]
 
     def ratio(a, b):
         return f"{a / b:.2f}" if b else "  n/a"
@@ -67,7 +67,7 @@ def bram_table(n_blocks, size, filters, reuse=16):
             f"{label:<22} {d.n_fifos:>5} {d.bram18:>8} {ratio(d.bram18, default[first].bram18):>6} "
             f"{o.bram18:>9} {ratio(o.bram18, opt[first].bram18):>6} "
             f"{t.bram18_total:>14} {ratio(t.bram18_total, total[first].bram18_total):>6}   "
-            f"{SEED_TABLE_4_5[label]:>9} {SEED_TABLE_4_5[label] / seed_ref:>6.2f}"
+            f"{DISSERTATION_TABLE_4_5[label]:>9} {DISSERTATION_TABLE_4_5[label] / paper_ref:>6.2f}"
         )
     return default, opt, total
 

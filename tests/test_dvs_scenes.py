@@ -54,7 +54,7 @@ def test_recovery_gain_on_spot_scene():
     g = ev.recovery_gain(e, sig, 128, 128, 1000)
     assert g["order_n_signal_passed"] > g["baseline_signal_passed"]
     assert g["gain_percent"] > 10  # recovery passes real events the baseline loses for good
-    assert g["seed_gain_percent"] == 180.0
+    assert g["dissertation_gain_percent"] == 180.0
 
 
 def test_roc_table_and_plot(tmp_path):

@@ -1,6 +1,6 @@
 """QONNX custom ops ``BMConv`` and ``BMMatMul`` in the ``bm_ops`` domain (qonnx 1.0 registry).
 
-Seed ``000_5bd4b4fcc7d8a338``: *The BM Convolutional Layer* (``BMConv``) and the BM neuron ``y_BM`` (``BMMatMul``)
+Limonova et al., *The BM Convolutional Layer* (``BMConv``) and the BM neuron ``y_BM`` (``BMMatMul``)
 — without the activation ``sigma``, like ONNX ``Conv``/``MatMul``. ``execute_node`` *is* the reference
 :func:`bm_ops.functional.bm_conv2d` / :func:`bm_ops.functional.bm_linear` (float64 math, float32 result), so a
 graph executes through ``qonnx.core.onnx_exec.execute_onnx``; onnxruntime does not know the ops.

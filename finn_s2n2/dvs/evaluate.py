@@ -29,7 +29,7 @@ from finn_s2n2.dvs.scenes import FLOAT_EVENT_DTYPE, poisson_noise
 
 FILTERS = ("baseline", "liu", "subsampling", "order_n")
 #: past-event recovery gain reported by the dissertation on the laser-pointer recordings (§3.4.6)
-SEED_RECOVERY_GAIN_PERCENT = 180.0
+DISSERTATION_RECOVERY_GAIN_PERCENT = 180.0
 
 
 def _binomial(k: int, n: int) -> tuple[float, float]:
@@ -257,7 +257,7 @@ def recovery_gain(events, is_signal, width, height, dt) -> dict:
         "baseline_signal_passed": b,
         "order_n_signal_passed": o,
         "gain_percent": 100.0 * (o - b) / b if b else float("inf"),
-        "seed_gain_percent": SEED_RECOVERY_GAIN_PERCENT,
+        "dissertation_gain_percent": DISSERTATION_RECOVERY_GAIN_PERCENT,
         "baseline_noise_kept": base["noise_kept"],
         "order_n_noise_kept": ours["noise_kept"],
     }

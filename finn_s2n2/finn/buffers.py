@@ -1,6 +1,6 @@
 """Input-buffer memory: tick-batching (Eq 2.5) versus S2N2 streaming, the Eq 2.6 condition, model reports.
 
-Seed: chapter 2, §2.2.1 (Eq 2.5 ``buffer bits = p S T log2(S T)``, Eq 2.6 ``p log2(S T) < 1``), §2.2.3
+Khodamoradi 2021, ch. 2, §2.2.1 (Eq 2.5 ``buffer bits = p S T log2(S T)``, Eq 2.6 ``p log2(S T) < 1``), §2.2.3
 (streaming MVTU input buffer = kernel size x input channels for 1-bit spikes) and Tables 2.3, 2.5, 2.8.
 
 Conventions that reproduce every printed row of Tables 2.3/2.5/2.8 exactly (see tests/test_s2n2_buffers.py):
@@ -8,13 +8,13 @@ Conventions that reproduce every printed row of Tables 2.3/2.5/2.8 exactly (see 
 * the event address uses a whole number of bits: ``ceil(log2(S T))``, and the buffer size is rounded up to
   whole bits: ``tick_batching_bits = ceil(p * S * T * ceil(log2(S * T)))``;
 * convolution rows: ``streaming_bits = kernel_size * in_channels`` (``K_W x K_H x I_Ch``, §2.2.3);
-* **dense rows**: the seed prints the layer's *neuron count* (Table 2.3: 128 and 11 bits, Table 2.5: 1,024
+* **dense rows**: the dissertation prints the layer's *neuron count* (Table 2.3: 128 and 11 bits, Table 2.5: 1,024
   and 24, Table 2.8: 10) — not the FINN MVAU input buffer of a fully connected layer, which holds the whole
-  input vector (``MW`` bits).  :func:`dense_streaming_bits` returns the seed's value; the model report lists
-  both (``streaming_bits`` = seed convention, ``mvau_input_buffer_bits`` = MW).
-* the improvement column of the seed truncates the ratio in 11 rows and rounds it up in 3 (rf1 Conv.1
+  input vector (``MW`` bits).  :func:`dense_streaming_bits` returns the dissertation's value; the model report lists
+  both (``streaming_bits`` = dissertation convention, ``mvau_input_buffer_bits`` = MW).
+* the improvement column of the dissertation truncates the ratio in 11 rows and rounds it up in 3 (rf1 Conv.1
   76.7 -> x77, rf1 Conv.2 1,743.3 -> x1,744, rf2 Conv.1 736.1 -> x737); :func:`improvement` returns the
-  exact ratio and the test states per row which of the two the seed used.
+  exact ratio and the test states per row which of the two the dissertation used.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def encoding_is_smaller(num_inputs: int, num_ticks: int, spike_ratio: float) -> 
 
 
 def max_ratio_for_encoding(num_inputs: int, num_ticks: int) -> float:
-    """The spike ratio below which Eq 2.6 holds: ``1 / ceil(log2(S T))`` (seed: 64x16x16 x 16 ticks -> 1/18)."""
+    """The spike ratio below which Eq 2.6 holds: ``1 / ceil(log2(S T))`` (Khodamoradi 2021: 64x16x16 x 16 ticks -> 1/18)."""
     return 1.0 / address_bits(num_inputs, num_ticks)
 
 
@@ -75,7 +75,7 @@ def streaming_bits(kernel_size: int | tuple[int, int], in_channels: int) -> int:
 
 
 def dense_streaming_bits(num_neurons: int) -> int:
-    """The seed's buffer entry for a dense layer: its neuron count (see module docstring)."""
+    """The dissertation's buffer entry for a dense layer: its neuron count (see module docstring)."""
     return _check_pos_int(num_neurons, "num_neurons")
 
 

@@ -1,6 +1,6 @@
 """FINN build steps for S2N2 networks and example network builders (S2N2_cv, S2N2_rf1).
 
-Seed: chapter 2 — Table 2.7 (S2N2_cv: 28x28-16c7-24c7-32c7-10, input sizes per layer from Table 2.8),
+Khodamoradi 2021, ch. 2 — Table 2.7 (S2N2_cv: 28x28-16c7-24c7-32c7-10, input sizes per layer from Table 2.8),
 Table 2.2 (S2N2_rf1: 16x16-16c5-8c5-128-11, input sizes per layer from Table 2.3), §2.2.3 (MVTU + SWU +
 binary pooling unit).
 
@@ -524,12 +524,12 @@ S2N2_RF1_LAYERS = [("conv", 16, 5, 2), ("conv", 8, 5, 0), ("dense", 128), ("dens
 
 
 def s2n2_cv_model(num_ticks: int = 500, **kw):
-    """S2N2_cv shape on a 28x28 MNIST spike input, 500 ticks (seed §2.4)."""
+    """S2N2_cv shape on a 28x28 MNIST spike input, 500 ticks (Khodamoradi 2021, §2.4)."""
     return make_s2n2_network((1, 28, 28), S2N2_CV_LAYERS, num_ticks=num_ticks, **kw)
 
 
 def s2n2_rf1_model(num_ticks: int = 128, **kw):
-    """S2N2_rf1 shape on a 16x16 quantised I/Q constellation, 128 ticks (seed §2.3)."""
+    """S2N2_rf1 shape on a 16x16 quantised I/Q constellation, 128 ticks (Khodamoradi 2021, §2.3)."""
     return make_s2n2_network((1, 16, 16), S2N2_RF1_LAYERS, num_ticks=num_ticks, **kw)
 
 

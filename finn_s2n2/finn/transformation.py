@@ -1,6 +1,6 @@
 """Graph transformations that map the front-end's QONNX pattern onto S2N2 hardware ops in FINN.
 
-Seed: chapter 2, §2.2.3 (convolutions = FINN sliding-window unit + LIF MVTU; binary max pooling with
+Khodamoradi 2021, ch. 2, §2.2.3 (convolutions = FINN sliding-window unit + LIF MVTU; binary max pooling with
 FINN's pooling unit "as is"), §2.2.2 (fixed per-layer delays pushed to the network output).
 
 Input pattern (what :mod:`finn_s2n2.finn.custom_op.lif` documents for the exporter):

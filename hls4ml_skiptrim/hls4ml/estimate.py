@@ -368,7 +368,7 @@ def _line_buffer(layer, io_type) -> Buffer | None:
 
 
 #: Khodamoradi 2021, Table 4.5 (BRAM of Fig. 4.4 on Alveo U250, Vivado HLS), for the comparison report.
-SEED_TABLE_4_5 = {
+DISSERTATION_TABLE_4_5 = {
     "long skip (4.4.a)": 508,
     "no skip (4.4.b)": 406,
     "short skip (4.4.c)": 556,

@@ -58,7 +58,7 @@ def stage(ctx) -> dict:
     )
     g = evaluate.recovery_gain(ev, sig, 128, 128, 1000)
     res["spot_recovery_gain_pct"] = round(g["gain_percent"], 1)
-    res["seed_recovery_gain_pct"] = g["seed_gain_percent"]
+    res["dissertation_recovery_gain_pct"] = g["dissertation_gain_percent"]
 
     # throughput of the O(N) filter (numba) on a noise-heavy stream
     ev, _ = make_scene("bars", 346, 260, 1_000_000, 2.0 if quick else 10.0, seed=3)

@@ -1,6 +1,6 @@
 """Demo stage ``hwreshape.examples.s2n2_finn:stage``: S2N2 LIF matrix-vector units inside FINN.
 
-Seed: chapter 2 (Eq 2.2-2.6, §2.2.3, Tables 2.2/2.3/2.5/2.7/2.8).  Steps: rate-code a few digits into spike
+Khodamoradi 2021, ch. 2 (Eq 2.2-2.6, §2.2.3, Tables 2.2/2.3/2.5/2.7/2.8).  Steps: rate-code a few digits into spike
 trains, run a small S2N2 network as the front-end's QONNX pattern and after ``InferLIFLayers`` (equal),
 estimate-only FINN builds of the S2N2_rf1 and S2N2_cv shapes, the Eq 2.5 buffer comparison of Tables
 2.3/2.5/2.8 (PNG), and — outside quick mode — cppsim of one ``LIF_MVAU_hls`` node against python exec.
@@ -86,7 +86,7 @@ def _plot(rows, path: Path):
     ax.set_yscale("log")
     ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("input buffer [bits]")
-    ax.set_title("Input buffer per layer, seed Tables 2.3 / 2.8 (reproduced)")
+    ax.set_title("Input buffer per layer, Khodamoradi 2021 Tables 2.3 / 2.8 (reproduced)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -126,7 +126,7 @@ def stage(ctx):
     y_hw = execute_s2n2(convert_to_lif(m), {"inp": x})["outp"]
     res["qonnx_eq_finn_graph"] = bool(np.array_equal(y_ref, y_hw))
     res["spike_counts_sample0"] = "".join(str(int(v)) for v in y_hw[0])
-    # 2) estimate-only FINN builds of the seed's network shapes
+    # 2) estimate-only FINN builds of the dissertation's network shapes
     with tempfile.TemporaryDirectory() as td:
         for name, model in (("rf1", s2n2_rf1_model()), ("cv", s2n2_cv_model())):
             rep = build_estimates(model, Path(td) / name)

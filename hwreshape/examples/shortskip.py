@@ -150,7 +150,7 @@ def stage(ctx):
 def _stage(ctx):
     import numpy as np
 
-    from hls4ml_skiptrim.hls4ml.estimate import SEED_TABLE_4_5, compare
+    from hls4ml_skiptrim.hls4ml.estimate import DISSERTATION_TABLE_4_5, compare
 
     size = 16 if ctx.quick else 32
     est = table_4_5_estimates(input_shape=(size, size, 3), filters=16, n_blocks=3)
@@ -160,7 +160,7 @@ def _stage(ctx):
     result["fused/long"] = round(est["fused short (4.4.d)"].bram18 / long_, 3)
     result["noskip/long"] = round(est["no skip (4.4.b)"].bram18 / long_, 3)
     result["Table 4.5 fused/long"] = round(
-        SEED_TABLE_4_5["fused short (4.4.d)"] / SEED_TABLE_4_5["long skip (4.4.a)"], 3
+        DISSERTATION_TABLE_4_5["fused short (4.4.d)"] / DISSERTATION_TABLE_4_5["long skip (4.4.a)"], 3
     )
     # hls4ml's FIFO-depth optimisation (occupancy model): only FIFOs that wait for a parallel path stay deep
     opt = table_4_5_estimates(input_shape=(size, size, 3), filters=16, n_blocks=3, fifo_depths="optimized")
@@ -200,7 +200,9 @@ def _stage(ctx):
         )
         ax[0].set_title(f"estimate (hls4ml io_stream, {size}x{size}x16, 3 blocks)")
         ax[1].bar(
-            range(4), [SEED_TABLE_4_5[k] / SEED_TABLE_4_5[labels[0]] for k in labels], color="lightgrey"
+            range(4),
+            [DISSERTATION_TABLE_4_5[k] / DISSERTATION_TABLE_4_5[labels[0]] for k in labels],
+            color="lightgrey",
         )
         ax[1].set_title("Khodamoradi 2021, Table 4.5 (Vivado, U250)")
         for a in ax:

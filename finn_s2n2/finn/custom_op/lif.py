@@ -1,6 +1,6 @@
 """``LIF``: the leaky integrate-and-fire neuron as a QONNX custom op (domain ``finn_s2n2``).
 
-Seed: chapter 2, Eq 2.3 (membrane with decay d and reset), Eq 2.4 (threshold), §2.2.3 (last-tick reset of
+Khodamoradi 2021, ch. 2, Eq 2.3 (membrane with decay d and reset), Eq 2.4 (threshold), §2.2.3 (last-tick reset of
 the membrane, per-label output counters), §2.2.2 (fixed per-layer delays).  Arithmetic:
 :mod:`finn_s2n2.numerics` (the single definition used by every execution path).
 

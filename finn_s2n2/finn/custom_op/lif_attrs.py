@@ -1,6 +1,6 @@
 """Node attributes shared by the ``LIF`` QONNX node and the ``LIF_MVAU`` hardware op, and their validation.
 
-Seed: chapter 2, Eq 2.3/2.4 (decay d, threshold T, reset), §2.2.2 (fixed per-layer axonal/synaptic delays)
+Khodamoradi 2021, ch. 2, Eq 2.3/2.4 (decay d, threshold T, reset), §2.2.2 (fixed per-layer axonal/synaptic delays)
 and §2.2.3 (last-tick control, output counters).  The arithmetic itself lives in :mod:`finn_s2n2.numerics`.
 
 Every check raises ``ValueError``/``TypeError`` that names the node and the attribute, so that a bad graph

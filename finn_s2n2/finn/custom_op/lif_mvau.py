@@ -1,6 +1,6 @@
 """``LIF_MVAU``: FINN's matrix-vector unit with a LIF neuron instead of thresholds (abstract HW op).
 
-Seed: chapter 2, §2.2.3 and Fig 2.7 (MVTU with LIF: accumulator initialised with the decayed membrane,
+Khodamoradi 2021, ch. 2, §2.2.3 and Fig 2.7 (MVTU with LIF: accumulator initialised with the decayed membrane,
 SIMD lanes that load a weight only where the input bit is 1, comparator, reset selector, last-tick control,
 per-label output counters), Eq 2.2–2.4, §2.2.2 (delays applied once at the output).
 The python execution below is the specification; ``LIF_MVAU_hls`` (own C++) matches it bit for bit.

@@ -1,6 +1,6 @@
 """Model builders for users and tests, in the style of FINN's own test helpers (``make_single_fclayer_modelwrapper``).
 
-Seed: chapter 2 §2.2.3 (one LIF matrix-vector unit).
+Khodamoradi 2021, ch. 2 §2.2.3 (one LIF matrix-vector unit).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // LIF matrix-vector unit (S2N2) — self-contained HLS C++ for Vitis HLS and g++ C-simulation.
 //
-// Seed: shared/seeds/002_109d4a7c65ddce44.txt chapter 2, §2.2.3 and Fig 2.7 (lower): the MVTU of FINN
+// Khodamoradi 2021, §2.2.3 and Fig 2.7 (lower): the MVTU of FINN
 // with PE/SIMD folding where
 //   * the accumulator starts from the decayed membrane d*m_{t-1}, d = 1 - 2^-K realised as m - (m >> K),
 //   * SIMD lanes load a weight only where the input spike bit is 1 (Eq 2.2),
