@@ -206,7 +206,7 @@ def _stage(ctx):
         )
         ax[1].set_title("Khodamoradi 2021, Table 4.5 (Vivado, U250)")
         for a in ax:
-            a.set_xticks(range(4), [k.split(" (")[1].rstrip(")") for k in labels])
+            a.set_xticks(range(4), [k.split(" (")[0] for k in labels], rotation=15)
             a.set_ylabel("BRAM18 / long skip")
         fig.tight_layout()
         ctx.out_dir.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def stage(ctx) -> dict:
         for r in rec:
             if r["modified"]:
                 ax.annotate(
-                    ",".join(map(str, r["modified"])),
+                    "blocks " + ",".join(map(str, r["modified"])),
                     (off + r["epoch"], r["val_accuracy"]),
                     fontsize=7,
                     color=c,
@@ -66,7 +66,7 @@ def stage(ctx) -> dict:
                 )
     ax.set_xlabel("epoch (students start from the trained teacher)")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"SkipTrim ResNet-8 on {name} (numbers: blocks modified)")
+    ax.set_title(f"SkipTrim ResNet-8 on {name} (labels: residual blocks modified in that epoch)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
