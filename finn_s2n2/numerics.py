@@ -1,6 +1,6 @@
 """Membrane fixed-point arithmetic of the S2N2 LIF neuron — written once, used everywhere.
 
-Seed: ``shared/seeds/002_109d4a7c65ddce44.txt`` chapter 2, Eq 2.2 (spike-addressed input current), Eq 2.3
+Khodamoradi 2021, ch. 2: Eq 2.2 (spike-addressed input current), Eq 2.3
 (LIF membrane with reset), Eq 2.4 (threshold comparator) and §2.2.3 / "Synthesis Results" (decay d = 0.875
 realised as ``m - (m >> 3)``, i.e. one shift and one subtraction).
 
@@ -47,8 +47,8 @@ Reset modes (``RESET_MODES``):
 
 Decisions (documented deviations / precisions of the seed):
 
-* The seed initialises the hardware accumulator with the decayed membrane and adds weights lane by lane;
-  the seed does not say what happens on overflow.  We accumulate ``I_t`` in an accumulator wide enough to
+* The dissertation initialises the hardware accumulator with the decayed membrane and adds weights lane by lane;
+  the dissertation does not say what happens on overflow.  We accumulate ``I_t`` in an accumulator wide enough to
   never overflow (``w_bits + ceil(log2(MW)) + 1`` bits) and apply the overflow policy **once per tick** to
   ``m_dec + I_t``.  This makes the result independent of the PE/SIMD folding order (with per-addition
   saturation it would depend on the lane order).  ``overflow="wrap"`` is two's-complement wrap-around
@@ -108,7 +108,7 @@ def check_acc_bits(acc_bits, what: str = "acc_bits") -> int:
 
 
 def check_decay_shift(decay_shift, what: str = "decay_shift") -> int:
-    """Validate the shift k of d = 1 - 2**-k: an integer in [1, 31] (k = 3 gives the seed's d = 0.875)."""
+    """Validate the shift k of d = 1 - 2**-k: an integer in [1, 31] (k = 3 gives the dissertation's d = 0.875)."""
     if isinstance(decay_shift, bool) or not isinstance(decay_shift, (int, np.integer)):
         raise TypeError(f"{what} must be an int shift k (d = 1 - 2**-k), got {type(decay_shift).__name__}")
     if not 1 <= int(decay_shift) <= 31:

@@ -146,7 +146,6 @@ def table_3_1(sides=(128, 256, 512, 1024, 1280), device_bram18: int = XC7A200T_B
             row[f"{f}_bits"] = memory_bits(f, n, n)
             row[f"{f}_bram18"] = b
             row[f"{f}_percent"] = 100.0 * b / device_bram18
-            seed = TABLE_3_1_BRAM_PERCENT.get(n, {}).get(f)
-            row[f"{f}_seed_percent"] = seed
+            row[f"{f}_table_3_1_percent"] = TABLE_3_1_BRAM_PERCENT.get(n, {}).get(f)
         rows.append(row)
     return rows
