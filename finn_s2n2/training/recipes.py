@@ -146,54 +146,61 @@ def fit(
     sched = ASLR(opt, lr, mode="min", generator=gen)
     if calibrate is not None:
         net.calibrate(torch.from_numpy(encode(x_train[:16])), target=calibrate)
+    from hwreshape.training import fit_epochs
+
     res = TrainResult(net)
     t0 = time.perf_counter()
-    for ep in range(epochs):
-        net.train()
-        tot, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            list(_batches(len(x_train), batch, rng)),
-            desc=f"{desc} epoch {ep + 1}/{epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        for idx in bar:
-            x = torch.from_numpy(encode(x_train[idx]))
-            y = torch.from_numpy(y_train[idx])
-            counts = net(x)
-            lval = count_loss(counts, y, x.shape[1], loss)
-            opt.zero_grad()
-            lval.backward()
-            opt.step()
-            sched.step()
-            tot += float(lval.detach()) * len(idx)
-            correct += int((counts.argmax(1) == y).sum())
-            seen += len(idx)
-            bar.set_postfix(loss=f"{tot / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{sched.c:.2g}")
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                break
+    seen = {"n": 0, "correct": 0}
+
+    def batches(ep):
+        seen.update(n=0, correct=0)
+        bar = list(_batches(len(x_train), batch, rng))
+        return tqdm(bar, desc=f"{desc} epoch {ep + 1}/{epochs}", disable=not progress, leave=False)
+
+    def batch_loss(idx):
+        x = torch.from_numpy(encode(x_train[idx]))
+        y = torch.from_numpy(y_train[idx])
+        counts = net(x)
+        seen["n"] += len(idx)
+        seen["correct"] += int((counts.argmax(1) == y).sum())
+        return count_loss(counts, y, x.shape[1], loss), len(idx)
+
+    def validate():
         vloss, vacc, _ = evaluate(net, x_val, y_val, encode, loss=loss)
-        sched.observe(vloss)
-        res.history.append(
-            dict(
-                epoch=ep + 1,
-                train_loss=tot / max(seen, 1),
-                train_acc=correct / max(seen, 1),
-                val_loss=vloss,
-                val_acc=vacc,
-                c=sched.c,
-                seconds=time.perf_counter() - t0,
-            )
+        return {"val_loss": vloss, "val_acc": vacc}
+
+    def on_epoch_end(ep, r):
+        h = dict(
+            epoch=ep + 1,
+            train_loss=r["loss"],
+            train_acc=seen["correct"] / max(seen["n"], 1),
+            val_loss=r["val_loss"],
+            val_acc=r["val_acc"],
+            c=sched.c,
+            seconds=time.perf_counter() - t0,
         )
+        res.history.append(h)
+        res.val_acc = h["val_acc"]
         if progress:
             print(
-                f"[{desc}] epoch {ep + 1}: train loss {tot / max(seen, 1):.3f} acc {correct / max(seen, 1):.3f} | "
-                f"val loss {vloss:.3f} acc {vacc:.3f} | ASLR c={sched.c:.3g} | {time.perf_counter() - t0:.0f} s",
+                f"[{desc}] epoch {ep + 1}: train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f} | "
+                f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f} | ASLR c={sched.c:.3g} | {h['seconds']:.0f} s",
                 flush=True,
             )
-        res.val_acc = vacc
-        if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-            break
+
+    fit_epochs(
+        net,
+        opt,
+        batches,
+        batch_loss,
+        validate,
+        epochs,
+        scheduler=sched,
+        monitor="val_loss",
+        on_epoch_end=on_epoch_end,
+        time_budget_s=time_budget_s,
+        desc=desc,
+    )
     return res
 
 
