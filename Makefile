@@ -24,7 +24,7 @@ setup:
 	$(PIP) install -c constraints.txt -e ".[stack,dev,peers]"
 	$(PIP) install -c constraints.txt --no-deps "finn-plus==1.6.1"
 	$(VENV)/bin/hwreshape env
-	@$(VPY) -c "from hwreshape.compat import finn_hlslib_dir; print('finn-hlslib:', finn_hlslib_dir())" \
+	@$(VPY) -c "import sys; sys.tracebacklimit = 0; from hwreshape.compat import finn_hlslib_dir; print('finn-hlslib:', finn_hlslib_dir())" \
 	  || echo "setup: finn-hlslib not found (whole-partition C++ simulation of FINN's own nodes is skipped; set FINN_HLSLIB_DIR)"
 	$(VPY) -m bm_ops._kernel
 
