@@ -13,6 +13,7 @@ Usage errors exit with status 2 and one line on stderr; a failed demo stage make
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         from hwreshape.env import main as env_main
 
         return env_main([])
-    # args.command == "demo"
+    # args.command == "demo". TensorFlow's C++ start-up log (e.g. "failed call to cuInit" on a machine without a
+    # GPU driver) is printed at ERROR level although nothing failed: the demo process (and the child processes
+    # of its stages) hide TensorFlow's C++ log; Python errors still show. Library callers of demo.run decide
+    # their own environment.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     from hwreshape import demo as demo_mod
 
     if args.list:

@@ -9,7 +9,6 @@ Stages are listed in :data:`STAGES` as ``(name, "module:function")``; each capab
 from __future__ import annotations
 
 import importlib
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -84,10 +83,6 @@ def run(
     """
     from hwreshape.compat import host_io_preserved
 
-    # TensorFlow's C++ start-up log (e.g. "failed call to cuInit" on a machine without a GPU driver) is printed
-    # at ERROR level although nothing failed; the demo hides TensorFlow's C++ log (Python errors still show).
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("3",):
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     stages = select(only)
     if not stages:
         raise ValueError(f"no demo stage name contains any of {only}; stages: {[n for n, _ in STAGES]}")
