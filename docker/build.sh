@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 CLI=${CONTAINER_CLI:-podman}
+command -v "$CLI" >/dev/null || { echo "make docker: $CLI not found (apt-get install podman runc debootstrap uidmap fuse-overlayfs slirp4netns)" >&2; exit 1; }
 source docker/podman-args.sh
 IMAGE=${IMAGE:-hwreshape:latest}
 EXTRAS=${EXTRAS:-stack,dev}
