@@ -153,16 +153,81 @@ def test_plain_execute_onnx_of_converted_dense_net_equals_qonnx_pattern(samples)
 
 
 @pytest.mark.parametrize("samples", [2, 3])
-def test_converted_conv_pool_net_equals_qonnx_pattern(samples):
-    """The conv + pool net at batch 2 and 3: the converted FINN graph (execute_s2n2: FINN's sliding window
-    per frame, see its docstring) == the QONNX pattern's python execution."""
-    from finn_s2n2.finn.build import execute_s2n2
+def test_plain_execute_onnx_of_converted_conv_pool_net_equals_qonnx_pattern(samples):
+    """The conv + pool net at batch 2 and 3: plain qonnx execute_onnx of the converted FINN graph (FINN's
+    padding, sliding windows, pooling, our LIF_MVAU) == the QONNX pattern's execution."""
     from finn_s2n2.finn.transformation import convert_to_lif
 
     m = conv_pool_dense_net(samples, seed=samples)
     x = (np.random.default_rng(samples).random((samples * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
     ref = execute_onnx(m, {"inp": x})["outp"]
-    y = execute_s2n2(convert_to_lif(m), {"inp": x})["outp"]
+    conv = convert_to_lif(m)
+    assert "ConvolutionInputGenerator" in _ops(conv)
+    y = execute_onnx(conv, {"inp": x})["outp"]
+    assert ref.shape == (samples, 5) and ref.sum() > 0
+    np.testing.assert_array_equal(y.reshape(ref.shape), ref)
+
+
+def test_im2col_shim_executes_each_frame_like_qonnx_alone():
+    """The cause of the batch > 1 mismatch and its fix: qonnx' own Im2Col mixes the images of a batch; the
+    registered shim equals qonnx' Im2Col run on each image alone (FINN's ConvolutionInputGenerator uses it)."""
+    from qonnx.custom_op.general.im2col import Im2Col as QonnxIm2Col
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2.finn.custom_op.im2col import Im2Col
+
+    node = helper.make_node(
+        "Im2Col",
+        ["x"],
+        ["y"],
+        domain="qonnx.custom_op.general",
+        stride=[1, 1],
+        kernel_size=[2, 2],
+        input_shape="(1,3,3,2)",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3, 3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2, 2, 8])],
+    )
+    model = ModelWrapper(qonnx_make_model(graph))
+    model.set_tensor_datatype("x", DataType["INT8"])
+    assert type(getCustomOp(node)) is Im2Col
+    x = np.random.default_rng(0).integers(-8, 8, size=(3, 3, 3, 2)).astype(np.float32)
+    per_frame = []
+    for f in range(3):
+        ctx = {"x": x[f : f + 1]}
+        QonnxIm2Col(node).execute_node(ctx, model.graph)
+        per_frame.append(ctx["y"])
+    ctx = {"x": x}
+    QonnxIm2Col(node).execute_node(ctx, model.graph)
+    assert not np.array_equal(ctx["y"], np.concatenate(per_frame))  # qonnx 1.0.0: frames interleaved
+    ctx = {"x": x}
+    Im2Col(node).execute_node(ctx, model.graph)
+    np.testing.assert_array_equal(ctx["y"], np.concatenate(per_frame))
+
+
+@pytest.mark.parametrize("samples", [2, 3])
+def test_plain_execute_onnx_of_conv_pool_net_equals_quantized_torch(samples):
+    """Quantized torch conv + pool + dense SNN -> QONNX -> converted FINN graph: plain qonnx execute_onnx
+    on samples x ticks frames == the torch model's spike counts (batch 2 and 3)."""
+    import torch
+
+    from finn_s2n2.finn.transformation import convert_to_lif
+    from finn_s2n2.snn.export import spikes_to_frames, to_qonnx
+    from finn_s2n2.snn.models import spiking_convnet
+
+    torch.manual_seed(samples)
+    net = spiking_convnet((1, 8, 8), [(3, 3, 1, 2)], [5], quantized=True, weight_bit_width=4, decay_shift=2)
+    x = (torch.rand((samples, 6, 1, 8, 8), generator=torch.Generator().manual_seed(samples)) < 0.5).float()
+    net.calibrate(x, target=0.3)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    conv = convert_to_lif(to_qonnx(net, x))
+    assert "ConvolutionInputGenerator" in _ops(conv)
+    name = conv.graph.input[0].name
+    y = execute_onnx(conv, {name: spikes_to_frames(x)})[conv.graph.output[0].name]
     assert ref.shape == (samples, 5) and ref.sum() > 0
     np.testing.assert_array_equal(y.reshape(ref.shape), ref)
 

@@ -1,6 +1,8 @@
 """Registration of the S2N2 ops with qonnx and FINN (idempotent, cheap at import time).
 
-* ``LIF`` goes into the qonnx registry under the domain ``finn_s2n2`` immediately (qonnx only).
+* ``LIF`` goes into the qonnx registry under the domain ``finn_s2n2`` immediately (qonnx only), together with
+  the frame-wise ``Im2Col`` shim (:mod:`finn_s2n2.finn.custom_op.im2col`: qonnx' Im2Col mixes images at
+  batch > 1, and FINN's sliding window executes through it).
 * ``LIF_MVAU`` / ``LIF_MVAU_hls`` are registered into FINN's own domains ``finn.custom_op.fpgadataflow``
   and ``finn.custom_op.fpgadataflow.hls`` (qonnx registry *and* FINN's ``custom_op`` dictionaries that
   ``SpecializeLayers`` consults), so FINN's transformations treat them as native HW ops
@@ -31,16 +33,20 @@ _TRIGGER = "finn.custom_op.fpgadataflow"
 
 
 def register_qonnx() -> None:
-    """Put ``LIF`` into the qonnx registry (domain ``finn_s2n2``)."""
+    """Put ``LIF`` into the qonnx registry (domain ``finn_s2n2``) and the frame-wise ``Im2Col`` shim into
+    ``qonnx.custom_op.general``."""
     global _QONNX_DONE
     with _LOCK:
         if _QONNX_DONE:
             return
         from qonnx.custom_op.registry import add_op_to_domain
 
+        from finn_s2n2.finn.custom_op.im2col import IM2COL_DOMAIN, Im2Col
         from finn_s2n2.finn.custom_op.lif import LIF, LIF_DOMAIN
 
         add_op_to_domain(LIF_DOMAIN, LIF)
+        # qonnx' Im2Col executed frame by frame (FINN's sliding window runs through it; see im2col.py)
+        add_op_to_domain(IM2COL_DOMAIN, Im2Col)
         _QONNX_DONE = True
 
 
