@@ -26,8 +26,12 @@ def bm_layer_model(
     backend: str = "Vivado",
     output_dir: str = "bm_hls_prj",
     name: str = "bm0",
+    reuse_factor: int = 1,
 ):
-    """hls4ml ``ModelGraph`` of one BM conv layer (channels_last input ``in_hwc``, pads = top, bottom, left, right)."""
+    """hls4ml ``ModelGraph`` of one BM conv layer (channels_last input ``in_hwc``, pads = top, bottom, left, right).
+
+    ``reuse_factor`` is the layer's hls4ml ``ReuseFactor`` (see :mod:`bm_ops.hls4ml.config`).
+    """
     from hls4ml.converters import create_config
     from hls4ml.model import ModelGraph
 
@@ -47,6 +51,7 @@ def bm_layer_model(
         "ExpTableBits": cfg.exp_table_bits,
         "ExpFracBits": cfg.exp_frac_bits,
         "AccumFracBits": cfg.accum_frac_bits,
+        "ReuseFactor": reuse_factor,
     }
     if cfg.weight_bits is not None:
         layer_cfg["WeightBits"] = cfg.weight_bits

@@ -1,14 +1,19 @@
-"""Runtime-configured C++ harness of ``nnet_bm_conv.h`` (compiled once per header version, cached by hash).
+"""C++ test harness of ``nnet_bm_conv.h``: one template instance of the hardware kernel per tested layer.
 
-Used by the equivalence tests to check many random layers bit for bit against :mod:`bm_ops.fixedpoint`
-without one hls4ml build per layer: :func:`run_accum` executes exactly the header's log/add/max/exp code and
-returns the raw accumulators (step 4 before the cast to ``result_t``; the cast itself is exercised through
-hls4ml ``compile()``/``predict()``).
+:func:`run_cases` writes one C++ source with, per case, the ``nnet::bm_conv2d_config`` struct hls4ml would write
+(:func:`bm_ops.hls4ml.config.config_struct`), the integer weights and tables of the
+:class:`~bm_ops.fixedpoint.BMFixedLayer`, and an ``extern "C"`` function that runs the *same* compile-time
+kernels hls4ml calls (``nnet::bm_conv_2d_cl`` for ``io_parallel`` arrays and for ``io_stream`` streams of
+``nnet::array`` words).  The result type is the exact accumulator type, so the outputs are the raw accumulators
+(step 4 before the cast; the cast itself is checked through hls4ml ``compile()``/``predict()``).  One g++ build
+per batch of cases (cached by source hash), so many random layers are checked against
+:mod:`bm_ops.fixedpoint` with few compiles.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -18,105 +23,216 @@ from pathlib import Path
 import numpy as np
 
 from bm_ops.fixedpoint import BMFixedLayer
+from bm_ops.hls4ml.config import bias_bits, config_struct
 
-__all__ = ["build", "run_accum"]
+__all__ = ["HarnessCase", "run_cases", "run_accum"]
 
 _HERE = Path(__file__).resolve().parent
-_lib = None
+_HEADER = _HERE / "nnet_utils" / "nnet_bm_conv.h"
+IO_TYPES = ("io_parallel", "io_stream")
 
 
-def build() -> ctypes.CDLL:
-    """Compile (or reuse) the harness shared library; cached under the temp dir keyed by the sources' hash."""
-    global _lib
-    if _lib is not None:
-        return _lib
+@dataclasses.dataclass
+class HarnessCase:
+    """One layer to run: raw NCHW inputs of ``layer.input_t``, stride, pads (top, bottom, left, right), ReuseFactor."""
+
+    layer: BMFixedLayer
+    x_raw: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    reuse_factor: int = 1
+
+    def geometry(self) -> dict:
+        f, c, kh, kw = self.layer.shape
+        _, c2, h, w = np.asarray(self.x_raw).shape
+        if c != c2:
+            raise ValueError(f"HarnessCase: x has {c2} channels, layer expects {c}")
+        sh, sw = self.stride
+        pt, pb, pl, pr = self.pads
+        return dict(
+            in_height=h,
+            in_width=w,
+            n_chan=c,
+            filt_height=kh,
+            filt_width=kw,
+            n_filt=f,
+            stride_height=sh,
+            stride_width=sw,
+            pad_top=pt,
+            pad_left=pl,
+            out_height=(h + pt + pb - kh) // sh + 1,
+            out_width=(w + pl + pr - kw) // sw + 1,
+        )
+
+
+def _array(name: str, ctype: str, values) -> str:
+    vals = ", ".join(f"{int(v)}LL" for v in np.asarray(values).reshape(-1))
+    return f"static const {ctype} {name}[] = {{{vals}}};\n"
+
+
+_CASE = """
+extern "C" int bm_case_{i}(const long long *x, int n_images, long long *out, int stream) {{
+    using namespace bm_case{i};
+    typedef {data_t} data_t;
+    typedef config::accum_t res_t;
+    typedef nnet::array<data_t, {c}> word_in_t;
+    typedef nnet::array<res_t, {f}> word_out_t;
+    const unsigned n_in = {n_in}, n_out = {n_out};
+    for (int im = 0; im < n_images; im++) {{
+        const long long *xi = x + (long long)im * n_in;
+        long long *oi = out + (long long)im * n_out;
+        if (!stream) {{
+            data_t d[n_in];
+            res_t r[n_out];
+            for (unsigned j = 0; j < n_in; j++) {{
+                ap_int<{w}> raw = xi[j];
+                d[j].range({w} - 1, 0) = raw.range({w} - 1, 0);
+            }}
+            nnet::bm_conv_2d_cl<data_t, res_t, config>(d, r, vp, vn, b, logt, expt);
+            for (unsigned j = 0; j < n_out; j++) {{
+                ap_int<{ab}> a;
+                a.range({ab} - 1, 0) = r[j].range({ab} - 1, 0);
+                oi[j] = a.to_int64();
+            }}
+        }} else {{
+            hls::stream<word_in_t> sin;
+            hls::stream<word_out_t> sout;
+            for (unsigned p = 0; p < n_in / {c}; p++) {{
+                word_in_t wd;
+                for (unsigned ch = 0; ch < {c}; ch++) {{
+                    ap_int<{w}> raw = xi[p * {c} + ch];
+                    wd[ch].range({w} - 1, 0) = raw.range({w} - 1, 0);
+                }}
+                sin.write(wd);
+            }}
+            nnet::bm_conv_2d_cl<word_in_t, word_out_t, config>(sin, sout, vp, vn, b, logt, expt);
+            for (unsigned p = 0; p < n_out / {f}; p++) {{
+                if (sout.empty())
+                    return 2;
+                word_out_t wd = sout.read();
+                for (unsigned ch = 0; ch < {f}; ch++) {{
+                    ap_int<{ab}> a;
+                    a.range({ab} - 1, 0) = wd[ch].range({ab} - 1, 0);
+                    oi[p * {f} + ch] = a.to_int64();
+                }}
+            }}
+            if (!sin.empty() || !sout.empty())
+                return 3;
+        }}
+    }}
+    return 0;
+}}
+"""
+
+
+def harness_source(cases: list[HarnessCase]) -> str:
+    """The generated C++ (one namespace + config struct + kernel instance per case)."""
+    parts = [
+        "// generated by bm_ops.hls4ml.harness: one instance of the nnet_bm_conv.h kernels per case\n",
+        '#include "nnet_utils/nnet_bm_conv.h"\n#include "nnet_utils/nnet_types.h"\n',
+    ]
+    for i, case in enumerate(cases):
+        q = case.layer
+        g = case.geometry()
+        c = q.cfg
+        types = {
+            "weight_t": f"ap_int<{q.weight_bits}>",
+            "bias_t": f"ap_int<{bias_bits(q.bias)}>",
+            "log_table_t": f"ap_uint<{c.log_frac_bits + 1}>",
+            "exp_table_t": f"ap_uint<{c.exp_frac_bits + 2}>",
+            "accum_t": q.accum_t.cpp(),
+        }
+        struct = config_struct(
+            "config",
+            g,
+            q.input_t,
+            c,
+            q.weight_bits,
+            q.sum_bits,
+            q.accum_bits,
+            case.reuse_factor,
+            types,
+            where=f"harness case {i}",
+        )
+        parts.append(f"\nnamespace bm_case{i} {{\n{struct}")
+        parts.append(_array("vp", "config::weight_t", q.v_pos))
+        parts.append(_array("vn", "config::weight_t", q.v_neg))
+        parts.append(_array("b", "config::bias_t", q.bias))
+        parts.append(_array("logt", "config::log_table_t", q.log_t))
+        parts.append(_array("expt", "config::exp_table_t", q.exp_t))
+        parts.append(f"}} // namespace bm_case{i}\n")
+        parts.append(
+            _CASE.format(
+                i=i,
+                data_t=q.input_t.cpp(),
+                c=g["n_chan"],
+                f=g["n_filt"],
+                n_in=g["in_height"] * g["in_width"] * g["n_chan"],
+                n_out=g["out_height"] * g["out_width"] * g["n_filt"],
+                w=q.input_t.width,
+                ab=q.accum_bits,
+            )
+        )
+    return "".join(parts)
+
+
+def build(cases: list[HarnessCase]) -> ctypes.CDLL:
+    """Compile (or reuse, keyed by the source's and the header's hash) the harness library of ``cases``."""
     from hwreshape.compat import ap_types_include
 
-    src = _HERE / "harness.cpp"
-    hdr = _HERE / "nnet_utils" / "nnet_bm_conv.h"
-    key = hashlib.sha1(src.read_bytes() + hdr.read_bytes()).hexdigest()[:16]
+    src = harness_source(cases)
+    key = hashlib.sha1(src.encode() + _HEADER.read_bytes()).hexdigest()[:16]
     out_dir = Path(tempfile.gettempdir()) / f"bm_ops_harness_{os.getuid()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     so = out_dir / f"bm_harness_{key}.so"
     if not so.exists():
+        cpp = out_dir / f"bm_harness_{key}.cpp"
+        cpp.write_text(src)
         tmp = so.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [
-            "g++",
-            "-O2",
-            "-std=c++14",
-            "-shared",
-            "-fPIC",
-            f"-I{_HERE}",
-            f"-I{ap_types_include()}",
-            str(src),
-            "-o",
-            str(tmp),
-        ]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        ap = ap_types_include()
+        cmd = ["g++", "-O1", "-std=c++11", "-shared", "-fPIC", f"-I{_HERE}", f"-I{Path(ap).parent}", f"-I{ap}"]
+        r = subprocess.run([*cmd, str(cpp), "-o", str(tmp)], capture_output=True, text=True)
         if r.returncode != 0:
-            raise RuntimeError(f"bm harness build failed:\n{r.stderr[-4000:]}")
+            raise RuntimeError(f"bm harness build failed ({cpp}):\n{r.stderr[-4000:]}")
         os.replace(tmp, so)
     lib = ctypes.CDLL(str(so))
     p = ctypes.POINTER(ctypes.c_longlong)
-    lib.bm_conv_rt.argtypes = [p, ctypes.c_int, p, p, p, p, p, p, p]
-    lib.bm_conv_rt.restype = ctypes.c_int
-    _lib = lib
+    for i in range(len(cases)):
+        fn = getattr(lib, f"bm_case_{i}")
+        fn.argtypes = [p, ctypes.c_int, p, ctypes.c_int]
+        fn.restype = ctypes.c_int
     return lib
 
 
-def _ptr(a: np.ndarray):
-    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong))
+def run_cases(cases: list[HarnessCase], io_types=IO_TYPES) -> list[dict[str, np.ndarray]]:
+    """Raw accumulators ``(N, F, OH, OW)`` of every case, per IO type, computed by the header's kernels."""
+    for io in io_types:
+        if io not in IO_TYPES:
+            raise ValueError(f"run_cases: io_type must be one of {IO_TYPES}, got {io!r}")
+    lib = build(cases)
+    results = []
+    for i, case in enumerate(cases):
+        g = case.geometry()
+        x = np.asarray(case.x_raw, dtype=np.int64)
+        n = x.shape[0]
+        xs = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # channels_last
+        res = {}
+        for io in io_types:
+            out = np.zeros((n, g["out_height"], g["out_width"], g["n_filt"]), dtype=np.int64)
+            p = ctypes.POINTER(ctypes.c_longlong)
+            rc = getattr(lib, f"bm_case_{i}")(
+                xs.ctypes.data_as(p), n, out.ctypes.data_as(p), int(io == "io_stream")
+            )
+            if rc != 0:
+                raise RuntimeError(f"harness case {i} ({io}): stream length mismatch (rc={rc})")
+            res[io] = out.transpose(0, 3, 1, 2)
+        results.append(res)
+    return results
 
 
-def run_accum(x_raw: np.ndarray, layer: BMFixedLayer, stride=(1, 1), pads=(0, 0, 0, 0)) -> np.ndarray:
-    """Raw accumulators ``(N, F, OH, OW)`` computed by the C++ header for raw NCHW inputs ``x_raw``.
-
-    ``pads`` = (top, bottom, left, right).
-    """
-    lib = build()
-    x_raw = np.asarray(x_raw, dtype=np.int64)
-    n, c, h, w = x_raw.shape
-    f, c2, kh, kw = layer.shape
-    if c != c2:
-        raise ValueError(f"run_accum: x has {c} channels, layer expects {c2}")
-    sh, sw = stride
-    pt, pb, pl, pr = pads
-    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-    it, cfg = layer.input_t, layer.cfg
-    gi = np.array(
-        [
-            h,
-            w,
-            c,
-            kh,
-            kw,
-            f,
-            sh,
-            sw,
-            pt,
-            pl,
-            oh,
-            ow,
-            it.width,
-            int(it.signed),
-            it.frac,
-            cfg.log_table_bits,
-            cfg.log_frac_bits,
-            cfg.exp_table_bits,
-            cfg.exp_frac_bits,
-            cfg.accum_frac_bits,
-            layer.sentinel,
-        ],
-        dtype=np.int64,
-    )
-    xs = np.ascontiguousarray(x_raw.transpose(0, 2, 3, 1))  # channels_last
-    vp = np.ascontiguousarray(layer.v_pos, dtype=np.int64)
-    vn = np.ascontiguousarray(layer.v_neg, dtype=np.int64)
-    b = np.ascontiguousarray(layer.bias, dtype=np.int64)
-    lt = np.ascontiguousarray(layer.log_t, dtype=np.int64)
-    et = np.ascontiguousarray(layer.exp_t, dtype=np.int64)
-    out = np.zeros((n, oh, ow, f), dtype=np.int64)
-    rc = lib.bm_conv_rt(_ptr(xs), n, _ptr(gi), _ptr(vp), _ptr(vn), _ptr(b), _ptr(lt), _ptr(et), _ptr(out))
-    if rc != 0:
-        raise ValueError(f"run_accum: harness rejected the layer (rc={rc})")
-    return out.transpose(0, 3, 1, 2)
+def run_accum(
+    x_raw, layer: BMFixedLayer, stride=(1, 1), pads=(0, 0, 0, 0), reuse_factor: int = 1, io_type="io_parallel"
+) -> np.ndarray:
+    """Raw accumulators ``(N, F, OH, OW)`` of one layer (one build; see :func:`run_cases` for batches)."""
+    (res,) = run_cases([HarnessCase(layer, np.asarray(x_raw), tuple(stride), tuple(pads), reuse_factor)], (io_type,))
+    return res[io_type]

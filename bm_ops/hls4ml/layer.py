@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute
 from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, NamedType
 
 from bm_ops.fixedpoint import BMFixedConfig, FixedType, quantize_bm_layer
+from bm_ops.hls4ml.config import bias_bits
 
 __all__ = ["BMConv2D", "BMQuantize", "BMFixedState"]
 
@@ -85,6 +88,7 @@ class BMConv2D(Layer):
         ConfigurableAttribute("exp_table_bits", default=_DEFAULTS.exp_table_bits),
         ConfigurableAttribute("exp_frac_bits", default=_DEFAULTS.exp_frac_bits),
         ConfigurableAttribute("accum_frac_bits", default=_DEFAULTS.accum_frac_bits),
+        ConfigurableAttribute("reuse_factor", default=1),
     ]
 
     def _where(self) -> str:
@@ -118,6 +122,17 @@ class BMConv2D(Layer):
             shape = [self.attributes["n_filt"], self.attributes["out_height"], self.attributes["out_width"]]
         self.add_output_variable(shape)
 
+    def validate_reuse_factor(self) -> None:
+        """ReuseFactor as hls4ml validates a ``Conv2D``'s: an invalid value is replaced by the closest valid one
+        (hls4ml's ``set_closest_reuse_factor``, which prints a warning naming the layer); a non-positive or
+        non-integer value raises. The valid set is :func:`bm_ops.hls4ml.config.valid_reuse_factors`."""
+        rf = self.get_attr("reuse_factor", 1)
+        if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) < 1:
+            raise ValueError(f"{self._where()}: ReuseFactor must be a positive int, got {rf!r}")
+        self.set_attr("reuse_factor", int(rf))
+        n_in = int(self.get_attr("n_chan")) * int(self.get_attr("filt_height")) * int(self.get_attr("filt_width"))
+        self.model.config.backend.set_closest_reuse_factor(self, n_in, int(self.get_attr("n_filt")))
+
     def is_quantized(self) -> bool:
         return self.get_attr("bm_state") is not None
 
@@ -128,6 +143,7 @@ class BMConv2D(Layer):
         ``auto`` precision works; an ``auto`` result becomes the exact accumulator type.
         """
         where = self._where()
+        self.validate_reuse_factor()
         input_t = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
         out_var = self.get_output_variable()
         auto_result = type(out_var.type.precision).__name__ == "UnspecifiedPrecisionType"
@@ -173,9 +189,11 @@ class BMConv2D(Layer):
             precision=IntegerPrecisionType(q.weight_bits, True),
             data=q.v_neg,
         )
-        bias_bits = max(2, int(abs(q.bias).max()).bit_length() + 1) if q.bias.size else 2
         self.add_weights_variable(
-            name="bias", var_name="b{index}", precision=IntegerPrecisionType(bias_bits, True), data=q.bias
+            name="bias",
+            var_name="b{index}",
+            precision=IntegerPrecisionType(bias_bits(q.bias), True),
+            data=q.bias,
         )
         self.add_weights_variable(
             name="log_table",

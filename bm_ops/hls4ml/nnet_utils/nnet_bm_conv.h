@@ -12,9 +12,12 @@
 //      right shifts round half up
 //   4. acc = T++ - T+- - T-+ + T-- + B  (exact), res = (res_T) acc  (res_T's own rounding/overflow mode)
 // Base-2 log/exp are used instead of ln/exp: exp(ln x + v) = 2^(log2 x + v log2 e), log2 e folded into V.
-// io_stream: logs stored in their exact width (log_bits), window sums/maxima in ap_int<sum_bits>, the
-// accumulator in ap_int<accum_bits>.  io_parallel and the per-value log/exp helpers (shared with the run-time
-// configured test harness) still compute in 64-bit integers.
+//
+// Every parameter is a compile-time constant of CONFIG_T (see bm_conv2d_config); every value has its exact
+// width: logs ap_int<log_bits>, signs ap_int<2>, window sums / maxima ap_int<sum_bits>, exp terms and the
+// accumulator ap_int<accum_bits> (the widths are derived in Python so that nothing can overflow).
+// ReuseFactor: the n_chan*filt_height*filt_width taps x n_filt filters of one output pixel are processed in
+// reuse_factor = reuse_taps * reuse_filt clocks (a pipelined loop, II = 1, with the rest unrolled).
 #ifndef NNET_BM_CONV_H_
 #define NNET_BM_CONV_H_
 
@@ -48,11 +51,15 @@ struct bm_conv2d_config {
     static const unsigned exp_table_bits = 10;
     static const unsigned exp_frac_bits = 16;
     static const unsigned accum_frac_bits = 16;
+    // exact widths (bm_ops.fixedpoint): log-domain weights (incl. the -inf code), logs, window sums, accumulator
+    static const unsigned weight_bits = 16;
+    static const unsigned log_bits = 20;
+    static const unsigned sum_bits = 24;
     static const unsigned accum_bits = 32;
-    static const long long weight_sentinel = -32768;
+    // ReuseFactor = reuse_taps * reuse_filt (reuse_taps divides the taps, reuse_filt divides n_filt)
     static const unsigned reuse_factor = 1;
-    static const unsigned log_bits = 20; // exact signed width of a log value L (io_stream line buffer)
-    static const unsigned sum_bits = 24; // exact signed width of a window sum L + V (incl. the -inf code)
+    static const unsigned reuse_taps = 1;
+    static const unsigned reuse_filt = 1;
     typedef ap_int<16> weight_t;
     typedef ap_int<32> bias_t;
     typedef ap_uint<15> log_table_t;
@@ -60,97 +67,126 @@ struct bm_conv2d_config {
     typedef ap_fixed<32, 16> accum_t;
 };
 
-// Runtime description of one layer (the templates below fill it from CONFIG_T with compile-time constants;
-// the test harness bm_ops/hls4ml/harness.cpp fills it at run time so one binary checks many layers).
-struct bm_geom {
-    unsigned in_height, in_width, n_chan, filt_height, filt_width, n_filt;
-    unsigned stride_height, stride_width, pad_top, pad_left, out_height, out_width;
-    unsigned in_bits;
-    bool in_signed;
-    int in_frac;
-    unsigned log_table_bits, log_frac_bits, exp_table_bits, exp_frac_bits, accum_frac_bits;
-    long long weight_sentinel;
+// number of bits of the unsigned integer N (N >= 1)
+template <unsigned N> struct bm_ubits {
+    static const unsigned value = 1 + bm_ubits<N / 2>::value;
+};
+template <> struct bm_ubits<0> {
+    static const unsigned value = 0;
 };
 
-template <typename CONFIG_T> inline bm_geom bm_geom_of() {
-    bm_geom g = {CONFIG_T::in_height,      CONFIG_T::in_width,       CONFIG_T::n_chan,        CONFIG_T::filt_height,
-                 CONFIG_T::filt_width,     CONFIG_T::n_filt,         CONFIG_T::stride_height, CONFIG_T::stride_width,
-                 CONFIG_T::pad_top,        CONFIG_T::pad_left,       CONFIG_T::out_height,    CONFIG_T::out_width,
-                 CONFIG_T::in_bits,        CONFIG_T::in_signed,      CONFIG_T::in_frac,       CONFIG_T::log_table_bits,
-                 CONFIG_T::log_frac_bits,  CONFIG_T::exp_table_bits, CONFIG_T::exp_frac_bits, CONFIG_T::accum_frac_bits,
-                 CONFIG_T::weight_sentinel};
-    return g;
+// the exact types and derived constants of one layer
+template <typename CONFIG_T> struct bm_types {
+    static const unsigned taps = CONFIG_T::n_chan * CONFIG_T::filt_height * CONFIG_T::filt_width;
+    static const unsigned taps_per_clock = taps / CONFIG_T::reuse_taps;
+    static const unsigned filt_per_clock = CONFIG_T::n_filt / CONFIG_T::reuse_filt;
+    // leading-one position e in [0, in_bits - 1]
+    static const unsigned lead_bits = bm_ubits<CONFIG_T::in_bits - 1>::value > 0 ? bm_ubits<CONFIG_T::in_bits - 1>::value : 1;
+    // n = floor(z / 2^FL) of a window sum z
+    static const unsigned n_bits =
+        CONFIG_T::sum_bits > CONFIG_T::log_frac_bits ? CONFIG_T::sum_bits - CONFIG_T::log_frac_bits : 1;
+    // n + FA - FE (|FA - FE| <= 40 fits in 7 signed bits)
+    static const unsigned shift_bits = (n_bits > 7 ? n_bits : 7) + 1;
+    typedef ap_int<CONFIG_T::log_bits> log_t;
+    typedef ap_int<2> sgn_t;
+    typedef ap_int<CONFIG_T::sum_bits> sum_t;
+    typedef ap_int<CONFIG_T::accum_bits> acc_t;
+    typedef ap_int<CONFIG_T::weight_bits> weight_code_t;
+};
+
+// the -inf code of the log-domain weights: -2^(weight_bits-1)
+template <typename CONFIG_T> inline typename bm_types<CONFIG_T>::weight_code_t bm_sentinel() {
+    #pragma HLS INLINE
+    typename bm_types<CONFIG_T>::weight_code_t s = 0;
+    s[CONFIG_T::weight_bits - 1] = 1;
+    return s;
 }
 
-// raw two's-complement integer of an ap_fixed / ap_ufixed / ap_int value of g.in_bits bits
-template <class T> inline long long bm_raw(const T &x, const bm_geom &g) {
-    unsigned long long u = x.range(g.in_bits - 1, 0).to_uint64();
-    long long r = (long long)u;
-    if (g.in_signed && ((u >> (g.in_bits - 1)) & 1ULL)) {
-        r -= (long long)(1ULL << g.in_bits);
+// step 1: sign and base-2 log of one input value (one log per value); lx = 0 for x = 0 (ln 0 = -inf: sgn = 0)
+template <class data_T, typename CONFIG_T>
+void bm_log_value(const data_T &x, const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
+                  typename bm_types<CONFIG_T>::log_t &lx, typename bm_types<CONFIG_T>::sgn_t &sgn) {
+    #pragma HLS INLINE
+    typedef bm_types<CONFIG_T> B;
+    const unsigned W = CONFIG_T::in_bits;
+    const unsigned T = CONFIG_T::log_table_bits;
+    const ap_uint<W> bits = x.range(W - 1, 0);
+    ap_int<W + 1> v;
+    if (CONFIG_T::in_signed) {
+        v = ap_int<W>(bits);
+    } else {
+        v = bits;
     }
-    return r;
+    const ap_uint<W> m = (v < 0) ? ap_uint<W>(-v) : ap_uint<W>(v); // |min| = 2^(W-1) fits in W unsigned bits
+    sgn = (v > 0) ? 1 : ((v < 0) ? -1 : 0);
+    ap_uint<B::lead_bits> e = 0;
+BMLeadingOne:
+    for (unsigned b = 1; b < W; b++) {
+        #pragma HLS UNROLL
+        if (m[b])
+            e = b;
+    }
+    ap_uint<W + T> ext = m;
+    ext <<= T;
+    const ap_uint<T> idx = ext >> e; // the T bits right below the leading one
+    typename B::log_t l = e;
+    l -= CONFIG_T::in_frac;
+    l <<= CONFIG_T::log_frac_bits;
+    l += log_table[idx];
+    lx = (m == 0) ? typename B::log_t(0) : l;
 }
 
-// step 1: base-2 log of a magnitude m > 0 with in_frac fraction bits, log_frac_bits fraction bits out
-template <class log_table_T> inline long long bm_log2(unsigned long long m, const log_table_T log_table[], const bm_geom &g) {
-    int e = 0;
-BMLeadingOne:
-    for (int b = (int)g.in_bits; b >= 0; b--) {
-        if ((m >> b) & 1ULL) {
-            e = b;
-            break;
+// step 3: 2^(z / 2^FL) in the accumulator's raw units (accum_frac_bits fraction bits), round half up
+template <typename CONFIG_T>
+typename bm_types<CONFIG_T>::acc_t bm_exp2(const typename bm_types<CONFIG_T>::sum_t &z,
+                                           const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
+    #pragma HLS INLINE
+    typedef bm_types<CONFIG_T> B;
+    const unsigned FL = CONFIG_T::log_frac_bits;
+    const unsigned FE = CONFIG_T::exp_frac_bits;
+    const ap_int<B::n_bits> n = z >> FL; // arithmetic shift = floor
+    const ap_uint<FL> g = z;             // z mod 2^FL
+    const ap_uint<CONFIG_T::exp_table_bits> j = g >> (FL - CONFIG_T::exp_table_bits);
+    const ap_uint<FE + 2> E = exp_table[j]; // in [2^FE, 2^(FE+1)]
+    ap_int<B::shift_bits> sh = n;
+    sh += (int)CONFIG_T::accum_frac_bits - (int)FE;
+    typename B::acc_t t = 0;
+    if (sh >= 0) {
+        t = E;
+        t <<= sh.to_uint(); // fits in accum_bits by construction
+    } else {
+        const ap_uint<B::shift_bits> k = -sh;
+        if (k < FE + 2) {
+            ap_uint<FE + 3> r = 1;
+            r <<= (k - 1).to_uint();
+            r += E;
+            r >>= k.to_uint();
+            t = r;
         }
     }
-    const int T = (int)g.log_table_bits;
-    const unsigned long long mask = (1ULL << T) - 1ULL;
-    unsigned long long idx = (e >= T) ? ((m >> (e - T)) & mask) : ((m << (T - e)) & mask);
-    return (long long)(e - g.in_frac) * (1LL << g.log_frac_bits) + (long long)log_table[idx];
-}
-
-// step 3: 2^(z / 2^FL) in the accumulator's raw units (accum_frac_bits fraction bits)
-template <class exp_table_T> inline long long bm_exp2(long long z, const exp_table_T exp_table[], const bm_geom &g) {
-    const int FL = (int)g.log_frac_bits;
-    const int FE = (int)g.exp_frac_bits;
-    long long n = z >> FL; // arithmetic shift = floor
-    long long frac = z & ((1LL << FL) - 1LL);
-    long long E = (long long)exp_table[frac >> (FL - (int)g.exp_table_bits)];
-    long long sh = n + (long long)g.accum_frac_bits - (long long)FE;
-    if (sh >= 0) {
-        return E << sh;
-    }
-    long long k = -sh;
-    if (k >= FE + 2) {
-        return 0;
-    }
-    return (E + (1LL << (k - 1))) >> k;
-}
-
-// log + sign of one input value (one log per value)
-template <class T, class log_table_T>
-inline void bm_log_value(const T &x, const log_table_T log_table[], const bm_geom &g, long long &logx, signed char &sgn) {
-    long long r = bm_raw<T>(x, g);
-    sgn = (r > 0) ? 1 : ((r < 0) ? -1 : 0);
-    unsigned long long m = (unsigned long long)(r < 0 ? -r : r);
-    logx = (r == 0) ? 0 : bm_log2<log_table_T>(m, log_table, g);
+    return t;
 }
 
 // step 2 for one tap: window sums L + V+ / L + V- into the running maxima of their quadrants
-// (0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-)); shared by the io_parallel and io_stream windows
-template <class sum_T, class log_T, class weight_T>
-inline void bm_tap(int s, const log_T &lx, const weight_T &vp, const weight_T &vn, long long sentinel, sum_T mx[4],
-                   bool valid[4]) {
+// (0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-))
+template <typename CONFIG_T>
+void bm_tap(const typename bm_types<CONFIG_T>::sgn_t &s, const typename bm_types<CONFIG_T>::log_t &lx,
+            const typename CONFIG_T::weight_t &vp, const typename CONFIG_T::weight_t &vn,
+            typename bm_types<CONFIG_T>::sum_t mx[4], bool valid[4]) {
     #pragma HLS INLINE
+    typedef typename bm_types<CONFIG_T>::sum_t sum_t;
+    if (s == 0)
+        return; // ln 0 = -inf (zero input or padding)
     const unsigned q0 = (s > 0) ? 0 : 2;
-    if ((long long)vp != sentinel) {
-        const sum_T sum = lx + vp;
+    if (vp != bm_sentinel<CONFIG_T>()) {
+        const sum_t sum = lx + vp;
         if (!valid[q0] || sum > mx[q0]) {
             mx[q0] = sum;
             valid[q0] = true;
         }
     }
-    if ((long long)vn != sentinel) {
-        const sum_T sum = lx + vn;
+    if (vn != bm_sentinel<CONFIG_T>()) {
+        const sum_t sum = lx + vn;
         if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
             mx[q0 + 1] = sum;
             valid[q0 + 1] = true;
@@ -158,77 +194,110 @@ inline void bm_tap(int s, const log_T &lx, const weight_T &vp, const weight_T &v
     }
 }
 
-// steps 3-4 (exact part): bias + T++ - T+- - T-+ + T--
-template <class acc_T, class sum_T, class bias_T, class exp_table_T>
-inline acc_T bm_finish(const sum_T mx[4], const bool valid[4], const bias_T &bias, const exp_table_T exp_table[],
-                       const bm_geom &g) {
+// step 4 (cast): exact accumulator -> accum_t -> res_T (res_T's rounding / overflow mode)
+template <class res_T, typename CONFIG_T> res_T bm_cast_result(const typename bm_types<CONFIG_T>::acc_t &acc) {
     #pragma HLS INLINE
-    acc_T acc = bias;
-BMExp:
-    for (unsigned q = 0; q < 4; q++) {
-        if (!valid[q])
-            continue;
-        const acc_T t = bm_exp2<exp_table_T>((long long)mx[q], exp_table, g);
-        if (q == 0 || q == 3)
-            acc += t;
-        else
-            acc -= t;
-    }
-    return acc;
+    typename CONFIG_T::accum_t a;
+    a.range(CONFIG_T::accum_bits - 1, 0) = acc.range(CONFIG_T::accum_bits - 1, 0);
+    return (res_T)a;
 }
 
-// steps 2-4 over precomputed logs / signs of a whole channels_last frame -> raw accumulators
-template <class weight_T, class bias_T, class exp_table_T>
-void bm_conv_2d_acc(const long long logx[], const signed char sgn[], long long acc_out[], const weight_T v_pos[],
-                    const weight_T v_neg[], const bias_T bias[], const exp_table_T exp_table[], const bm_geom &g) {
-    const unsigned taps = g.n_chan * g.filt_height * g.filt_width;
-BMOutRow:
-    for (unsigned oh = 0; oh < g.out_height; oh++) {
-    BMOutCol:
-        for (unsigned ow = 0; ow < g.out_width; ow++) {
-        BMFilt:
-            for (unsigned f = 0; f < g.n_filt; f++) {
-                // quadrants: 0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-)
-                long long mx[4] = {0, 0, 0, 0};
-                bool valid[4] = {false, false, false, false};
-            BMChan:
-                for (unsigned c = 0; c < g.n_chan; c++) {
-                BMKh:
-                    for (unsigned kh = 0; kh < g.filt_height; kh++) {
-                        int ih = (int)(oh * g.stride_height + kh) - (int)g.pad_top;
-                        if (ih < 0 || ih >= (int)g.in_height)
-                            continue;
-                    BMKw:
-                        for (unsigned kw = 0; kw < g.filt_width; kw++) {
-                            int iw = (int)(ow * g.stride_width + kw) - (int)g.pad_left;
-                            if (iw < 0 || iw >= (int)g.in_width)
-                                continue;
-                            unsigned ii = ((unsigned)ih * g.in_width + (unsigned)iw) * g.n_chan + c;
-                            signed char s = sgn[ii];
-                            if (s == 0)
-                                continue; // ln 0 = -inf
-                            unsigned wi = f * taps + (c * g.filt_height + kh) * g.filt_width + kw;
-                            bm_tap<long long, long long, weight_T>(s, logx[ii], v_pos[wi], v_neg[wi], g.weight_sentinel,
-                                                                   mx, valid);
-                        }
-                    }
+// steps 2-4 for one output pixel from its window (logs / signs, tap order (c, kh, kw) as the weights):
+// the taps x filters tap operations in reuse_factor clocks, then four exps per filter, then the cast
+template <typename CONFIG_T, class res_T>
+void bm_window(const typename bm_types<CONFIG_T>::log_t win_log[bm_types<CONFIG_T>::taps],
+               const typename bm_types<CONFIG_T>::sgn_t win_sgn[bm_types<CONFIG_T>::taps],
+               const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * bm_types<CONFIG_T>::taps],
+               const typename CONFIG_T::weight_t v_neg[CONFIG_T::n_filt * bm_types<CONFIG_T>::taps],
+               const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
+               const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits], res_T out[CONFIG_T::n_filt]) {
+    typedef bm_types<CONFIG_T> B;
+    typename B::sum_t mx[CONFIG_T::n_filt][4];
+    bool valid[CONFIG_T::n_filt][4];
+    #pragma HLS ARRAY_PARTITION variable = mx complete dim = 0
+    #pragma HLS ARRAY_PARTITION variable = valid complete dim = 0
+BMInit:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+        #pragma HLS UNROLL
+        for (unsigned q = 0; q < 4; q++) {
+            #pragma HLS UNROLL
+            mx[f][q] = 0;
+            valid[f][q] = false;
+        }
+    }
+BMReuseFilt:
+    for (unsigned rf = 0; rf < CONFIG_T::reuse_filt; rf++) {
+    BMReuseTaps:
+        for (unsigned rt = 0; rt < CONFIG_T::reuse_taps; rt++) {
+            #pragma HLS PIPELINE II = 1
+        BMFiltBlock:
+            for (unsigned j = 0; j < B::filt_per_clock; j++) {
+                #pragma HLS UNROLL
+                const unsigned f = rf * B::filt_per_clock + j;
+            BMTapBlock:
+                for (unsigned k = 0; k < B::taps_per_clock; k++) {
+                    #pragma HLS UNROLL
+                    const unsigned t = rt * B::taps_per_clock + k;
+                    bm_tap<CONFIG_T>(win_sgn[t], win_log[t], v_pos[f * B::taps + t], v_neg[f * B::taps + t], mx[f],
+                                     valid[f]);
                 }
-                long long acc = bm_finish<long long, long long, bias_T, exp_table_T>(mx, valid, bias[f], exp_table, g);
-                acc_out[(oh * g.out_width + ow) * g.n_filt + f] = acc;
+            }
+        }
+    }
+BMExp:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+        #pragma HLS PIPELINE II = 2
+        // four exp-table reads per filter: two clocks on a dual-port ROM
+        typename B::acc_t acc = bias[f];
+    BMExpQuad:
+        for (unsigned q = 0; q < 4; q++) {
+            #pragma HLS UNROLL
+            if (valid[f][q]) {
+                const typename B::acc_t t = bm_exp2<CONFIG_T>(mx[f][q], exp_table);
+                if (q == 0 || q == 3)
+                    acc += t;
+                else
+                    acc -= t;
+            }
+        }
+        out[f] = bm_cast_result<res_T, CONFIG_T>(acc);
+    }
+}
+
+// window of output (oh, ow) from the logs / signs of the whole frame (io_parallel)
+template <typename CONFIG_T>
+void bm_gather_frame(const typename bm_types<CONFIG_T>::log_t logx[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                     const typename bm_types<CONFIG_T>::sgn_t sgn[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                     unsigned oh, unsigned ow, typename bm_types<CONFIG_T>::log_t win_log[bm_types<CONFIG_T>::taps],
+                     typename bm_types<CONFIG_T>::sgn_t win_sgn[bm_types<CONFIG_T>::taps]) {
+    #pragma HLS INLINE
+BMGatherChan:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS UNROLL
+    BMGatherKh:
+        for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+            #pragma HLS UNROLL
+        BMGatherKw:
+            for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
+                #pragma HLS UNROLL
+                const unsigned t = (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
+                const int ih = (int)(oh * CONFIG_T::stride_height + kh) - (int)CONFIG_T::pad_top;
+                const int iw = (int)(ow * CONFIG_T::stride_width + kw) - (int)CONFIG_T::pad_left;
+                if (ih >= 0 && ih < (int)CONFIG_T::in_height && iw >= 0 && iw < (int)CONFIG_T::in_width) {
+                    const unsigned i = ((unsigned)ih * CONFIG_T::in_width + (unsigned)iw) * CONFIG_T::n_chan + c;
+                    win_log[t] = logx[i];
+                    win_sgn[t] = sgn[i];
+                } else {
+                    win_log[t] = 0;
+                    win_sgn[t] = 0; // zero padding: ln 0
+                }
             }
         }
     }
 }
 
-// step 4 (cast): exact raw accumulator -> accum_t -> res_T (res_T's rounding / overflow mode)
-template <class res_T, typename CONFIG_T> inline res_T bm_cast_result(long long acc) {
-    ap_int<CONFIG_T::accum_bits> araw = acc;
-    typename CONFIG_T::accum_t a;
-    a.range(CONFIG_T::accum_bits - 1, 0) = araw.range(CONFIG_T::accum_bits - 1, 0);
-    return (res_T)a;
-}
-
-// io_parallel entry point: data / res are channels_last arrays
+// io_parallel entry point: data / res are channels_last arrays.  Logs once per value (one clock each, one
+// shared log table), then per output pixel: gather its window, reuse_factor clocks of add/max, the exps.
 template <class data_T, class res_T, typename CONFIG_T>
 void bm_conv_2d_cl(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                    res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt],
@@ -239,25 +308,39 @@ void bm_conv_2d_cl(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG
                    const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
                    const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
                    const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
-    const bm_geom g = bm_geom_of<CONFIG_T>();
+    typedef bm_types<CONFIG_T> B;
     const unsigned n_in = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
-    const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt;
-    long long logx[n_in];
-    signed char sgn[n_in];
-    long long acc[n_out];
+    typename B::log_t logx[n_in];
+    typename B::sgn_t sgn[n_in];
+    #pragma HLS ARRAY_PARTITION variable = logx complete dim = 0
+    #pragma HLS ARRAY_PARTITION variable = sgn complete dim = 0
 BMLog:
     for (unsigned i = 0; i < n_in; i++) {
-        bm_log_value<data_T, typename CONFIG_T::log_table_t>(data[i], log_table, g, logx[i], sgn[i]);
+        #pragma HLS PIPELINE II = 1
+        bm_log_value<data_T, CONFIG_T>(data[i], log_table, logx[i], sgn[i]);
     }
-    bm_conv_2d_acc<typename CONFIG_T::weight_t, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(
-        logx, sgn, acc, v_pos, v_neg, bias, exp_table, g);
-BMCast:
-    for (unsigned i = 0; i < n_out; i++) {
-        res[i] = bm_cast_result<res_T, CONFIG_T>(acc[i]);
+BMOutRow:
+    for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
+    BMOutCol:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            typename B::log_t win_log[B::taps];
+            typename B::sgn_t win_sgn[B::taps];
+            res_T out[CONFIG_T::n_filt];
+            #pragma HLS ARRAY_PARTITION variable = win_log complete dim = 0
+            #pragma HLS ARRAY_PARTITION variable = win_sgn complete dim = 0
+            #pragma HLS ARRAY_PARTITION variable = out complete dim = 0
+            bm_gather_frame<CONFIG_T>(logx, sgn, oh, ow, win_log, win_sgn);
+            bm_window<CONFIG_T, res_T>(win_log, win_sgn, v_pos, v_neg, bias, exp_table, out);
+        BMWrite:
+            for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+                #pragma HLS UNROLL
+                res[(oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt + f] = out[f];
+            }
+        }
     }
 }
 
-// io_stream line buffer: the last bm_lb_size<CONFIG_T>() pixels of the input (all channels), in the log domain.
+// io_stream line buffer: the last bm_lb<CONFIG_T>::size pixels of the input (all channels), in the log domain.
 // An output (oh, ow) needs input pixels from (r_first, c_first) to (r_last, c_last); it is emitted (in row-major
 // order) as soon as pixel (r_last, c_last) has arrived, so at most (filt_height-1) rows + filt_width pixels
 // are ever needed at once -- the same reach as hls4ml's conv line buffer.
@@ -268,50 +351,9 @@ template <typename CONFIG_T> struct bm_lb {
     static const unsigned size = rows * CONFIG_T::in_width + cols;
 };
 
-// accumulator of one output (oh, ow, f) read from the line buffer; same arithmetic as bm_conv_2d_acc, in the
-// exact widths: window sums and maxima ap_int<sum_bits>, accumulator ap_int<accum_bits> (no overflow by construction)
-template <typename CONFIG_T, class log_T, class sgn_T>
-long long bm_window_acc(const log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan],
-                        const sgn_T lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan], unsigned oh, unsigned ow, unsigned f,
-                        const typename CONFIG_T::weight_t v_pos[], const typename CONFIG_T::weight_t v_neg[],
-                        const typename CONFIG_T::bias_t bias[], const typename CONFIG_T::exp_table_t exp_table[],
-                        const bm_geom &g) {
-    #pragma HLS INLINE
-    const unsigned taps = CONFIG_T::n_chan * CONFIG_T::filt_height * CONFIG_T::filt_width;
-    typedef ap_int<CONFIG_T::sum_bits> sum_T;
-    typedef ap_int<CONFIG_T::accum_bits> acc_T;
-    sum_T mx[4] = {0, 0, 0, 0};
-    bool valid[4] = {false, false, false, false};
-BMWinChan:
-    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-    BMWinKh:
-        for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
-            int ih = (int)(oh * CONFIG_T::stride_height + kh) - (int)CONFIG_T::pad_top;
-            if (ih < 0 || ih >= (int)CONFIG_T::in_height)
-                continue;
-        BMWinKw:
-            for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
-                int iw = (int)(ow * CONFIG_T::stride_width + kw) - (int)CONFIG_T::pad_left;
-                if (iw < 0 || iw >= (int)CONFIG_T::in_width)
-                    continue;
-                const unsigned slot = ((unsigned)ih * CONFIG_T::in_width + (unsigned)iw) % bm_lb<CONFIG_T>::size;
-                int s = lb_sgn[slot][c].to_int();
-                if (s == 0)
-                    continue; // ln 0 = -inf
-                const sum_T lx = lb_log[slot][c];
-                unsigned wi = f * taps + (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
-                bm_tap<sum_T, sum_T, typename CONFIG_T::weight_t>(s, lx, v_pos[wi], v_neg[wi], CONFIG_T::weight_sentinel,
-                                                                 mx, valid);
-            }
-        }
-    }
-    const acc_T acc = bm_finish<acc_T, sum_T, typename CONFIG_T::bias_t, typename CONFIG_T::exp_table_t>(mx, valid, bias[f],
-                                                                                                       exp_table, g);
-    return acc.to_int64();
-}
-
 // linear index of the last input pixel output (oh, ow) needs (clamped to the image: padding needs no input)
-template <typename CONFIG_T> inline int bm_last_pixel(unsigned oh, unsigned ow) {
+template <typename CONFIG_T> int bm_last_pixel(unsigned oh, unsigned ow) {
+    #pragma HLS INLINE
     int r = (int)(oh * CONFIG_T::stride_height + CONFIG_T::filt_height) - 1 - (int)CONFIG_T::pad_top;
     int c = (int)(ow * CONFIG_T::stride_width + CONFIG_T::filt_width) - 1 - (int)CONFIG_T::pad_left;
     r = r < 0 ? 0 : (r > (int)CONFIG_T::in_height - 1 ? (int)CONFIG_T::in_height - 1 : r);
@@ -319,10 +361,46 @@ template <typename CONFIG_T> inline int bm_last_pixel(unsigned oh, unsigned ow) 
     return r * (int)CONFIG_T::in_width + c;
 }
 
+// window of output (oh, ow) from the line buffer; pixel p_now (the newest) sits in slot s_now, an older pixel p
+// in slot s_now - (p_now - p) modulo the buffer size (one subtraction and one conditional add, no divider)
+template <typename CONFIG_T>
+void bm_gather_lb(const typename bm_types<CONFIG_T>::log_t lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan],
+                  const typename bm_types<CONFIG_T>::sgn_t lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan], int p_now,
+                  int s_now, unsigned oh, unsigned ow, typename bm_types<CONFIG_T>::log_t win_log[bm_types<CONFIG_T>::taps],
+                  typename bm_types<CONFIG_T>::sgn_t win_sgn[bm_types<CONFIG_T>::taps]) {
+    #pragma HLS INLINE
+BMLbKh:
+    for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+        #pragma HLS UNROLL
+    BMLbKw:
+        for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
+            #pragma HLS UNROLL
+            const int ih = (int)(oh * CONFIG_T::stride_height + kh) - (int)CONFIG_T::pad_top;
+            const int iw = (int)(ow * CONFIG_T::stride_width + kw) - (int)CONFIG_T::pad_left;
+            const bool inside = ih >= 0 && ih < (int)CONFIG_T::in_height && iw >= 0 && iw < (int)CONFIG_T::in_width;
+            int slot = s_now - (p_now - (ih * (int)CONFIG_T::in_width + iw));
+            if (slot < 0)
+                slot += (int)bm_lb<CONFIG_T>::size;
+        BMLbChan:
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                #pragma HLS UNROLL
+                const unsigned t = (c * CONFIG_T::filt_height + kh) * CONFIG_T::filt_width + kw;
+                if (inside) {
+                    win_log[t] = lb_log[slot][c];
+                    win_sgn[t] = lb_sgn[slot][c];
+                } else {
+                    win_log[t] = 0;
+                    win_sgn[t] = 0; // zero padding: ln 0
+                }
+            }
+        }
+    }
+}
+
 // io_stream entry point: one stream word = all channels of one pixel (row-major over the image).
-// One log per value as it arrives, stored in its exact width (ap_int<log_bits> + a 2-bit sign) in the line
-// buffer above (not the frame).  ReuseFactor sets the initiation interval of the emit loop (one output with
-// all n_filt channels per iteration; the pixel loop is not pipelined, so the emit loop is not unrolled).
+// One log per value as it arrives (one clock each, one shared log table), stored in its exact width
+// (ap_int<log_bits> + a 2-bit sign) in the line buffer above (not the frame); each output pixel is computed
+// by the same window kernel as io_parallel (reuse_factor clocks of add/max, then the exps).
 template <class data_T, class res_T, typename CONFIG_T>
 void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::weight_t v_pos[CONFIG_T::n_filt * CONFIG_T::n_chan *
@@ -332,44 +410,48 @@ void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
                    const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
                    const typename CONFIG_T::log_table_t log_table[1 << CONFIG_T::log_table_bits],
                    const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits]) {
-    typedef ap_int<CONFIG_T::log_bits> log_T;
-    typedef ap_int<2> sgn_T;
-    const bm_geom g = bm_geom_of<CONFIG_T>();
-    log_T lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
-    sgn_T lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
+    typedef bm_types<CONFIG_T> B;
+    typedef typename res_T::value_type out_T;
+    const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width;
+    typename B::log_t lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
+    typename B::sgn_t lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
     #pragma HLS ARRAY_PARTITION variable = lb_log complete dim = 2
     #pragma HLS ARRAY_PARTITION variable = lb_sgn complete dim = 2
     unsigned eh = 0, ew = 0; // next output to emit (row-major)
+    int slot = -1;           // line-buffer slot of the newest pixel
 BMStreamRow:
     for (unsigned ih = 0; ih < CONFIG_T::in_height; ih++) {
     BMStreamPixel:
         for (unsigned iw = 0; iw < CONFIG_T::in_width; iw++) {
             const int p = (int)(ih * CONFIG_T::in_width + iw);
-            const unsigned slot = (unsigned)p % bm_lb<CONFIG_T>::size;
-            data_T word = data.read();
+            slot = (slot + 1 == (int)bm_lb<CONFIG_T>::size) ? 0 : slot + 1;
+            const data_T word = data.read();
         BMStreamLog:
             for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
-                #pragma HLS UNROLL
-                long long lx;
-                signed char sg;
-                bm_log_value<typename data_T::value_type, typename CONFIG_T::log_table_t>(word[c], log_table, g, lx, sg);
-                lb_log[slot][c] = lx;
-                lb_sgn[slot][c] = sg;
+                #pragma HLS PIPELINE II = 1
+                bm_log_value<typename data_T::value_type, CONFIG_T>(word[c], log_table, lb_log[slot][c], lb_sgn[slot][c]);
             }
         BMStreamEmit:
-            for (unsigned k = 0; k < CONFIG_T::out_height * CONFIG_T::out_width; k++) {
+            for (unsigned k = 0; k < n_out; k++) {
                 // one output per iteration (usually 0 or 1 per pixel; more after the last row with bottom padding)
-                #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
+                #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
                 if (eh >= CONFIG_T::out_height || bm_last_pixel<CONFIG_T>(eh, ew) > p)
                     break;
-                res_T out;
-            BMStreamFilt:
+                typename B::log_t win_log[B::taps];
+                typename B::sgn_t win_sgn[B::taps];
+                out_T out[CONFIG_T::n_filt];
+                #pragma HLS ARRAY_PARTITION variable = win_log complete dim = 0
+                #pragma HLS ARRAY_PARTITION variable = win_sgn complete dim = 0
+                #pragma HLS ARRAY_PARTITION variable = out complete dim = 0
+                bm_gather_lb<CONFIG_T>(lb_log, lb_sgn, p, slot, eh, ew, win_log, win_sgn);
+                bm_window<CONFIG_T, out_T>(win_log, win_sgn, v_pos, v_neg, bias, exp_table, out);
+                res_T word_out;
+            BMStreamPack:
                 for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
-                    long long acc = bm_window_acc<CONFIG_T, log_T, sgn_T>(lb_log, lb_sgn, eh, ew, f, v_pos, v_neg, bias,
-                                                                         exp_table, g);
-                    out[f] = bm_cast_result<typename res_T::value_type, CONFIG_T>(acc);
+                    #pragma HLS UNROLL
+                    word_out[f] = out[f];
                 }
-                res.write(out);
+                res.write(word_out);
                 if (++ew == CONFIG_T::out_width) {
                     ew = 0;
                     eh++;
