@@ -27,10 +27,13 @@ same seed:
 Model selection, the same for all: the weights of the epoch with the best validation accuracy (students:
 among epochs in which every skip is already gone).  The test split is only used for the reported numbers.
 
-Resumable: every finished cell is written to ``<out>/cells/<settings hash>/<depth>_<precision>_s<seed>.json``,
-and the teacher and plain weights of every cell beside it (a <8,3> cell starts from the float ones); a later
-invocation with the same settings skips the finished cells and loads the stored teacher/plain networks of an
-unfinished one, so the grid can be spread over several sessions.  Each contender's test accuracy is printed
+Resumable: every finished cell is written to ``<results>/<settings hash>/<depth>_<precision>_s<seed>.json``
+(default ``benchmarks/results/skiptrim_cluttered``, kept in the repository so that finished cells survive a fresh
+clone), the teacher and plain weights of every cell to ``<out>/cells/<settings hash>/`` (a <8,3> cell starts from
+the float ones); a later invocation with the same settings skips the finished cells and loads the stored
+teacher/plain networks of an unfinished one, so the grid can be spread over several sessions and machines.
+Cells are deterministic (``enable_op_determinism``, one thread): a resumed cell, with its teacher and plain
+networks loaded instead of trained, gives the same numbers bit for bit (checked on ResNet-8).  Each contender's test accuracy is printed
 (and written to ``<cell>.partial.json``) as soon as it is known.  ``--budget-min`` stops starting new cells.
 
 Reported: per (depth, precision) the mean accuracy of each contender, and paired per-seed differences with 95 %
@@ -258,10 +261,16 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-min", type=float, default=1e9, help="start no new cell after this many minutes")
     ap.add_argument("--digits", action="store_true", help="cluttered sklearn digits even if MNIST is present")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "skiptrim_cluttered"))
+    ap.add_argument(
+        "--results",
+        default=str(Path(__file__).resolve().parent / "results" / "skiptrim_cluttered"),
+        help="folder of the finished cells' JSON (kept in the repository; --quick uses <out>/results)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.cells = ["8:float:0-1"]
         args.n_train, args.n_val, args.teacher_epochs, args.qat_epochs, args.tail = 600, 300, 2, 1, 1
+        args.results = str(Path(args.out) / "results")
     grid, todo = [], []
     for spec in args.cells:
         try:
@@ -281,17 +290,24 @@ def main(argv=None) -> int:
     data = load(args)
     out = Path(args.out)
     tag = f"{data[0]}|{args.n_train}|{args.n_val}|{args.teacher_epochs}|{args.qat_epochs}|{args.tail}|{args.lr}|{args.batch}"
-    cells = out / "cells" / hashlib.sha1(tag.encode()).hexdigest()[:10]
-    cells.mkdir(parents=True, exist_ok=True)
-    (cells / "settings.txt").write_text(tag + "\n")
+    key = hashlib.sha1(tag.encode()).hexdigest()[:10]
+    cells = out / "cells" / key  # stored networks (large, not kept in the repository)
+    done_dir = Path(args.results) / key  # finished cells (small JSON, kept in the repository)
+    for d in (cells, done_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "settings.txt").write_text(tag + "\n")
     print(
-        f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])}; cells in {cells}",
+        f"data: {data[0]} train {len(data[1])} val {len(data[3])} test {len(data[5])}; finished cells in "
+        f"{done_dir}, networks in {cells}",
         flush=True,
     )
     t_start = time.time()
     rows = []
     for depth, quant, seed in todo:
-        f = cells / f"{depth}_{quant or 'float'}_s{seed}.json"
+        f = done_dir / f"{depth}_{quant or 'float'}_s{seed}.json"
+        legacy = cells / f.name  # where earlier versions stored finished cells
+        if not f.exists() and legacy.exists():
+            f.write_text(legacy.read_text())
         if f.exists():
             rows.append(json.loads(f.read_text()))
             print(f"  stored  ResNet-{depth} {quant or 'float'} seed {seed}", flush=True)
