@@ -87,6 +87,8 @@ _BK_BIT = BK_BIT
 _POL_BIT = POL_BIT
 _POS_MASK = POS_MASK
 _INFO_EMPTY = INFO_EMPTY
+#: empty cell of the O(N) kernel's key array: the hardware's empty info cell with the polarity bit set
+KEY_EMPTY = INFO_EMPTY | (1 << POL_BIT)
 #: the O(N) kernel keeps the event index in the upper 32 bits of an int64 info cell
 MAX_EVENTS = 2**31 - 1
 #: age masks: exact 64-bit ages, or 32-bit hardware timestamps
@@ -275,16 +277,13 @@ def _age_impl(t, tc, mask):
 
 
 @njit(cache=True, inline="always")
-def _sup(info, c, selfpos, pinfo, polmask, t_cell, t, dt, mask):
-    """Eq 3.2 for one stored event: ``|pos - c| <= 1``, ``t - t_cell < dt``, ``pos != selfpos`` (the pixel
-    itself when excluded, else -2) and equal polarity bits under ``polmask``.  Empty cells never support."""
-    pos = info & _POS_MASK
-    return (
-        (np.uint64(pos - c + 1) <= np.uint64(2))
-        & (_age(t, t_cell, mask) < dt)
-        & (pos != selfpos)
-        & (((info ^ pinfo) & polmask) == 0)
-    )
+def _hit(key, cpe, pm, t_cell, t, dt, mask):
+    """Offset ``d = (key & pm) - cpe`` (unsigned) of one stored event and its support (Eq 3.2): the event
+    supports when ``d <= 2`` (its position is within one pixel of the arriving event's, and with ``pm``
+    including the polarity bit its polarity is equal) and ``t - t_cell < dt``; ``d == 1`` is the pixel
+    itself.  ``cpe = p << 30 | (c - 1)`` of the arriving event (``c`` its coordinate along the cell's axis)."""
+    d = np.uint64(key & pm) - cpe
+    return d, (d <= np.uint64(2)) & (_age(t, t_cell, mask) < dt)
 
 
 @njit(cache=True)
@@ -298,9 +297,27 @@ def _check_event(e, t, prev, uw, uh):
     return 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always")
+def _recover(K, kc, status, emit, n_emit, other, line):
+    """Past-event recovery of the stored event in cell ``kc`` (its ``bk`` is 0): mark it RECOVERED, emit its
+    index, set ``bk`` in this cell and, when the other axis' cell of its pixel (``other + pos``) still holds
+    it (its position is this cell's ``line``), there too.  Returns the new ``n_emit``."""
+    BK = np.int64(1) << _BK_BIT
+    info = K[kc]
+    j = np.uint64(info >> 32)
+    status[j] = 2
+    if emit is not None:
+        emit[np.uint64(n_emit)] = j
+    K[kc] = info | BK
+    oc = other + np.uint64(info & _POS_MASK)
+    if (K[oc] & _POS_MASK) == line:
+        K[oc] |= BK
+    return n_emit + 1
+
+
+@njit(cache=True, error_model="numpy", boundscheck=False)
 def _order_n_kernel(
-    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, RI, CI, RT, CT, status, emit
+    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, marks
 ):
     """O(N) filter (§3.2) on ``events[start:]`` (``events[:start]`` are earlier events still referenced by the
     cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
@@ -311,134 +328,138 @@ def _order_n_kernel(
     ``True`` turns past-event recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba
     compiles a variant per combination with the unused code pruned.
 
-    State (padded: index = coordinate + 1; indices 0 and size + 1 stay empty, so rows ``y-1..y+1`` and
-    columns ``x-1..x+1`` need no clipping): timestamp arrays ``RT``/``CT`` and int64 *info* arrays ``RI``/``CI``
-    holding the hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory` (``p`` stored
-    when ``pol`` is given) with the event's index in the upper 32 bits.
+    State (:func:`order_n_state`): one *key* array ``K`` (int64) and one timestamp array ``T``, the
+    ``height + 2`` row cells first, then the ``width + 2`` column cells, both padded (cell = coordinate + 1;
+    the first and last cell of each axis stay empty, so rows ``y-1..y+1`` and columns ``x-1..x+1`` need no
+    clipping).  A key is the hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory`
+    (``p`` stored when ``pol`` is given) with the event's index in the upper 32 bits; an empty cell is
+    :data:`KEY_EMPTY` (the hardware's empty cell with the polarity bit set: with ``pol`` it then never
+    matches, see :func:`_hit`).  The six cells are tested without branches; only recovery branches.
     """
     n = events.shape[0]
     BK = np.int64(1) << _BK_BIT
-    NOSELF = np.int64(-2)
+    ONE = np.uint64(1)
+    TWO = np.uint64(2)
     uw = np.uint64(width)
     uh = np.uint64(height)
+    C0 = np.uint64(height + 2)  # first column cell
+    C1 = C0 + ONE  # column cell of x = 0
+    if pol is None:
+        pm = np.int64(_POS_MASK)
+    else:
+        pm = np.int64(_POS_MASK | (1 << _POL_BIT))
     n_emit = 0
+    dummy = np.uint64(n)  # spare slot of marks
     for i in range(start, n):
-        e = events[i]
+        ui = np.uint64(i)  # unsigned indices: no wrap-around code for negative indices
+        e = events[ui]
         t = e.t
-        err = _check_event(e, t, prev, uw, uh)
-        if err != 0:
-            return n_emit, err, i
+        ux = np.uint64(np.int64(e.x))
+        uy = np.uint64(np.int64(e.y))
+        if (t < prev) | (ux >= uw) | (uy >= uh):
+            return n_emit, _check_event(e, t, prev, uw, uh), i
         prev = t
-        xi = np.int64(e.x)
-        yi = np.int64(e.y)
         if pol is None:
             pinfo = np.int64(0)
-            polmask = np.int64(0)
         else:
             pinfo = np.int64(e.p > 0) << _POL_BIT
-            polmask = np.int64(1) << _POL_BIT
-        if excl is None:
-            sx = NOSELF
-            sy = NOSELF
-        else:
-            sx = xi
-            sy = yi
-        # rows y-1, y, y+1 and columns x-1, x, x+1 (padded indices yi..yi+2, xi..xi+2), written out
-        i0 = RI[yi]
-        i1 = RI[yi + 1]
-        i2 = RI[yi + 2]
-        j0 = CI[xi]
-        j1 = CI[xi + 1]
-        j2 = CI[xi + 2]
-        h0 = _sup(i0, xi, NOSELF, pinfo, polmask, RT[yi], t, dt, mask)
-        h1 = _sup(i1, xi, sx, pinfo, polmask, RT[yi + 1], t, dt, mask)
-        h2 = _sup(i2, xi, NOSELF, pinfo, polmask, RT[yi + 2], t, dt, mask)
-        g0 = _sup(j0, yi, NOSELF, pinfo, polmask, CT[xi], t, dt, mask)
-        g1 = _sup(j1, yi, sy, pinfo, polmask, CT[xi + 1], t, dt, mask)
-        g2 = _sup(j2, yi, NOSELF, pinfo, polmask, CT[xi + 2], t, dt, mask)
+        cx = np.uint64(pinfo) + ux - ONE
+        cy = np.uint64(pinfo) + uy - ONE
+        r = uy  # row cells y-1, y, y+1: r, r+1, r+2
+        c = C0 + ux  # column cells x-1, x, x+1: c, c+1, c+2
+        i0 = K[r]
+        i1 = K[r + ONE]
+        i2 = K[r + TWO]
+        j0 = K[c]
+        j1 = K[c + ONE]
+        j2 = K[c + TWO]
+        _, h0 = _hit(i0, cx, pm, T[r], t, dt, mask)
+        d1, h1 = _hit(i1, cx, pm, T[r + ONE], t, dt, mask)
+        _, h2 = _hit(i2, cx, pm, T[r + TWO], t, dt, mask)
+        _, g0 = _hit(j0, cy, pm, T[c], t, dt, mask)
+        e1, g1 = _hit(j1, cy, pm, T[c + ONE], t, dt, mask)
+        _, g2 = _hit(j2, cy, pm, T[c + TWO], t, dt, mask)
+        if excl is not None:  # the pixel itself: own row cell at x, own column cell at y
+            h1 &= d1 != ONE
+            g1 &= e1 != ONE
         passed = h0 | h1 | h2 | g0 | g1 | g2
-        # a supporting stored event has bk = 0: past-event recovery
-        need = (
-            (h0 & ((i0 & BK) == 0))
-            | (h1 & ((i1 & BK) == 0))
-            | (h2 & ((i2 & BK) == 0))
-            | (g0 & ((j0 & BK) == 0))
-            | (g1 & ((j1 & BK) == 0))
-            | (g2 & ((j2 & BK) == 0))
-        )
         if (
             k_min is not None
         ):  # count distinct supporters: a column cell's event also in a row cell counts once
             nsup = np.int64(h0) + h1 + h2
             for k, hc, cinfo in ((0, g0, j0), (1, g1, j1), (2, g2, j2)):
                 if hc:
-                    r = (cinfo & _POS_MASK) + 1
-                    rinfo = RI[r]
-                    dup = (rinfo & _POS_MASK) == xi + k - 1 and _sup(
-                        rinfo, xi, sx if r == yi + 1 else NOSELF, pinfo, polmask, RT[r], t, dt, mask
-                    )
+                    rr = np.uint64(cinfo & _POS_MASK) + ONE  # the row cell of the stored event's row
+                    dup = (K[rr] & _POS_MASK) == np.int64(ux) + k - 1  # ... holds it (rr is in r..r+2)
                     nsup += not dup
-        if k_min is not None:
             passed = nsup >= k_min
-            need &= passed  # (with one supporter, need implies passed)
-        if norec is None:
-            if need:  # recovery in scan order: rows y-1, y, y+1 then columns x-1, x, x+1
+        if marks is not None:  # recovery by marks: every stored event that supports a passing event
+            for h, key in ((h0, i0), (h1, i1), (h2, i2), (g0, j0), (g1, j1), (g2, j2)):
+                if k_min is not None:
+                    h &= passed
+                marks[np.uint64(key >> 32) if h else dummy] = 1  # a select and a store, no branch
+        elif norec is None:
+            # a supporting stored event with bk = 0: past-event recovery
+            need = (
+                (h0 & ((i0 & BK) == 0))
+                | (h1 & ((i1 & BK) == 0))
+                | (h2 & ((i2 & BK) == 0))
+                | (g0 & ((j0 & BK) == 0))
+                | (g1 & ((j1 & BK) == 0))
+                | (g2 & ((j2 & BK) == 0))
+            )
+            if k_min is not None:
+                need &= passed  # (with one supporter, need implies passed)
+            if need:  # in scan order: rows y-1, y, y+1 then columns x-1, x, x+1 (re-read: bk may be set now)
                 for k, h, info in ((0, h0, i0), (1, h1, i1), (2, h2, i2)):
                     if h & ((info & BK) == 0):
-                        j = info >> 32
-                        status[j] = 2
-                        if emit is not None:
-                            emit[n_emit] = j
-                        n_emit += 1
-                        RI[yi + k] = info | BK
-                        pc = (info & _POS_MASK) + 1  # the same event in its column cell?
-                        if (CI[pc] & _POS_MASK) == yi + k - 1:
-                            CI[pc] |= BK
+                        n_emit = _recover(K, r + np.uint64(k), status, emit, n_emit, C1, np.int64(uy) + k - 1)
                 for k, h in ((0, g0), (1, g1), (2, g2)):
-                    info = CI[xi + k]
-                    if h & ((info & BK) == 0):
-                        j = info >> 32
-                        status[j] = 2
-                        if emit is not None:
-                            emit[n_emit] = j
-                        n_emit += 1
-                        CI[xi + k] = info | BK
-                        pr = (info & _POS_MASK) + 1
-                        if (RI[pr] & _POS_MASK) == xi + k - 1:
-                            RI[pr] |= BK
+                    if h & ((K[c + np.uint64(k)] & BK) == 0):
+                        n_emit = _recover(
+                            K, c + np.uint64(k), status, emit, n_emit, ONE, np.int64(ux) + k - 1
+                        )
         if emit is not None:
-            emit[n_emit] = i  # branch-free: kept only when passed
+            emit[np.uint64(n_emit)] = i  # branch-free: kept only when passed
         n_emit += passed
-        status[i] = passed
+        status[ui] = passed
         tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
-        RT[yi + 1] = t
-        RI[yi + 1] = tag | xi
-        CT[xi + 1] = t
-        CI[xi + 1] = tag | yi
+        K[r + ONE] = tag | np.int64(ux)
+        T[r + ONE] = t
+        K[c + ONE] = tag | np.int64(uy)
+        T[c + ONE] = t
+    if marks is not None:  # dropped on arrival and marked: RECOVERED
+        for i in range(start, n):
+            st = status[i]
+            status[i] = st | ((marks[i] & (st ^ np.uint8(1))) << np.uint8(1))
     return n_emit, 0, -1
 
 
+def order_n_state(width: int, height: int, t_kind: str):
+    """A fresh (empty) state of the O(N) kernel: keys ``K`` and timestamps ``T``, rows then columns, padded."""
+    n = height + 2 + width + 2
+    return np.full(n, KEY_EMPTY, np.int64), np.zeros(n, np.float64 if t_kind == "f" else np.int64)
+
+
 @njit(cache=True)
-def _order_n_rebase(RI, CI, RT, CT, t_last, dt, mask, expire, n):
+def _order_n_rebase(K, T, t_last, dt, mask, expire, n):
     """End of a packet: (``expire``) set ``bk`` of cells whose event can no longer be supported (age ≥ dt at
     ``t_last``: exact ages only), find the oldest event index ``m`` still referenced by a ``bk = 0`` cell
     (``n`` if none) and shift the indices of those cells by ``-m``.  Events before ``m`` are final."""
     BK = np.int64(1) << _BK_BIT
     LOW = (np.int64(1) << 32) - 1
     m = n
-    for arr, tarr in ((RI, RT), (CI, CT)):
-        for c in range(arr.shape[0]):
-            info = arr[c]
-            if (info & BK) == 0:
-                if expire and not (_age(t_last, tarr[c], mask) < dt):
-                    arr[c] = info | BK
-                else:
-                    m = min(m, info >> 32)
+    for c in range(K.shape[0]):
+        info = K[c]
+        if (info & BK) == 0:
+            if expire and not (_age(t_last, T[c], mask) < dt):
+                K[c] = info | BK
+            else:
+                m = min(m, info >> 32)
     shift = np.int64(m) << 32
-    for arr in (RI, CI):
-        for c in range(arr.shape[0]):
-            info = arr[c]
-            arr[c] = (info - shift) if (info & BK) == 0 else (info & LOW)
+    for c in range(K.shape[0]):
+        info = K[c]
+        K[c] = (info - shift) if (info & BK) == 0 else (info & LOW)
     return m
 
 

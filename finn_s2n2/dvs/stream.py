@@ -215,21 +215,15 @@ class OrderNFilter(_Stream):
         self._held_status = None
 
     def _new_state(self):
-        tdt = np.float64 if self._t_kind == "f" else np.int64
-        return (
-            np.full(self.height + 2, _d._INFO_EMPTY, np.int64),
-            np.full(self.width + 2, _d._INFO_EMPTY, np.int64),
-            np.zeros(self.height + 2, tdt),
-            np.zeros(self.width + 2, tdt),
-        )
+        return _d.order_n_state(self.width, self.height, self._t_kind)
 
-    def _kernel(self, V, start, status, emit):
-        RI, CI, RT, CT = self._state
+    def _kernel(self, V, start, status, emit, marks=None):
+        K, T = self._state
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
             _d.polarity_flag(V, self.same_polarity), None if self.recover else True,
-            RI, CI, RT, CT, status, emit,
+            K, T, status, emit, marks,
         )  # fmt: skip
         if err:
             self._raise(err, i - start, V[start:], self._prev if i == start else None)
@@ -245,6 +239,12 @@ class OrderNFilter(_Stream):
                 f"events has {ev.shape[0]} events; at most {_d.MAX_EVENTS} per call (split the stream)"
             )
         status = np.zeros(ev.shape[0], np.uint8)
+        if self.order == "time" and self.recover:
+            # one call in time order: recovery by marks (no bk bookkeeping, no branch; same statuses), after
+            # which the state's bk bits are stale: the stream is reset
+            self._kernel(ev, 0, status, None, np.zeros(ev.shape[0] + 1, np.uint8))
+            self.reset()
+            return status, None
         emit = np.empty(ev.shape[0] + 1, np.int64) if self.order == "emission" else None
         return status, self._kernel(ev, 0, status, emit)
 
@@ -263,9 +263,9 @@ class OrderNFilter(_Stream):
             )
         emit = np.empty(V.shape[0] + 1, np.int64) if self.order == "emission" else None
         emission = self._kernel(V, start, status, emit)
-        RI, CI, RT, CT = self._state
+        K, T = self._state
         expire = self.timestamp_bits == 64
-        m = int(_d._order_n_rebase(RI, CI, RT, CT, V["t"][-1], self._kdt, self._mask, expire, V.shape[0]))
+        m = int(_d._order_n_rebase(K, T, V["t"][-1], self._kdt, self._mask, expire, V.shape[0]))
         if self.order == "emission":
             out = np.empty(emission.shape[0], V.dtype)
             _d._gather(V, emission, emission.shape[0], out)
