@@ -189,8 +189,8 @@ def _struct(text, base):
 
 
 def test_io_stream_buffer_at_most_twice_hls4ml_conv_line_buffer(tmp_path):
-    """32x32x16 3x3 'same', io_stream, fixed<14,5> input: the BM line buffer ((filt_height-1) rows + filt_width
-    pixels of ap_int<log_bits> logs + 2-bit signs per channel) against hls4ml's Conv2D line buffer ((filt_height-1) x n_chan
+    """32x32x16 3x3 'same', io_stream, fixed<14,5> input: the BM line buffer (lb_size = (filt_height-1) rows +
+    filt_width pixels of ap_int<log_bits> logs + 2-bit signs per channel) against hls4ml's Conv2D line buffer ((filt_height-1) x n_chan
     ap_shift_reg of depth in_width, input element type) -- sizes from the written projects' parameters.h."""
     import re
 
@@ -209,9 +209,8 @@ def test_io_stream_buffer_at_most_twice_hls4ml_conv_line_buffer(tmp_path):
             elem = int(re.search(r"typedef nnet::array<ap_fixed<(\d+),\d+>, 16\*1> \w+;", defines).group(1))
             sizes[tag] = (cfg["filt_height"] - 1) * cfg["n_chan"] * cfg["in_width"] * elem
         else:
-            cfg = _struct(params, "bm_conv2d_config")  # bm_lb<CONFIG_T>::size pixels (nnet_bm_conv.h)
-            rows = min(cfg["filt_height"] - 1, cfg["in_height"] - 1)
-            pixels = rows * cfg["in_width"] + min(cfg["filt_width"], cfg["in_width"])
-            sizes[tag] = pixels * cfg["n_chan"] * (cfg["log_bits"] + 2)
+            cfg = _struct(params, "bm_conv2d_config")  # lb_size pixels (nnet_bm_conv.h)
+            assert cfg["lb_size"] == (cfg["filt_height"] - 1) * cfg["in_width"] + cfg["filt_width"]
+            sizes[tag] = cfg["lb_size"] * cfg["n_chan"] * (cfg["log_bits"] + 2)
     assert sizes["conv"] == 2 * 16 * 34 * 14  # fixed<14,5>, padded width 34 (ZeroPadding2D before the conv)
     assert sizes["bm"] <= 2 * sizes["conv"], sizes

@@ -25,6 +25,7 @@ HEADER = Path(__file__).resolve().parent / "nnet_utils" / "nnet_bm_conv.h"
 BACKENDS = ("Vivado", "Vitis")
 HEADER_PASS = "bm_header"
 QUANTIZE_PASS = "bm_quantize"
+REUSE_PASS = "bm_reuse_factor"
 _done: set[str] = set()
 _lock = threading.RLock()
 _deferred = False
@@ -77,7 +78,7 @@ def register(register_backend=None, register_writer=None, **_ignored) -> None:
         from hls4ml.model.layers import layer_map, register_layer
         from hls4ml.model.optimizer.optimizer import optimizer_map, register_pass
 
-        from bm_ops.hls4ml.layer import BMConv2D, BMQuantize
+        from bm_ops.hls4ml.layer import BMConv2D, BMQuantize, BMReuseFactor
         from bm_ops.hls4ml.templates import BMConv2DConfigTemplate, BMConv2DFunctionTemplate
 
         if layer_map.get("BMConv2D") is not BMConv2D:
@@ -86,6 +87,8 @@ def register(register_backend=None, register_writer=None, **_ignored) -> None:
             register_pass(QUANTIZE_PASS, BMQuantize)
             convert = get_flow("convert").optimizers  # right before hls4ml's precision inference
             convert.insert(convert.index("infer_precision_types"), QUANTIZE_PASS)
+        if f"vivado:{REUSE_PASS}" not in optimizer_map:  # init_layers of Vivado, shared by Vitis
+            get_backend("Vivado").register_pass(REUSE_PASS, BMReuseFactor, flow="vivado:init_layers")
         for name in BACKENDS:
             if name in _done:
                 continue

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from bm_ops.fixedpoint import BMFixedConfig, FixedType, log_bits
 
-__all__ = ["valid_reuse_factors", "reuse_split", "config_struct", "bias_bits", "STRUCT_KEYS"]
+__all__ = [
+    "valid_reuse_factors",
+    "reuse_split",
+    "line_buffer_size",
+    "config_struct",
+    "bias_bits",
+    "STRUCT_KEYS",
+]
 
 
 def bias_bits(bias_raw) -> int:
@@ -46,6 +53,30 @@ def reuse_split(rf, n_in: int, n_out: int, where: str = "BMConv2D layer") -> tup
         f"{where}: ReuseFactor={rf} does not divide the {n_in} taps x {n_out} filters of a window evenly; "
         f"valid ReuseFactor(s): {valid}"
     )
+
+
+def line_buffer_size(g: dict) -> int:
+    """Pixels the io_stream line buffer must hold (``lb_size``), from the exact emission schedule.
+
+    Output ``k`` (row-major) is emitted at pixel ``e_k = max_{j<=k} last_j`` (``last_j``: the last input pixel its
+    window touches) and reads pixels from ``first_k`` (the first one it touches) on, so the buffer needs
+    ``max_k (e_k - first_k + 1)`` pixels: ``(filt_height-1)·in_width + filt_width`` for an interior window, less
+    at padded edges, more when the image is shorter than the kernel (several output rows then read the same
+    input rows).
+    """
+    h, w = int(g["in_height"]), int(g["in_width"])
+    need, emit = 1, -1
+    for oh in range(int(g["out_height"])):
+        r0 = oh * int(g["stride_height"]) - int(g["pad_top"])
+        r1 = r0 + int(g["filt_height"]) - 1
+        for ow in range(int(g["out_width"])):
+            c0 = ow * int(g["stride_width"]) - int(g["pad_left"])
+            c1 = c0 + int(g["filt_width"]) - 1
+            last = min(max(r1, 0), h - 1) * w + min(max(c1, 0), w - 1)
+            emit = max(emit, last)
+            if r1 >= 0 and r0 < h and c1 >= 0 and c0 < w:  # the window touches the image
+                need = max(need, emit - (max(r0, 0) * w + max(c0, 0)) + 1)
+    return need
 
 
 STRUCT_KEYS = (
@@ -91,6 +122,7 @@ _TEMPLATE = """struct {name} : nnet::bm_conv2d_config {{
     static const unsigned reuse_factor = {reuse_factor};
     static const unsigned reuse_taps = {reuse_taps};
     static const unsigned reuse_filt = {reuse_filt};
+    static const unsigned lb_size = {lb_size};
     typedef {weight_t} weight_t;
     typedef {bias_t} bias_t;
     typedef {log_table_t} log_table_t;
@@ -140,6 +172,7 @@ def config_struct(
         reuse_factor=int(reuse_factor),
         reuse_taps=rt,
         reuse_filt=rfl,
+        lb_size=line_buffer_size(params),
     )
     for k in ("weight_t", "bias_t", "log_table_t", "exp_table_t", "accum_t"):
         params[k] = types[k]

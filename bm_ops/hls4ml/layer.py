@@ -25,7 +25,7 @@ from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, NamedTy
 from bm_ops.fixedpoint import BMFixedConfig, FixedType, quantize_bm_layer
 from bm_ops.hls4ml.config import bias_bits
 
-__all__ = ["BMConv2D", "BMQuantize", "BMFixedState"]
+__all__ = ["BMConv2D", "BMQuantize", "BMReuseFactor", "BMFixedState"]
 
 _GEOMETRY = (
     "in_height",
@@ -77,6 +77,18 @@ class BMQuantize(OptimizerPass):
     def transform(self, model, node):
         node.quantize()
         return True
+
+
+class BMReuseFactor(OptimizerPass):
+    """Validate the ReuseFactor of each :class:`BMConv2D` (appended to ``vivado:init_layers``, the flow Vivado
+    and Vitis share, so it runs after hls4ml's ``init_base_layer`` has read ``ReuseFactor`` from the config)."""
+
+    def match(self, node):
+        return isinstance(node, BMConv2D)
+
+    def transform(self, model, node):
+        node.validate_reuse_factor()
+        return False
 
 
 class BMConv2D(Layer):
@@ -143,7 +155,6 @@ class BMConv2D(Layer):
         ``auto`` precision works; an ``auto`` result becomes the exact accumulator type.
         """
         where = self._where()
-        self.validate_reuse_factor()
         input_t = FixedType.from_hls(self.get_input_variable().type.precision, where=f"{where} input")
         out_var = self.get_output_variable()
         auto_result = type(out_var.type.precision).__name__ == "UnspecifiedPrecisionType"

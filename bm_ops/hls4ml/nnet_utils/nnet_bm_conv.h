@@ -60,6 +60,8 @@ struct bm_conv2d_config {
     static const unsigned reuse_factor = 1;
     static const unsigned reuse_taps = 1;
     static const unsigned reuse_filt = 1;
+    // io_stream line buffer in pixels (bm_ops.hls4ml.config.line_buffer_size)
+    static const unsigned lb_size = 20;
     typedef ap_int<16> weight_t;
     typedef ap_int<32> bias_t;
     typedef ap_uint<15> log_table_t;
@@ -340,16 +342,11 @@ BMOutRow:
     }
 }
 
-// io_stream line buffer: the last bm_lb<CONFIG_T>::size pixels of the input (all channels), in the log domain.
+// io_stream line buffer: the last CONFIG_T::lb_size pixels of the input (all channels), in the log domain.
 // An output (oh, ow) needs input pixels from (r_first, c_first) to (r_last, c_last); it is emitted (in row-major
-// order) as soon as pixel (r_last, c_last) has arrived, so at most (filt_height-1) rows + filt_width pixels
-// are ever needed at once -- the same reach as hls4ml's conv line buffer.
-template <typename CONFIG_T> struct bm_lb {
-    static const unsigned rows = (CONFIG_T::filt_height - 1 < CONFIG_T::in_height - 1) ? CONFIG_T::filt_height - 1
-                                                                                          : CONFIG_T::in_height - 1;
-    static const unsigned cols = (CONFIG_T::filt_width < CONFIG_T::in_width) ? CONFIG_T::filt_width : CONFIG_T::in_width;
-    static const unsigned size = rows * CONFIG_T::in_width + cols;
-};
+// order) as soon as pixel (r_last, c_last) and every earlier output have been, so lb_size (computed in Python from
+// that schedule, bm_ops.hls4ml.config.line_buffer_size) is (filt_height-1) rows + filt_width pixels for an
+// interior window -- the same reach as hls4ml's conv line buffer.
 
 // linear index of the last input pixel output (oh, ow) needs (clamped to the image: padding needs no input)
 template <typename CONFIG_T> int bm_last_pixel(unsigned oh, unsigned ow) {
@@ -364,8 +361,8 @@ template <typename CONFIG_T> int bm_last_pixel(unsigned oh, unsigned ow) {
 // window of output (oh, ow) from the line buffer; pixel p_now (the newest) sits in slot s_now, an older pixel p
 // in slot s_now - (p_now - p) modulo the buffer size (one subtraction and one conditional add, no divider)
 template <typename CONFIG_T>
-void bm_gather_lb(const typename bm_types<CONFIG_T>::log_t lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan],
-                  const typename bm_types<CONFIG_T>::sgn_t lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan], int p_now,
+void bm_gather_lb(const typename bm_types<CONFIG_T>::log_t lb_log[CONFIG_T::lb_size][CONFIG_T::n_chan],
+                  const typename bm_types<CONFIG_T>::sgn_t lb_sgn[CONFIG_T::lb_size][CONFIG_T::n_chan], int p_now,
                   int s_now, unsigned oh, unsigned ow, typename bm_types<CONFIG_T>::log_t win_log[bm_types<CONFIG_T>::taps],
                   typename bm_types<CONFIG_T>::sgn_t win_sgn[bm_types<CONFIG_T>::taps]) {
     #pragma HLS INLINE
@@ -380,7 +377,7 @@ BMLbKh:
             const bool inside = ih >= 0 && ih < (int)CONFIG_T::in_height && iw >= 0 && iw < (int)CONFIG_T::in_width;
             int slot = s_now - (p_now - (ih * (int)CONFIG_T::in_width + iw));
             if (slot < 0)
-                slot += (int)bm_lb<CONFIG_T>::size;
+                slot += (int)CONFIG_T::lb_size;
         BMLbChan:
             for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
                 #pragma HLS UNROLL
@@ -413,8 +410,8 @@ void bm_conv_2d_cl(hls::stream<data_T> &data, hls::stream<res_T> &res,
     typedef bm_types<CONFIG_T> B;
     typedef typename res_T::value_type out_T;
     const unsigned n_out = CONFIG_T::out_height * CONFIG_T::out_width;
-    typename B::log_t lb_log[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
-    typename B::sgn_t lb_sgn[bm_lb<CONFIG_T>::size][CONFIG_T::n_chan];
+    typename B::log_t lb_log[CONFIG_T::lb_size][CONFIG_T::n_chan];
+    typename B::sgn_t lb_sgn[CONFIG_T::lb_size][CONFIG_T::n_chan];
     #pragma HLS ARRAY_PARTITION variable = lb_log complete dim = 2
     #pragma HLS ARRAY_PARTITION variable = lb_sgn complete dim = 2
     unsigned eh = 0, ew = 0; // next output to emit (row-major)
@@ -424,7 +421,7 @@ BMStreamRow:
     BMStreamPixel:
         for (unsigned iw = 0; iw < CONFIG_T::in_width; iw++) {
             const int p = (int)(ih * CONFIG_T::in_width + iw);
-            slot = (slot + 1 == (int)bm_lb<CONFIG_T>::size) ? 0 : slot + 1;
+            slot = (slot + 1 == (int)CONFIG_T::lb_size) ? 0 : slot + 1;
             const data_T word = data.read();
         BMStreamLog:
             for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
