@@ -54,60 +54,74 @@ def conv_pool_dense_net(samples: int, seed: int = 0):
     return model.transform(InferShapes()).transform(InferDataTypes())
 
 
-def test_conv_pool_net_builds_through_finn_codegen(tmp_path):
+@pytest.fixture(scope="module")
+def codegen_build(tmp_path_factory):
+    """The conv + pool + dense net (1 sample) built with S2N2_CODEGEN_STEPS + a top-1 LabelSelect at
+    200 cycles per tick.  Returns ``(output dir, step names)``."""
     from hwreshape.compat import prepare_finn
 
     prepare_finn()  # finn-plus as a library: settings, no-Vivado stand-ins
     from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType
-    from qonnx.custom_op.registry import getCustomOp
 
-    from finn_s2n2.finn import hls
     from finn_s2n2.finn.build import S2N2_CODEGEN_STEPS, make_step_s2n2_label_select
 
+    tmp = tmp_path_factory.mktemp("codegen")
     steps = list(S2N2_CODEGEN_STEPS)
     steps.insert(2, make_step_s2n2_label_select(1))  # after step_convert_to_lif: top-1 class index out
     names = [s if isinstance(s, str) else s.__name__ for s in steps]
-
-    model = conv_pool_dense_net(samples=1)
-    model.save(str(tmp_path / "net.onnx"))
-    target_cycles = 200  # per tick: needs folding of the sliding windows, the pool and both LIF layers
+    conv_pool_dense_net(samples=1).save(str(tmp / "net.onnx"))
     cfg = DataflowBuildConfig(
-        output_dir=str(tmp_path / "out"),
+        output_dir=str(tmp / "out"),
         synth_clk_period_ns=10.0,
         fpga_part="xc7z020clg400-1",
-        target_fps=int(1e8 / target_cycles),
+        target_fps=int(1e8 / TARGET_CYCLES),
         steps=steps,
         generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
         verbose=False,
         enable_build_pdb_debug=False,
     )
-    assert build_dataflow_cfg(str(tmp_path / "net.onnx"), cfg) == 0
-    log = (tmp_path / "out" / "build_dataflow.log").read_text()
+    assert build_dataflow_cfg(str(tmp / "net.onnx"), cfg) == 0
+    return tmp / "out", names
+
+
+#: cycles per tick: needs folding of the sliding window, the pooling unit and both LIF layers
+TARGET_CYCLES = 200
+
+
+def test_conv_pool_net_builds_through_finn_codegen(codegen_build):
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2.finn import hls
+
+    out, names = codegen_build
+    log = (out / "build_dataflow.log").read_text()
     warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
-    assert not [w for w in warnings if re.search(r"LIF|S2N2|s2n2", w)], warnings
+    assert not [w for w in warnings if re.search(r"LIF|S2N2|s2n2|SpikeMaxPool", w)], warnings
     assert {
         "step_s2n2_target_fps_parallelization",
         "step_minimize_bit_width",
         "step_s2n2_insert_dwc_fifo",
     } <= set(names)
-    final = ModelWrapper(str(tmp_path / "out" / "intermediate_models" / "step_hw_codegen.onnx"))
-    ops = [n.op_type for n in final.graph.node]
+    final = ModelWrapper(str(out / "intermediate_models" / "step_hw_codegen.onnx"))
+    ops = _ops(final)
     for op in (
         "FMPadding_rtl",
         "ConvolutionInputGenerator_rtl",
         "LIF_MVAU_hls",
-        "Pool_hls",
+        "SpikeMaxPool_hls",
+        "LabelSelect_hls",
         "StreamingFIFO_rtl",
     ):
         assert op in ops, ops
     assert ops[-1] == "TLastMarker_hls", ops
     # every node meets the cycles-per-tick target (the report would name the ones that cannot)
-    rep = json.loads((tmp_path / "out" / "report" / "s2n2_lif_mvau.json").read_text())
-    assert rep["folding"] == {"target_cycles_per_tick": target_cycles, "missed": []}
-    assert max(rep["cycles_per_tick"].values()) <= target_cycles
+    rep = json.loads((out / "report" / "s2n2_lif_mvau.json").read_text())
+    assert rep["folding"] == {"target_cycles_per_tick": TARGET_CYCLES, "missed": []}
+    assert max(rep["cycles_per_tick"].values()) <= TARGET_CYCLES
     assert rep["critical_node"] == rep["finn_dataflow_performance"]["max_cycles_node_name"]
     assert rep["ticks_per_sample"] == TICKS and rep["memory_bits"]["sliding_window_buffers"] > 0
+    assert rep["memory_bits"]["pooling_buffers"] == 4 * 4  # (8/2 columns) x 4 channels, one bit each
     # the generated partition (FIFOs, sliding windows, LIF units, pooling, LabelSelect, TLastMarker) executes
     # on 2 whole samples and ends in the class index of the QONNX pattern's largest count
     from finn_s2n2.finn.build import execute_s2n2
@@ -115,25 +129,67 @@ def test_conv_pool_net_builds_through_finn_codegen(tmp_path):
     m2 = conv_pool_dense_net(samples=2)  # same weights (seed 0), 2 samples
     x = (np.random.default_rng(1).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
     counts = execute_onnx(m2, {"inp": x})["outp"]
-    inp, out = final.graph.input[0].name, final.graph.output[0].name
-    top = execute_s2n2(final, {inp: x.transpose(0, 2, 3, 1)})[out]  # annotated for 1 sample, fed 2
+    inp, outp = final.graph.input[0].name, final.graph.output[0].name
+    top = execute_s2n2(final, {inp: x.transpose(0, 2, 3, 1)})[outp]  # annotated for 1 sample, fed 2
     assert counts.sum() > 0
     np.testing.assert_array_equal(top.reshape(-1), np.argmax(counts, axis=1))
-    # PrepareIP generated code for every node; our HLS nodes pass g++ -fsyntax-only -Wall with no
-    # diagnostics, FINN's TLastMarker compiles against the finn-hlslib snapshot too.  (FINN's Pool_hls code
-    # needs a newer finn-hlslib than the snapshot, and its LabelSelect_hls needs ap_uint::sign_flag, which
-    # hls4ml's open ap_types lack: see docs/s2n2_finn.md.)
+    # PrepareIP generated code for every node; every HLS node's top function passes g++ -fsyntax-only against
+    # finn-hlslib + open ap_types (+ our ap_axi_sdata.h / sign_flag shims), ours with no diagnostics at all
     for node in final.graph.node:
         inst = getCustomOp(node)
         code_dir = inst.get_nodeattr("code_gen_dir_ipgen")
         assert code_dir, node.name
-        if node.op_type in ("LIF_MVAU_hls", "TLastMarker_hls"):
+        if node.domain.endswith(".hls"):
             try:
                 diag = hls.syntax_check(f"{code_dir}/top_{node.name}.cpp")
             except FileNotFoundError as e:  # no finn-hlslib on this machine
                 pytest.skip(str(e))
-            if node.op_type == "LIF_MVAU_hls":
+            if node.op_type in ("LIF_MVAU_hls", "SpikeMaxPool_hls"):
                 assert diag == "", diag
+
+
+@pytest.mark.slow
+def test_whole_partition_cppsim_equals_python_exec(codegen_build):
+    """Every HLS node of the generated partition in C++ — our LIF_MVAU_hls and SpikeMaxPool_hls, FINN's
+    LabelSelect_hls and TLastMarker_hls compiled with g++ against finn-hlslib and open ap_types — and the RTL
+    nodes in FINN's cppsim mode (their python models): == python execution of the same partition and == the
+    QONNX pattern, at 2 samples (execute_s2n2) and at 1 sample through plain qonnx execute_onnx."""
+    from finn.util.fpgadataflow import is_hls_node
+    from qonnx.custom_op.registry import getCustomOp
+
+    from finn_s2n2.finn.build import execute_s2n2, prepare_partition_cppsim
+    from hwreshape.compat import finn_hlslib_dir
+
+    try:
+        finn_hlslib_dir()
+    except FileNotFoundError as e:
+        pytest.skip(f"FINN's own HLS nodes need finn-hlslib: {e}")
+    out, _ = codegen_build
+    final = ModelWrapper(str(out / "intermediate_models" / "step_hw_codegen.onnx"))
+    inp, outp = final.graph.input[0].name, final.graph.output[0].name
+    m2 = conv_pool_dense_net(samples=2)
+    x = (np.random.default_rng(7).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    counts = execute_onnx(m2, {"inp": x})["outp"]
+    frames = x.transpose(0, 2, 3, 1)
+    y_py = execute_s2n2(final, {inp: frames})[outp]
+    cpp = prepare_partition_cppsim(final)
+    hls_nodes = [n for n in cpp.graph.node if is_hls_node(n)]
+    assert {n.op_type for n in hls_nodes} == {
+        "LIF_MVAU_hls",
+        "SpikeMaxPool_hls",
+        "LabelSelect_hls",
+        "TLastMarker_hls",
+    }
+    for n in hls_nodes:
+        inst = getCustomOp(n)
+        assert inst.get_nodeattr("exec_mode") == "cppsim" and inst.get_nodeattr("executable_path"), n.name
+    y_cpp = execute_s2n2(cpp, {inp: frames})[outp]
+    assert counts.sum() > 0 and len(set(np.argmax(counts, axis=1))) == 2
+    np.testing.assert_array_equal(y_py.reshape(-1), np.argmax(counts, axis=1))
+    np.testing.assert_array_equal(y_cpp, y_py)
+    # one sample (FINN's batch of one), plain qonnx execution of the whole C++ partition
+    y1 = execute_onnx(cpp, {inp: frames[:TICKS]})[outp]
+    np.testing.assert_array_equal(y1.reshape(-1), y_py.reshape(-1)[:1])
 
 
 @pytest.mark.parametrize("samples", [2, 3])
@@ -251,40 +307,48 @@ def test_label_select_readout_equals_top_k_of_counts():
 
 
 @pytest.mark.slow
-def test_pooled_partition_cppsim_equals_python_at_batch_2(tmp_path):
-    """Dataflow partition of the conv + pool net: LIF_MVAU_hls nodes in C++ (cppsim, tick counter and
-    membranes as state across the 2 x 3 frames), FINN's padding / sliding windows / Pool_hls in their python
-    models == python execution of the partition == the QONNX pattern."""
+def test_specialised_cppsim_graph_plain_execute_onnx_equals_quantized_torch(tmp_path):
+    """After specialisation to HW layers (FINN's partitioning and SpecializeLayers; every HLS node in C++,
+    the RTL padding / sliding window in FINN's cppsim mode): plain qonnx execute_onnx of the parent graph
+    (its StreamingDataflowPartition executes the partition) == the quantized torch conv + pool + dense SNN at
+    batch 2 and 3 (the same compiled partition, axis 0 re-annotated for 3 samples)."""
+    import torch
     from finn.builder.build_dataflow_config import DataflowBuildConfig
     from finn.builder.build_dataflow_steps import step_create_dataflow_partition, step_specialize_layers
+    from qonnx.custom_op.registry import getCustomOp
 
-    from finn_s2n2.finn.build import (
-        execute_s2n2,
-        prepare_partition_cppsim,
-        step_convert_to_lif,
-        step_s2n2_tidy,
-    )
+    from finn_s2n2.finn.build import prepare_partition_cppsim, step_convert_to_lif, step_s2n2_tidy
     from finn_s2n2.finn.transformation import FixTickBatchShapes
+    from finn_s2n2.snn.export import spikes_to_frames, to_qonnx
+    from finn_s2n2.snn.models import spiking_convnet
 
-    m = conv_pool_dense_net(2, seed=5)
-    x = (np.random.default_rng(5).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
-    ref = execute_onnx(m, {"inp": x})["outp"]
+    torch.manual_seed(4)
+    net = spiking_convnet((1, 8, 8), [(3, 3, 1, 2)], [5], quantized=True, weight_bit_width=4, decay_shift=2)
+    x = (torch.rand((3, 6, 1, 8, 8), generator=torch.Generator().manual_seed(4)) < 0.5).float()
+    net.calibrate(x, target=0.3)
+    with torch.no_grad():
+        ref = net(x).numpy()
     cfg = DataflowBuildConfig(
         output_dir=str(tmp_path), synth_clk_period_ns=10.0, fpga_part="xc7z020clg400-1", generate_outputs=[]
     )
-    conv = step_convert_to_lif(step_s2n2_tidy(m, cfg), cfg)
-    full = execute_s2n2(conv, {"inp": x}, return_full_exec_context=True)
-    child = step_specialize_layers(step_create_dataflow_partition(conv, cfg), cfg).transform(
-        FixTickBatchShapes()
-    )
-    cin, cout = child.graph.input[0].name, child.graph.output[0].name
-    y_py = execute_s2n2(child, {cin: full[cin]})[cout]
-    child = prepare_partition_cppsim(child)
-    assert [n.op_type for n in child.graph.node].count("LIF_MVAU_hls") == 2 and "Pool_hls" in _ops(child)
-    y_cpp = execute_s2n2(child, {cin: full[cin]})[cout]
-    assert ref.sum() > 0
-    np.testing.assert_array_equal(y_py.reshape(ref.shape), ref)
-    np.testing.assert_array_equal(y_cpp.reshape(ref.shape), ref)
+    model = step_convert_to_lif(step_s2n2_tidy(to_qonnx(net, x[:2]), cfg), cfg)
+    child = step_specialize_layers(step_create_dataflow_partition(model, cfg), cfg)
+    assert {"ConvolutionInputGenerator_rtl", "LIF_MVAU_hls", "SpikeMaxPool_hls"} <= set(_ops(child))
+    child = prepare_partition_cppsim(child.transform(FixTickBatchShapes()))
+    parent = ModelWrapper(str(tmp_path / "intermediate_models" / "dataflow_parent.onnx"))
+    for samples in (2, 3):
+        if samples == 3:  # whole samples on axis 0: the same C++ partition, annotations for 3 samples
+            for m in (parent, child):
+                name = m.graph.input[0].name
+                m.set_tensor_shape(name, [3 * 6] + list(m.get_tensor_shape(name))[1:])
+            parent, child = parent.transform(FixTickBatchShapes()), child.transform(FixTickBatchShapes())
+        child.save(str(tmp_path / f"child_{samples}.onnx"))
+        sdp = getCustomOp(parent.get_nodes_by_op_type("StreamingDataflowPartition")[0])
+        sdp.set_nodeattr("model", str(tmp_path / f"child_{samples}.onnx"))
+        frames = spikes_to_frames(x[:samples])
+        y = execute_onnx(parent, {parent.graph.input[0].name: frames})[parent.graph.output[0].name]
+        assert ref[:samples].sum() > 0
+        np.testing.assert_array_equal(y.reshape(ref[:samples].shape), ref[:samples])
 
 
 def _ops(model):

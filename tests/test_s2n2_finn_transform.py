@@ -114,9 +114,29 @@ def test_converted_network_equals_qonnx_pattern(c):
 
 
 def test_conv_pool_dense_structure():
-    m = make_s2n2_network((1, 8, 8), [("conv", 2, 3, 1), ("pool", 2), ("dense", 3)], num_ticks=2)
+    """Binary max pooling: our SpikeMaxPool by default, FINN's depthwise sliding window + Pool on request;
+    both execute like the QONNX pattern (plain qonnx execute_onnx, 2 samples)."""
+    m = make_s2n2_network(
+        (1, 8, 8),
+        [("conv", 2, 3, 1), ("pool", 2), ("dense", 3)],
+        num_ticks=2,
+        num_samples=2,
+        threshold=1,
+        seed=2,
+    )
+    x = (np.random.default_rng(6).random((4, 1, 8, 8)) < 0.5).astype(np.float32)
+    ref = execute_onnx(m, {"inp": x})["outp"]
     m2 = convert_to_lif(m)
     assert _ops(m2) == [
+        "Transpose",
+        "FMPadding",
+        "ConvolutionInputGenerator",
+        "LIF_MVAU",
+        "SpikeMaxPool",
+        "LIF_MVAU",
+    ]
+    m3 = convert_to_lif(m, pool_impl="finn")
+    assert _ops(m3) == [
         "Transpose",
         "FMPadding",
         "ConvolutionInputGenerator",
@@ -125,6 +145,11 @@ def test_conv_pool_dense_structure():
         "Pool",
         "LIF_MVAU",
     ]
+    assert ref.sum() > 0
+    for conv in (m2, m3):
+        np.testing.assert_array_equal(execute_onnx(conv, {"inp": x})["outp"].reshape(ref.shape), ref)
+    with pytest.raises(ValueError, match=r"pool_impl must be one of"):
+        convert_to_lif(m, pool_impl="hls")
 
 
 @pytest.mark.parametrize("last", ["spikes", "counts"])

@@ -66,7 +66,7 @@ def make_step_s2n2_label_select(k: int = 1):
 
 # ------------------------------------------------------------------------------------------ folding
 def _hw_nodes(model):
-    """Specialised (HLS/RTL) FINN nodes, plus LIF_MVAU nodes also before specialisation."""
+    """Specialised (HLS/RTL) FINN nodes, plus our LIF_MVAU / SpikeMaxPool nodes also before specialisation."""
     from finn.util.fpgadataflow import is_hls_node, is_rtl_node
 
     return [
@@ -74,9 +74,12 @@ def _hw_nodes(model):
         for n in model.graph.node
         if is_hls_node(n)
         or is_rtl_node(n)
-        or (n.op_type == "LIF_MVAU" and n.domain == "finn.custom_op.fpgadataflow")
+        or (n.op_type in OWN_HW_OPS and n.domain == "finn.custom_op.fpgadataflow")
     ]
 
+
+#: our abstract HW ops (FINN's SetFolding does not know them; S2N2SetFolding folds them)
+OWN_HW_OPS = ("LIF_MVAU", "SpikeMaxPool")
 
 #: model metadata key where S2N2SetFolding records its target (read by the S2N2 report)
 FOLDING_TARGET_KEY = "s2n2_target_cycles_per_tick"
@@ -108,11 +111,11 @@ def _divisors(n: int):
 
 class _DropOwnOpWarnings:
     """logging.Filter for FINN's SetFolding logger: drops its "doesn't know how to handle op_type LIF_MVAU"
-    line (the LIF_MVAU nodes are folded by :class:`S2N2SetFolding` itself)."""
+    (or SpikeMaxPool) line (those nodes are folded by :class:`S2N2SetFolding` itself)."""
 
     def filter(self, record):
         msg = record.getMessage()
-        return not ("doesn't know how to handle op_type" in msg and "LIF_MVAU" in msg)
+        return not ("doesn't know how to handle op_type" in msg and any(o in msg for o in OWN_HW_OPS))
 
 
 def _make_s2n2_set_folding():
@@ -122,7 +125,8 @@ def _make_s2n2_set_folding():
         """FINN's ``SetFolding`` extended to ``LIF_MVAU``: a target in cycles per frame (= per tick).
 
         ``LIF_MVAU_*`` nodes are folded like FINN's MVAU with embedded weights (SIMD through the divisors of
-        MW, then PE through the divisors of MH, until the node meets the target); every other node is
+        MW, then PE through the divisors of MH, until the node meets the target), ``SpikeMaxPool_*`` nodes
+        through the divisors of their channels (PE) like FINN folds its pooling; every other node is
         folded by FINN's own ``SetFolding`` (sliding windows, padding, pooling, label select ...).
         Afterwards every HW node of the graph is checked: ``self.missed`` lists the nodes above the target
         (:func:`folding_misses`: node, op_type, cycles_per_tick, reason; logged as a warning naming them);
@@ -147,6 +151,13 @@ def _make_s2n2_set_folding():
 
             target = self.target_cycles_per_frame
             for node in _hw_nodes(model):
+                if node.op_type.startswith("SpikeMaxPool"):
+                    inst = getCustomOp(node)
+                    for pe in _divisors(inst.get_nodeattr("NumChannels")):
+                        inst.set_nodeattr("PE", pe)
+                        if inst.get_exp_cycles() <= target:
+                            break
+                    continue
                 if not node.op_type.startswith("LIF_MVAU"):
                     continue
                 inst = getCustomOp(node)
@@ -193,6 +204,8 @@ def _why_unreachable(inst, node) -> str:
     parts = [f"{a}={inst.get_nodeattr(a)}" for a in ("SIMD", "PE", "parallel_window") if a in names]
     if node.op_type.startswith("LIF_MVAU"):
         return f"fully parallel ({', '.join(parts)}): positions per tick x 1 cycle is the floor"
+    if node.op_type.startswith("SpikeMaxPool"):
+        return f"fully parallel ({', '.join(parts)}): one input pixel per cycle is the floor"
     return f"FINN's SetFolding reached {', '.join(parts) or 'its limit'}"
 
 
@@ -284,11 +297,11 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
     ``cycles_per_tick`` of every HW node (FINN's ``get_exp_cycles``: cycles per frame), the critical
     (slowest) node, ``ticks_per_sample`` (numTicks), ``cycles_per_sample = ticks x max cycles/tick``
     (pipelined steady state), ``samples_per_s`` and ``ticks_per_s`` at ``clk_ns``; the memory breakdown of
-    every LIF_MVAU (weights, membranes, delay line in BRAM_18K and bits) and every sliding window (line
-    buffer bits, FINN's BRAM/LUT estimates)."""
+    every LIF_MVAU (weights, membranes, delay line in BRAM_18K and bits), every sliding window (line
+    buffer bits, FINN's BRAM/LUT estimates) and every SpikeMaxPool (partial-OR buffer bits)."""
     from qonnx.custom_op.registry import getCustomOp
 
-    cycles, lif, swu = {}, {}, {}
+    cycles, lif, swu, pools = {}, {}, {}, {}
     ticks = set()
     latency = 0
     for node in _hw_nodes(model):
@@ -319,6 +332,13 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
                 lut=inst.lut_estimation(),
                 dsp=inst.dsp_estimation(),
             )
+        elif node.op_type.startswith("SpikeMaxPool"):
+            pools[node.name] = dict(
+                buffer_bits=inst.calc_mem() * inst.get_nodeattr("PE"),
+                bram18=int(inst.bram_estimation()),
+                lut=int(inst.lut_estimation()),
+                cycles_per_tick=cycles[node.name],
+            )
         elif node.op_type.startswith("ConvolutionInputGenerator"):
             swu[node.name] = dict(
                 line_buffer_bits=swu_buffer_bits(inst),
@@ -345,11 +365,13 @@ def s2n2_performance(model, clk_ns: float, fpga_part: str = "xc7z020clg400-1") -
         "delay_latency_ticks": latency,
         "lif_mvau": lif,
         "sliding_window": swu,
+        "spike_maxpool": pools,
         "memory_bits": {
             "weights": sum(v["weight_bits"] for v in lif.values()),
             "membranes": sum(v["membrane_bits"] for v in lif.values()),
             "delay_lines": sum(v["delay_bits"] for v in lif.values()),
             "sliding_window_buffers": sum(v["line_buffer_bits"] for v in swu.values()),
+            "pooling_buffers": sum(v["buffer_bits"] for v in pools.values()),
         },
     }
 
@@ -580,36 +602,55 @@ def build_estimates(
 
 
 # ------------------------------------------------------------------------------------------ execution
+#: our HLS nodes: their own cppsim (g++ + open ap_types), any number of frames per call
+OWN_HLS_OPS = ("LIF_MVAU_hls", "SpikeMaxPool_hls")
+
+
 def prepare_partition_cppsim(model):
-    """cppsim of a dataflow partition without Vitis: every ``LIF_MVAU_hls`` gets FINN's cppsim code
-    generation and compilation (our C++, g++ + ``ap_types``) and ``exec_mode="cppsim"``.  FINN's nodes keep
-    their python models (:func:`execute_s2n2` runs them through FINN's abstract ops): RTL nodes have no C++
-    anyway (FINN's "cppsim" of an RTL sliding window is python too, and for a depthwise window it emits the
-    channel-fold order of the HLS pooling unit, which must then run in C++ as well), and FINN's HLS nodes'
-    finn-hlslib C++ needs a finn-hlslib matching finn-plus (see docs/s2n2_finn.md).  Returns the model."""
+    """cppsim of a whole dataflow partition without Vitis: every HLS node gets C++ and ``exec_mode="cppsim"``.
+
+    * our ``LIF_MVAU_hls`` / ``SpikeMaxPool_hls``: their own code generation and g++ build;
+    * FINN's own HLS nodes (``LabelSelect_hls``, ``TLastMarker_hls``, ``StreamingDataWidthConverter_hls``,
+      ``StreamingFIFO_hls`` ...): FINN's ``code_generation_cppsim``, compiled by
+      :func:`finn_s2n2.finn.hls.compile_finn_hls_node` (g++, finn-hlslib, open ``ap_types`` + shims) instead of
+      FINN's Vitis-linked build; FINN's own ``execute_node`` runs the executable;
+    * RTL nodes (sliding window, padding, FIFOs, width converters): ``exec_mode="cppsim"``, which FINN
+      implements with their python models (there is no C++ of an RTL node).
+
+    FINN's ``Pool_hls`` (``pool_impl="finn"``) is refused by name: its code needs Vitis' ``hls::vector`` and a
+    newer finn-hlslib (docs/s2n2_finn.md).  Needs finn-hlslib (:func:`hwreshape.compat.finn_hlslib_dir`) as
+    soon as a FINN HLS node is present.  Returns the model."""
+    from finn.util.fpgadataflow import is_hls_node, is_rtl_node
     from qonnx.custom_op.registry import getCustomOp
 
+    from finn_s2n2.finn import hls
     from hwreshape.compat import finn_build_dir
 
     for node in model.graph.node:
-        inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
-        if inst is None:
+        if not (is_hls_node(node) or is_rtl_node(node)):
             continue
-        if node.op_type == "LIF_MVAU_hls":
-            code_dir = inst.get_nodeattr("code_gen_dir_cppsim")
-            if not code_dir or not Path(code_dir).is_dir():
-                import tempfile
+        inst = getCustomOp(node)
+        inst.set_nodeattr("exec_mode", "cppsim")
+        if is_rtl_node(node):
+            continue
+        if node.op_type == "Pool_hls":
+            raise RuntimeError(
+                f"Pool_hls node '{node.name}': finn-plus 1.6.1 generates Pool_batch<ISIZE, K> over Vitis' "
+                f"hls::vector, which neither the open ap_types nor this finn-hlslib provide; convert with "
+                f"pool_impl='s2n2' (SpikeMaxPool) for a C++-simulable partition"
+            )
+        code_dir = inst.get_nodeattr("code_gen_dir_cppsim")
+        if not code_dir or not Path(code_dir).is_dir():
+            import tempfile
 
-                code_dir = tempfile.mkdtemp(prefix=f"code_gen_cppsim_{node.name}_", dir=finn_build_dir())
-                inst.set_nodeattr("code_gen_dir_cppsim", code_dir)
-            inst.code_generation_cppsim(model)
+            code_dir = tempfile.mkdtemp(prefix=f"code_gen_cppsim_{node.name}_", dir=finn_build_dir())
+            inst.set_nodeattr("code_gen_dir_cppsim", code_dir)
+        inst.code_generation_cppsim(model)
+        if node.op_type in OWN_HLS_OPS:
             inst.compile_singlenode_code()
-            inst.set_nodeattr("exec_mode", "cppsim")
+        else:
+            hls.compile_finn_hls_node(inst)
     return model
-
-
-#: FINN ops whose python execution handles exactly one frame (qonnx' Im2Col, FMPadding's reshape)
-SINGLE_FRAME_OPS = ("ConvolutionInputGenerator", "FMPadding")
 
 
 def _python_exec_of_specialised(node):
@@ -623,19 +664,17 @@ def _python_exec_of_specialised(node):
 def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
     """Execute an S2N2 graph (before or after partitioning) on ``N x numTicks`` frames (axis 0).
 
-    Nodes run through qonnx' ``execute_node`` (python exec or cppsim per node ``exec_mode``), except:
+    Plain qonnx ``execute_onnx`` does this too for the graphs as converted (tested at 2 and 3 samples; FINN's
+    sliding window goes through the frame-wise ``Im2Col`` shim, :mod:`finn_s2n2.finn.custom_op.im2col`).
+    This function adds what FINN's execution lacks for a multi-sample stream:
 
-    * FINN's single-frame ops (sliding window, padding) in python mode (and the RTL ones in FINN's
-      "cppsim" mode, which is python for them) run once per frame: qonnx' ``Im2Col``
-      python execution — used by FINN's ``ConvolutionInputGenerator`` — interleaves the batch wrongly for
-      more than one frame (its column matrix is ``(C*k*k, OH*OW*N)`` but is reshaped as
-      ``(N, C, k, k, OH, OW)``), and ``FMPadding`` reshapes to its annotated output shape;
+    * the input may hold another number of frames (whole samples) than the graph is annotated with; axis 0
+      of the annotations is then adapted on a copy (:class:`~finn_s2n2.finn.transformation.FixTickBatchShapes`);
+    * FINN's own HLS nodes in ``cppsim`` (``LabelSelect_hls``, ``TLastMarker_hls`` ...) accept exactly one
+      frame per call (FINN asserts it): they run once per frame of axis 0;
     * specialised FINN nodes (``*_hls``/``*_rtl``) with ``exec_mode`` "" or "python" use the python
       execution of FINN's abstract op (``Pool_hls`` has no python mode, ``FMPadding_rtl`` does nothing);
     * ``StreamingDataflowPartition`` nodes are executed recursively with this function.
-
-    The input may hold another number of frames (whole samples) than the graph is annotated with; axis 0 of
-    the annotations is then adapted on a copy (:class:`~finn_s2n2.finn.transformation.FixTickBatchShapes`).
     """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_node
@@ -672,34 +711,21 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
             continue
         inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
         mode = inst.get_nodeattr("exec_mode") if inst is not None else ""
-        # python mode of a specialised FINN node: FINN's abstract op (its *_rtl/*_hls classes execute only in
-        # cppsim/rtlsim; with exec_mode "" e.g. FMPadding_rtl leaves its output untouched)
-        base = _python_exec_of_specialised(node) if mode in ("", "python") else None
-        runner = None
-        if base is not None and not node.op_type.startswith("LIF_MVAU"):
-            runner = base(node)
-        if (
-            mode in ("", "python", "cppsim")
-            and node.op_type.startswith(SINGLE_FRAME_OPS)
-            and (mode != "cppsim" or node.op_type.endswith("_rtl"))
-        ):
+        if mode in ("", "python"):
+            base = _python_exec_of_specialised(node)
+            if base is not None and node.op_type not in OWN_HLS_OPS:
+                base(node).execute_node(ctx, model.graph)
+                continue
+        elif mode == "cppsim" and node.domain.endswith(".hls") and node.op_type not in OWN_HLS_OPS:
+            # FINN's own HLS node: one frame per call
             x = ctx[node.input[0]]
             oshape = list(model.get_tensor_shape(node.output[0]))
             outs = []
             for f in range(x.shape[0]):
-                sub = {
-                    node.input[0]: x[f : f + 1],
-                    node.output[0]: np.zeros([1] + oshape[1:], dtype=np.float32),
-                }
-                if runner is not None:
-                    runner.execute_node(sub, model.graph)
-                else:
-                    execute_node(node, sub, model.graph, opset)
+                sub = {node.input[0]: x[f : f + 1], node.output[0]: np.zeros([1] + oshape[1:], np.float32)}
+                inst.execute_node(sub, model.graph)
                 outs.append(sub[node.output[0]])
             ctx[node.output[0]] = np.concatenate(outs, axis=0)
-            continue
-        if runner is not None:
-            runner.execute_node(ctx, model.graph)
             continue
         execute_node(node, ctx, model.graph, opset)
     if return_full_exec_context:

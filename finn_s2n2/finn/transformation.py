@@ -14,8 +14,9 @@ Input pattern (what :mod:`finn_s2n2.finn.custom_op.lif` documents for the export
 * ``Flatten``/``Reshape`` from NCHW ``(frames, C, H, W)`` to ``(frames, C*H*W)`` before a dense layer.
 
 Output: ``Transpose`` (NCHW->NHWC) at the graph input, then only FINN HW nodes — ``FMPadding``,
-``ConvolutionInputGenerator``, ``Pool`` (MaxPool) and ``LIF_MVAU`` — so that FINN's dataflow partitioning,
-specialisation and estimate reports take the whole network.
+``ConvolutionInputGenerator``, ``SpikeMaxPool`` (binary MaxPool; or FINN's depthwise sliding window + ``Pool``
+with ``pool_impl="finn"``) and ``LIF_MVAU`` — so that FINN's dataflow partitioning, specialisation and
+estimate reports take the whole network.
 
 FINN-native shapes: one frame = one tick.  Every HW node's attributes describe one frame, exactly as for an
 MVAU network (``LIF_MVAU`` gets ``numInputVectors = [1]`` or ``[1, OH, OW]`` plus ``numTicks``), so FINN's own
@@ -110,9 +111,22 @@ def _require_binary(model, tensor, who):
         )
 
 
+#: how a binary MaxPool is mapped: our streaming ``SpikeMaxPool`` (default) or FINN's depthwise sliding window
+#: + ``Pool`` (FINN's pooling unit as in §2.2.3; its ``Pool_hls`` C++ needs Vitis' ``hls::vector`` and a newer
+#: finn-hlslib, so such a partition runs only in python and estimates)
+POOL_IMPLS = ("s2n2", "finn")
+
+
 class InferLIFLayers(Transformation):
     """``MatMul``/``Conv`` + ``LIF`` -> ``LIF_MVAU`` (+ ``FMPadding``/``ConvolutionInputGenerator``); binary
-    ``MaxPool`` -> ``ConvolutionInputGenerator`` + ``Pool``.  One rewrite per call (FINN style)."""
+    ``MaxPool`` -> ``SpikeMaxPool`` (``pool_impl="s2n2"``, default) or ``ConvolutionInputGenerator`` + ``Pool``
+    (``pool_impl="finn"``).  One rewrite per call (FINN style)."""
+
+    def __init__(self, pool_impl: str = "s2n2"):
+        super().__init__()
+        if pool_impl not in POOL_IMPLS:
+            raise ValueError(f"InferLIFLayers: pool_impl must be one of {POOL_IMPLS}, got {pool_impl!r}")
+        self.pool_impl = pool_impl
 
     def apply(self, model):
         register_finn()
@@ -133,7 +147,10 @@ class InferLIFLayers(Transformation):
                 return model, True
             if node.op_type == "MaxPool" and node.domain == "":
                 if model.get_tensor_datatype(node.input[0]) == DataType["BINARY"]:
-                    self._maxpool(model, node)
+                    if self.pool_impl == "s2n2":
+                        self._spike_maxpool(model, node)
+                    else:
+                        self._maxpool(model, node)
                     return model, True
         return model, False
 
@@ -306,12 +323,55 @@ class InferLIFLayers(Transformation):
         model.graph.node.remove(lif)
 
     # -------------------------------------------------------------- binary max-pool
-    def _maxpool(self, model, mp):
+    @staticmethod
+    def _pool_kernel(mp):
         who = f"MaxPool node '{mp.name}'"
         k = list(_attr(mp, "kernel_shape"))
         s = list(_attr(mp, "strides", k))
         if k != s or any(_attr(mp, "pads", [0, 0, 0, 0])) or len(k) != 2:
             raise ValueError(f"{who}: only 2-D pooling with kernel == stride and no padding is supported")
+        if _attr(mp, "ceil_mode", 0) or any(d != 1 for d in _attr(mp, "dilations", [1, 1])):
+            raise ValueError(f"{who}: ceil_mode=1 and dilations are not supported")
+        return k, s
+
+    def _spike_maxpool(self, model, mp):
+        """``MaxPool`` of spikes -> NHWC ``SpikeMaxPool`` (own streaming OR unit, no sliding window)."""
+        k, _ = self._pool_kernel(mp)
+        x = mp.input[0]
+        frames, c, h, wd = model.get_tensor_shape(x)
+        oh, ow = h // k[0], wd // k[1]
+        idx = list(model.graph.node).index(mp)
+        nhwc = model.make_new_valueinfo_name()
+        model.set_tensor_shape(nhwc, [frames, h, wd, c])
+        pooled = model.make_new_valueinfo_name()
+        model.set_tensor_shape(pooled, [frames, oh, ow, c])
+        for t in (nhwc, pooled):
+            model.set_tensor_datatype(t, DataType["BINARY"])
+        nodes = [
+            helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{mp.name}"),
+            helper.make_node(
+                "SpikeMaxPool",
+                [nhwc],
+                [pooled],
+                domain=FD,
+                backend="fpgadataflow",
+                name=f"SpikeMaxPool_{mp.name}",
+                NumChannels=c,
+                ImgDim=[h, wd],
+                PoolDim=k,
+                PE=1,
+                inputDataType="BINARY",
+            ),
+            helper.make_node(
+                "Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"
+            ),
+        ]
+        for i, n in enumerate(nodes):
+            model.graph.node.insert(idx + i, n)
+        model.graph.node.remove(mp)
+
+    def _maxpool(self, model, mp):
+        k, s = self._pool_kernel(mp)
         x = mp.input[0]
         frames, c, h, wd = model.get_tensor_shape(x)
         oh, ow = (h - k[0]) // s[0] + 1, (wd - k[1]) // s[1] + 1
@@ -590,15 +650,17 @@ class InsertLabelSelect(Transformation):
         raise ValueError("InsertLabelSelect: no LIF_MVAU node with per-label counters drives a graph output")
 
 
-def convert_to_lif(model, push_delays: bool | str = True):
+def convert_to_lif(model, push_delays: bool | str = True, pool_impl: str = "s2n2"):
     """Run the whole conversion: InferLIFLayers, transpose clean-up, flatten absorption, delays, shapes.
 
     ``push_delays``: ``True`` or ``"latency"`` — :class:`PushDelaysToOutput` in the chapter's latency-only
     mode (per-sample outputs equal the delay-free network's); ``"window"`` — pushed delays still shift the
-    output inside each sample (same outputs as per-layer delays); ``False`` — every layer keeps its delays."""
+    output inside each sample (same outputs as per-layer delays); ``False`` — every layer keeps its delays.
+    ``pool_impl``: ``"s2n2"`` (default) — binary max pooling by our ``SpikeMaxPool`` (C++ simulable);
+    ``"finn"`` — FINN's depthwise sliding window + ``Pool`` (see :data:`POOL_IMPLS`)."""
     register_finn()
     model = model.transform(InferShapes()).transform(InferDataTypes())
-    model = model.transform(InferLIFLayers())
+    model = model.transform(InferLIFLayers(pool_impl))
     # the weight Quant nodes consumed into LIF_MVAU weights are left dangling by the rewrite: drop them
     model = model.transform(RemoveUnusedNodes()).transform(RemoveUnusedTensors())
     model = model.transform(RemoveInverseTransposes())

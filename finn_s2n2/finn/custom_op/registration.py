@@ -3,16 +3,16 @@
 * ``LIF`` goes into the qonnx registry under the domain ``finn_s2n2`` immediately (qonnx only), together with
   the frame-wise ``Im2Col`` shim (:mod:`finn_s2n2.finn.custom_op.im2col`: qonnx' Im2Col mixes images at
   batch > 1, and FINN's sliding window executes through it).
-* ``LIF_MVAU`` / ``LIF_MVAU_hls`` are registered into FINN's own domains ``finn.custom_op.fpgadataflow``
+* ``LIF_MVAU`` / ``LIF_MVAU_hls`` and ``SpikeMaxPool`` / ``SpikeMaxPool_hls`` are registered into FINN's own domains ``finn.custom_op.fpgadataflow``
   and ``finn.custom_op.fpgadataflow.hls`` (qonnx registry *and* FINN's ``custom_op`` dictionaries that
   ``SpecializeLayers`` consults), so FINN's transformations treat them as native HW ops
   (ENVIRONMENT.md: FINN only recognises those exact domains).  Importing finn-plus costs seconds, so when
   it is not imported yet a post-import hook performs this step the moment ``finn.custom_op.fpgadataflow``
   finishes importing (also when qonnx imports it to look up a node).  :func:`register_finn` forces it.
 
-Import order: when ``finn_s2n2.finn.custom_op.lif_mvau`` (or ``lif_mvau_hls``) is imported *before* finn-plus,
-its own ``import finn...`` fires the hook while the module is still half-initialised; registration is then
-deferred, and each of the two modules calls :func:`register_finn` again at the end of its body (when its class
+Import order: when ``finn_s2n2.finn.custom_op.lif_mvau`` (or ``lif_mvau_hls``, ``spike_maxpool``) is imported
+*before* finn-plus, its own ``import finn...`` fires the hook while the module is still half-initialised;
+registration is then deferred, and each of these modules calls :func:`register_finn` again at the end of its body (when its class
 exists), which completes it.
 """
 
@@ -23,7 +23,11 @@ import importlib.util
 import sys
 import threading
 
-_OP_MODULES = ("finn_s2n2.finn.custom_op.lif_mvau", "finn_s2n2.finn.custom_op.lif_mvau_hls")
+_OP_MODULES = (
+    "finn_s2n2.finn.custom_op.lif_mvau",
+    "finn_s2n2.finn.custom_op.lif_mvau_hls",
+    "finn_s2n2.finn.custom_op.spike_maxpool",
+)
 
 _LOCK = threading.RLock()
 _QONNX_DONE = False
@@ -51,7 +55,8 @@ def register_qonnx() -> None:
 
 
 def register_finn() -> None:
-    """Register ``LIF_MVAU`` and ``LIF_MVAU_hls`` with FINN (imports finn-plus; idempotent)."""
+    """Register ``LIF_MVAU``/``LIF_MVAU_hls`` and ``SpikeMaxPool``/``SpikeMaxPool_hls`` with FINN (imports
+    finn-plus; idempotent)."""
     global _FINN_DONE
     from hwreshape.compat import prepare_finn
 
@@ -66,15 +71,17 @@ def register_finn() -> None:
         try:
             from finn_s2n2.finn.custom_op.lif_mvau import LIF_MVAU
             from finn_s2n2.finn.custom_op.lif_mvau_hls import LIF_MVAU_hls
+            from finn_s2n2.finn.custom_op.spike_maxpool import SpikeMaxPool, SpikeMaxPool_hls
         except ImportError:
             if any(_initializing(m) for m in _OP_MODULES):
                 return  # one of them is half-imported; it calls register_finn() again at its end
             raise
 
-        fd.custom_op["LIF_MVAU"] = LIF_MVAU
-        fd_hls.custom_op["LIF_MVAU_hls"] = LIF_MVAU_hls
-        add_op_to_domain("finn.custom_op.fpgadataflow", LIF_MVAU)
-        add_op_to_domain("finn.custom_op.fpgadataflow.hls", LIF_MVAU_hls)
+        for base, impl in ((LIF_MVAU, LIF_MVAU_hls), (SpikeMaxPool, SpikeMaxPool_hls)):
+            fd.custom_op[base.__name__] = base
+            fd_hls.custom_op[impl.__name__] = impl
+            add_op_to_domain("finn.custom_op.fpgadataflow", base)
+            add_op_to_domain("finn.custom_op.fpgadataflow.hls", impl)
         _FINN_DONE = True
 
 

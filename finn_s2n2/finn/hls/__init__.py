@@ -26,6 +26,9 @@ HLS_DIR = Path(__file__).resolve().parent
 HEADER = HLS_DIR / "lif_mvau.hpp"
 #: open stand-ins for Vitis-only headers (``ap_axi_sdata.h``: finn-hlslib needs only ``qdma_axis``)
 OPEN_INCLUDE = HLS_DIR / "include"
+#: ``ap_int.h`` wrapper in :data:`OPEN_INCLUDE` that gives the open ap_int types Vitis' ``sign_flag``
+#: (finn-hlslib's LabelSelect reads it) and forwards to hls4ml's ``ap_int.h`` (``#include_next``)
+SIGN_FLAG_SHIM = OPEN_INCLUDE / "ap_int.h"
 
 
 CXX = os.environ.get("CXX", "g++")
@@ -40,13 +43,14 @@ def include_flags() -> list[str]:
 
 def finn_include_flags(code_dir: str | Path | None = None) -> list[str]:
     """Flags for FINN's own generated HLS code: ``ap_types`` and finn-hlslib as system headers (their own
-    warnings are not ours), the open ``ap_axi_sdata.h``, this folder and ``code_dir``."""
+    warnings are not ours), the open ``ap_axi_sdata.h`` and the ``sign_flag`` wrapper of ``ap_int.h``
+    (:data:`SIGN_FLAG_SHIM`; :data:`OPEN_INCLUDE` comes first), this folder and ``code_dir``."""
     from hwreshape.compat import ap_types_include, finn_hlslib_dir
 
     flags = [
+        f"-isystem{OPEN_INCLUDE}",
         f"-isystem{ap_types_include()}",
         f"-isystem{finn_hlslib_dir()}",
-        f"-isystem{OPEN_INCLUDE}",
         f"-I{HLS_DIR}",
     ]
     if code_dir is not None:
@@ -75,6 +79,35 @@ def compile_cpp(sources: list[str | Path], exe: str | Path, opt: str = "-O1") ->
     if res.returncode != 0:
         raise RuntimeError(f"g++ failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
     return Path(exe)
+
+
+def compile_finn_hls_node(inst) -> Path:
+    """Compile the cppsim code that FINN's ``code_generation_cppsim`` wrote for one of FINN's *own* HLS nodes
+    (e.g. ``LabelSelect_hls``, ``TLastMarker_hls``, ``StreamingDataWidthConverter_hls``) with g++ and open
+    headers instead of FINN's ``compile_singlenode_code`` (which links Vitis' csim libraries): FINN's
+    ``npy2apintstream``/cnpy templates, finn-hlslib, ``ap_types`` and this project's shims
+    (:func:`finn_include_flags`).  Sets the node's ``executable_path``; FINN's own ``execute_node`` then runs
+    it (``exec_mode="cppsim"``).  RuntimeError with g++'s log (naming the node) when it does not compile."""
+    import finn
+
+    code_dir = Path(inst.get_nodeattr("code_gen_dir_cppsim"))
+    sources = sorted(code_dir.glob("*.cpp"))
+    if not sources:
+        raise RuntimeError(
+            f"{inst.onnx_node.op_type} node '{inst.onnx_node.name}': no generated code in '{code_dir}'"
+        )
+    npy2stream = Path(finn.__file__).resolve().parent / "templates" / "npy2stream"
+    exe = code_dir / "node_model"
+    cmd = [CXX, "-std=c++17", "-O1", "-w", f"-I{npy2stream}", *finn_include_flags(code_dir)]
+    cmd += [*map(str, sources), str(npy2stream / "cnpy.cpp"), "-lz", "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"{inst.onnx_node.op_type} node '{inst.onnx_node.name}': g++ failed ({' '.join(cmd)}):\n"
+            f"{res.stderr[-4000:]}"
+        )
+    inst.set_nodeattr("executable_path", str(exe))
+    return exe
 
 
 def cache_dir() -> Path:
