@@ -29,6 +29,9 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -94,68 +97,217 @@ struct Geo {
   int F2p() const { return (2 * F + Vec<T>::W - 1) / Vec<T>::W * Vec<T>::W; }
 };
 
-// one tap list: log inputs A[k] whose weights start at v + K[k]
-template <typename T>
-struct Seg {
-  const T* A;
-  const int32_t* K;
-  int cnt;
-  const T* v;
+int clamp_threads(int nthreads, long items) {
+  int nt = nthreads < 1 ? 1 : nthreads;
+  if (nt > items) nt = (int)std::max(1L, items);
+  return nt;
+}
+
+// a buffer whose data start on a 64-byte boundary: the weight rows and accumulators are loaded and stored as whole
+// 64-byte vectors, which must not straddle cache lines (split loads halve the L1 bandwidth the max-plus needs)
+template <typename U>
+struct Aligned64 {
+  std::vector<U> buf;
+  U* p;
+  explicit Aligned64(size_t n, U init = U()) : buf(n + 64 / sizeof(U), init) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(buf.data());
+    p = buf.data() + ((64 - a % 64) % 64) / sizeof(U);
+  }
+  U* data() { return p; }
+  const U* data() const { return p; }
 };
 
-// max-plus of tap lists into NB register vectors (no arg-max): res[b] = max(res[b], max_{q,k} A_q[k] + (v_q + K_q[k])[b])
-template <typename T, int NB, bool CH>
-__attribute__((always_inline)) inline void maxplus(const Seg<T>* __restrict segs, int nseg, int F2p,
-                                                   T* __restrict res) {
+// grow-only buffer reused across calls of one calling thread (no page faults for every call's big lists)
+template <typename U>
+U* workspace(std::vector<U>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+constexpr int LIST_ALIGN = 16;  // a list's slot is C rounded up to this (whole-vector stores when compacting)
+
+// Per padded pixel (n, y, u) and sign: the channels whose log input a = ln max(+-x, s) is finite, in channel
+// order, with that log, and their count. Built once per call, so every receptive field is the KH * KW lists of
+// its pixels (no per-position compaction).
+template <typename T>
+struct PixelLists {
+  int C, Cs;
+  size_t NP;
+  T* A;
+  int32_t *K, *Ncnt;
+  const T* a(int sg, size_t pix) const { return A + ((size_t)sg * NP + pix) * Cs; }
+  const int32_t* k(int sg, size_t pix) const { return K + ((size_t)sg * NP + pix) * Cs; }
+  int n(int sg, size_t pix) const { return Ncnt[(size_t)sg * NP + pix]; }
+
+  explicit PixelLists(const Geo<T>& g) : C(g.C) {
+    Cs = (C + LIST_ALIGN - 1) / LIST_ALIGN * LIST_ALIGN;
+    NP = (size_t)g.N * g.Hp() * g.Wp();
+    static thread_local std::vector<T> a_buf;
+    static thread_local std::vector<int32_t> k_buf, n_buf;
+    A = workspace(a_buf, 2 * NP * Cs);
+    K = workspace(k_buf, 2 * NP * Cs);
+    Ncnt = workspace(n_buf, 2 * NP);
+  }
+
+  // the finite entries of src[0, C) (the logs of one pixel and sign, channel-major) appended to ab/kb with their
+  // channel * rstride; returns the count. ab/kb have Cs slots: the vector version stores whole vectors.
+  int compact(const T* __restrict src, T* __restrict ab, int32_t* __restrict kb, int rstride) const {
+    const T ninf = -std::numeric_limits<T>::infinity();
+    int cnt = 0;
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) {
+      const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      const __m512 vninf = _mm512_set1_ps((float)ninf);
+      for (int c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 in = (__mmask16)(C - c0 >= 16 ? 0xFFFF : (1u << (C - c0)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(in, (const float*)src + c0);
+        const __mmask16 m = _mm512_mask_cmp_ps_mask(in, v, vninf, _CMP_NEQ_OQ);
+        const __m512i ch = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(c0)), _mm512_set1_epi32(rstride));
+        _mm512_storeu_ps((float*)ab + cnt, _mm512_maskz_compress_ps(m, v));
+        _mm512_storeu_si512((void*)(kb + cnt), _mm512_maskz_compress_epi32(m, ch));
+        cnt += __builtin_popcount((unsigned)m);
+      }
+      return cnt;
+    }
+#endif
+    for (int c = 0; c < C; ++c) {
+      const T a = src[c];
+      ab[cnt] = a;
+      kb[cnt] = c * rstride;
+      cnt += a != ninf;
+    }
+    return cnt;
+  }
+
+  // fill the lists: an orphaned worksharing loop, called by every thread of the caller's parallel region (one
+  // fork-join per kernel call); K holds c * rstride (the forward: the offset of channel c's weight row)
+  void fill(const T* x, const Geo<T>& g, int rstride) {
+    const int Hp = g.Hp(), Wp = g.Wp();
+    const T s = g.s;
+    const T lfl = s > T(0) ? std::log(s) : -std::numeric_limits<T>::infinity();
+    const long rows_n = (long)g.N * Hp;
+    std::vector<T> la(g.W), rows(2 * (size_t)Wp * Cs);  // this padded row's logs, (sign, u, c)
+#pragma omp for schedule(dynamic, 4)
+    for (long it = 0; it < rows_n; ++it) {
+      const int n = (int)(it / Hp), y = (int)(it % Hp);
+      const size_t p0 = (size_t)it * Wp;  // first pixel of this padded row
+      std::fill(rows.begin(), rows.end(), lfl);
+      if (y >= g.PH && y < g.PH + g.H) {
+        for (int c = 0; c < C; ++c) {
+          const T* xr = x + (((size_t)n * C + c) * g.H + (y - g.PH)) * g.W;
+          T* __restrict rp = rows.data() + (size_t)g.PW * Cs + c;
+          T* __restrict rq = rows.data() + ((size_t)Wp + g.PW) * Cs + c;
+          vlogabs(xr, la.data(), g.W);  // ln|x| (-inf at 0), selected per sign
+          for (int u = 0; u < g.W; ++u) {
+            rp[(size_t)u * Cs] = xr[u] > s ? la[u] : lfl;
+            rq[(size_t)u * Cs] = -xr[u] > s ? la[u] : lfl;
+          }
+        }
+      }
+      for (int sg = 0; sg < 2; ++sg)
+        for (int u = 0; u < Wp; ++u) {
+          const size_t slot = (size_t)sg * NP + p0 + u;
+          Ncnt[slot] = compact(rows.data() + ((size_t)sg * Wp + u) * Cs, A + slot * Cs, K + slot * Cs, rstride);
+        }
+    }
+  }
+};
+
+// One receptive field's taps of one sign as a single list (the KH * KW pixel lists of the field's tap offsets
+// [k0, k1) concatenated, so the max-plus loop below has one exit per field and sign instead of one per pixel, an
+// unpredictable branch each): log input a, weight row offset (c * F2p + khw * kstride) and, with tm, the tap index
+// t = c * khw_n + khw (the reference's (c, kh, kw) order). Padded with one -inf tap to an even count.
+template <typename T>
+struct FieldList {
+  std::vector<T> a;
+  std::vector<int32_t> k, t;
+  int cnt = 0;
+  FieldList(int taps_max, int Cs, bool with_t) : a(taps_max + Cs + 2), k(taps_max + Cs + 2), t(with_t ? taps_max + Cs + 2 : 0) {}
+
+  // MUL: the pixel lists hold channels (the backward), else weight row offsets c * F2p (the forward)
+  template <bool MUL>
+  void gather(const PixelLists<T>& L, int sg, size_t pix0, const size_t* pofs, int k0, int k1, int F2p, int kstride,
+              int khw_n) {
+    const int Cs = L.Cs;
+    T* __restrict am = a.data();
+    int32_t* __restrict km = k.data();
+    int32_t* __restrict tm = t.data();
+    int n = 0;
+    for (int khw = k0; khw < k1; ++khw) {
+      const size_t pix = pix0 + pofs[khw];
+      const T* __restrict A = L.a(sg, pix);
+      const int32_t* __restrict K = L.k(sg, pix);
+      const int cnt = L.n(sg, pix);
+      const int32_t koff = khw * kstride;
+      // whole slots (Cs entries, a fixed trip count): entries past cnt are overwritten by the next pixel's
+#pragma omp simd
+      for (int e = 0; e < Cs; ++e) {
+        am[n + e] = A[e];
+        km[n + e] = (MUL ? K[e] * F2p : K[e]) + koff;
+      }
+      if (MUL) {
+#pragma omp simd
+        for (int e = 0; e < Cs; ++e) tm[n + e] = K[e] * khw_n + khw;
+      }
+      n += cnt;
+    }
+    am[n] = -std::numeric_limits<T>::infinity();  // -inf + v = -inf: changes no maximum
+    km[n] = 0;
+    if (MUL) tm[n] = 0;
+    cnt = (n + 1) & ~1;
+  }
+};
+
+// max-plus of a field list into NB register vectors (no arg-max): res[b] = max(res[b], max_k a[k] + (vb + k[k])[b])
+// (MUL: K holds channels, the row offset is K[k] * mul; the lists of a single pixel, used as they are)
+template <typename T, int NB, bool MUL>
+__attribute__((always_inline)) inline void field_max(const T* __restrict A, const int32_t* __restrict K, int cnt,
+                                                     int mul, const T* __restrict vb, T* __restrict res) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W;
   V acc[NB];
 #pragma GCC unroll 8
   for (int b = 0; b < NB; ++b) std::memcpy(&acc[b], res + b * W, sizeof(V));
-  for (int q = 0; q < nseg; ++q) {
-    const T* __restrict A = segs[q].A;
-    const int32_t* __restrict K = segs[q].K;
-    const T* __restrict v = segs[q].v;
-    const int cnt = segs[q].cnt;
-    int k = 0;
-    for (; k + 1 < cnt; k += 2) {  // two taps per step: one dependent max per lane and step
-      const T a0 = A[k], a1 = A[k + 1];
-      const T* v0 = v + (CH ? (size_t)K[k] * F2p : (size_t)K[k]);
-      const T* v1 = v + (CH ? (size_t)K[k + 1] * F2p : (size_t)K[k + 1]);
+  for (int k = 0; k + 1 < cnt; k += 2) {  // two taps per step: one dependent max per lane and step
+    const T a0 = A[k], a1 = A[k + 1];
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
+    const T* v1 = vb + (MUL ? K[k + 1] * mul : K[k + 1]);
 #pragma GCC unroll 8
-      for (int b = 0; b < NB; ++b) {
-        V w0, w1;
-        std::memcpy(&w0, v0 + b * W, sizeof(V));
-        std::memcpy(&w1, v1 + b * W, sizeof(V));
-        const V s0 = w0 + a0, s1 = w1 + a1;
-        const V sm = s1 > s0 ? s1 : s0;
-        acc[b] = sm > acc[b] ? sm : acc[b];
-      }
+    for (int b = 0; b < NB; ++b) {
+      V w0, w1;
+      std::memcpy(&w0, v0 + b * W, sizeof(V));
+      std::memcpy(&w1, v1 + b * W, sizeof(V));
+      const V s0 = w0 + a0, s1 = w1 + a1;
+      const V sm = s1 > s0 ? s1 : s0;
+      acc[b] = sm > acc[b] ? sm : acc[b];
     }
-    if (k < cnt) {
-      const T a0 = A[k];
-      const T* v0 = v + (CH ? (size_t)K[k] * F2p : (size_t)K[k]);
+  }
+  if (cnt & 1) {  // (a pixel's own list; field lists are padded to an even count)
+    const int k = cnt - 1;
+    const T a0 = A[k];
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
 #pragma GCC unroll 8
-      for (int b = 0; b < NB; ++b) {
-        V w0;
-        std::memcpy(&w0, v0 + b * W, sizeof(V));
-        const V s0 = w0 + a0;
-        acc[b] = s0 > acc[b] ? s0 : acc[b];
-      }
+    for (int b = 0; b < NB; ++b) {
+      V w0;
+      std::memcpy(&w0, v0 + b * W, sizeof(V));
+      const V s0 = w0 + a0;
+      acc[b] = s0 > acc[b] ? s0 : acc[b];
     }
   }
 #pragma GCC unroll 8
   for (int b = 0; b < NB; ++b) std::memcpy(res + b * W, &acc[b], sizeof(V));
 }
 
-// arg-max of known maxima M (the backward's second pass): among the listed taps whose A[k] + v equals M (the
-// same float add as in the maxima pass, so equality is exact), keep the smallest K[k] * khw_n + khw, i.e. the tap
-// index t in (c, kh, kw) order (K holds channels): ties resolve to the first tap in tap order whatever order the
-// lists come in (as torch.max in the reference).
-template <typename T, int NB>
-__attribute__((always_inline)) inline void maxplus_arg(const T* __restrict A, const int32_t* __restrict K, int cnt,
-                                                       const T* __restrict v, int F2p, int khw_n, int khw,
-                                                       const T* __restrict M, typename Vec<T>::Idx* __restrict arg) {
+// arg-max of known maxima M (the backward's second pass), same field list (with tap indices): among the taps
+// whose a + v equals M (the same float add as in the maxima pass, so equality is exact), keep the smallest tap
+// index t: ties resolve to the first tap in (c, kh, kw) order whatever order the list has (as torch.max in the
+// reference).
+// (MUL: K holds channels, the row offset is K[k] * mul and the tap index K[k] * khw_n + khw)
+template <typename T, int NB, bool MUL>
+__attribute__((always_inline)) inline void field_arg(const T* __restrict A, const int32_t* __restrict K,
+                                                     const int32_t* __restrict TT, int cnt, int mul, int khw_n,
+                                                     int khw, const T* __restrict vb, const T* __restrict M,
+                                                     typename Vec<T>::Idx* __restrict arg) {
   typedef typename Vec<T>::V V;
   typedef typename Vec<T>::I I;
   constexpr int W = Vec<T>::W;
@@ -168,8 +320,8 @@ __attribute__((always_inline)) inline void maxplus_arg(const T* __restrict A, co
   }
   for (int k = 0; k < cnt; ++k) {
     const T a0 = A[k];
-    const I t = I{} + (typename Vec<T>::Idx)(K[k] * khw_n + khw);
-    const T* v0 = v + (size_t)K[k] * F2p;
+    const I t = I{} + (typename Vec<T>::Idx)(MUL ? K[k] * khw_n + khw : TT[k]);
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       V w0;
@@ -183,123 +335,47 @@ __attribute__((always_inline)) inline void maxplus_arg(const T* __restrict A, co
   for (int b = 0; b < NB; ++b) std::memcpy(arg + b * W, &idx[b], sizeof(I));
 }
 
-// CH: the lists hold channels (row = K[k] * F2p) instead of row offsets
-template <typename T, bool CH>
-void maxplus_n(int nb, const Seg<T>* segs, int nseg, int F2p, T* res) {
-  switch (nb) {
-    case 1: maxplus<T, 1, CH>(segs, nseg, F2p, res); break;
-    case 2: maxplus<T, 2, CH>(segs, nseg, F2p, res); break;
-    case 3: maxplus<T, 3, CH>(segs, nseg, F2p, res); break;
-    case 4: maxplus<T, 4, CH>(segs, nseg, F2p, res); break;
-    case 5: maxplus<T, 5, CH>(segs, nseg, F2p, res); break;
-    case 6: maxplus<T, 6, CH>(segs, nseg, F2p, res); break;
-    case 7: maxplus<T, 7, CH>(segs, nseg, F2p, res); break;
-    default: maxplus<T, 8, CH>(segs, nseg, F2p, res); break;
-  }
-}
-
-template <typename T>
-void maxplus_arg_n(int nb, const T* A, const int32_t* K, int cnt, const T* v, int F2p, int khw_n, int khw, const T* M,
-                   typename Vec<T>::Idx* arg) {
-  switch (nb) {
-    case 1: maxplus_arg<T, 1>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 2: maxplus_arg<T, 2>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 3: maxplus_arg<T, 3>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 4: maxplus_arg<T, 4>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 5: maxplus_arg<T, 5>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 6: maxplus_arg<T, 6>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    case 7: maxplus_arg<T, 7>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-    default: maxplus_arg<T, 8>(A, K, cnt, v, F2p, khw_n, khw, M, arg); break;
-  }
-}
-
-int clamp_threads(int nthreads, long items) {
-  int nt = nthreads < 1 ? 1 : nthreads;
-  if (nt > items) nt = (int)std::max(1L, items);
-  return nt;
-}
-
-// Per padded pixel (n, y, u) and sign: the channels whose log input is finite, in channel order, with that log
-// (a = ln max(+-x, s)); B holds where each channel block starts in a pixel's list. Built once per call, so every
-// receptive field is a concatenation of KH * KW such lists (no per-position compaction).
-// grow-only buffer reused across calls of one calling thread (no page faults for every call's big lists)
-template <typename U>
-U* workspace(std::vector<U>& buf, size_t n) {
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
-
-template <typename T>
-struct PixelLists {
-  int C, cb, nblk;
-  size_t NP;
-  T* A;
-  int32_t *K, *B;
-  const T* a(int sg, size_t pix) const { return A + ((size_t)sg * NP + pix) * C; }
-  const int32_t* k(int sg, size_t pix) const { return K + ((size_t)sg * NP + pix) * C; }
-  const int32_t* b(int sg, size_t pix) const { return B + ((size_t)sg * NP + pix) * (nblk + 1); }
-
-  PixelLists(const Geo<T>& g, int cb_) : C(g.C), cb(cb_) {
-    nblk = (C + cb - 1) / cb;
-    NP = (size_t)g.N * g.Hp() * g.Wp();
-    static thread_local std::vector<T> a_buf;
-    static thread_local std::vector<int32_t> k_buf, b_buf;
-    A = workspace(a_buf, 2 * NP * C);
-    K = workspace(k_buf, 2 * NP * C);
-    B = workspace(b_buf, 2 * NP * (nblk + 1));
+#define BM_NB_SWITCH(CALL)      \
+  switch (nb) {                 \
+    case 1: CALL(1); break;     \
+    case 2: CALL(2); break;     \
+    case 3: CALL(3); break;     \
+    case 4: CALL(4); break;     \
+    case 5: CALL(5); break;     \
+    case 6: CALL(6); break;     \
+    case 7: CALL(7); break;     \
+    default: CALL(8); break;    \
   }
 
-  // fill the lists: an orphaned worksharing loop, called by every thread of the caller's parallel region (one
-  // fork-join per kernel call instead of two); rstride: K holds c * rstride (the offset of channel c's row)
-  void fill(const T* x, const Geo<T>& g, int rstride) {
-    const int Hp = g.Hp(), Wp = g.Wp();
-    const T ninf = -std::numeric_limits<T>::infinity();
-    const T s = g.s;
-    const T lfl = s > T(0) ? std::log(s) : ninf;
-    const long rows_n = (long)g.N * Hp;
-    {
-      std::vector<T> la(g.W), rows(2 * (size_t)C * Wp);  // this padded row's logs, (sign, c, u)
-#pragma omp for schedule(dynamic, 4)
-      for (long it = 0; it < rows_n; ++it) {
-        const int n = (int)(it / Hp), y = (int)(it % Hp);
-        const size_t p0 = (size_t)it * Wp;  // first pixel of this padded row
-        std::fill(rows.begin(), rows.end(), lfl);
-        if (y >= g.PH && y < g.PH + g.H) {
-          for (int c = 0; c < C; ++c) {
-            const T* xr = x + (((size_t)n * C + c) * g.H + (y - g.PH)) * g.W;
-            T* __restrict rp = rows.data() + (size_t)c * Wp + g.PW;
-            T* __restrict rq = rows.data() + ((size_t)C + c) * Wp + g.PW;
-            vlogabs(xr, la.data(), g.W);  // ln|x| (-inf at 0), selected per sign
-            for (int u = 0; u < g.W; ++u) {
-              rp[u] = xr[u] > s ? la[u] : lfl;
-              rq[u] = -xr[u] > s ? la[u] : lfl;
-            }
-          }
-        }
-        for (int sg = 0; sg < 2; ++sg) {
-          const T* __restrict r = rows.data() + (size_t)sg * C * Wp;
-          for (int u = 0; u < Wp; ++u) {
-            T* __restrict ab = A + ((size_t)sg * NP + p0 + u) * C;
-            int32_t* __restrict kb = K + ((size_t)sg * NP + p0 + u) * C;
-            int32_t* __restrict bb = B + ((size_t)sg * NP + p0 + u) * (nblk + 1);
-            int cnt = 0;
-            for (int blk = 0; blk < nblk; ++blk) {
-              bb[blk] = cnt;
-              const int c1 = std::min(C, (blk + 1) * cb);
-              for (int c = blk * cb; c < c1; ++c) {
-                const T a = r[(size_t)c * Wp + u];
-                ab[cnt] = a;
-                kb[cnt] = c * rstride;  // weight row offset of channel c
-                cnt += a != ninf;
-              }
-            }
-            bb[nblk] = cnt;
-          }
-        }
-      }
+// a field block (tap offsets [k0, k1), both signs) into res (2, F2p) of the position: with one tap offset the
+// pixel lists serve as they are, else they are gathered into fl first; MODE 1: the maxima into res, 2: the arg-max
+// taps of the maxima res into arg, 3: both (the block's maxima are complete after it: one block per position)
+// CHL: the pixel lists hold channels (the backward: the arg-max pass needs them), else weight row offsets
+template <typename T, int MODE, bool CHL>
+void field_block(int nb, const PixelLists<T>& L, FieldList<T>& fl, size_t pix0, const size_t* pofs, int k0, int k1,
+                 int F2p, int kstride, int khw_n, const T* vb, T* res, typename Vec<T>::Idx* arg) {
+  for (int sg = 0; sg < 2; ++sg) {
+    T* rs = res + sg * F2p;
+    typename Vec<T>::Idx* as = arg ? arg + sg * F2p : nullptr;
+    if (k1 - k0 == 1) {
+      const size_t pix = pix0 + pofs[k0];
+      const int cnt = L.n(sg, pix);
+      const T* vk0 = vb + (size_t)k0 * kstride;
+#define BM_CALL(NB)                                                                                         \
+  if (MODE & 1) field_max<T, NB, CHL>(L.a(sg, pix), L.k(sg, pix), cnt, F2p, vk0, rs);                        \
+  if (MODE & 2) field_arg<T, NB, true>(L.a(sg, pix), L.k(sg, pix), nullptr, cnt, F2p, khw_n, k0, vk0, rs, as)
+      BM_NB_SWITCH(BM_CALL)
+#undef BM_CALL
+    } else {
+      fl.template gather<CHL>(L, sg, pix0, pofs, k0, k1, F2p, kstride, khw_n);
+#define BM_CALL(NB)                                                                                         \
+  if (MODE & 1) field_max<T, NB, false>(fl.a.data(), fl.k.data(), fl.cnt, 0, vb, rs);                        \
+  if (MODE & 2) field_arg<T, NB, false>(fl.a.data(), fl.k.data(), fl.t.data(), fl.cnt, 0, 0, 0, vb, rs, as)
+      BM_NB_SWITCH(BM_CALL)
+#undef BM_CALL
     }
   }
-};
+}
 
 template <typename T>
 bool all_finite(const T* x, size_t n) {
@@ -309,126 +385,146 @@ bool all_finite(const T* x, size_t n) {
   return ok;
 }
 
-// log-domain weights, lanes [lo, hi) of each of the taps' rows of 2F: finite or -inf (no NaN, no +inf)
+// log-domain weights: finite or -inf (no NaN, no +inf)
 template <typename T>
-bool valid_log_weights(const T* vcat, size_t taps, int F2, int lo, int hi) {
+bool valid_log_weights(const T* v, size_t n) {
   bool ok = true;
-  for (size_t t = 0; t < taps; ++t) {
-    const T* v = vcat + t * F2;
 #pragma omp simd reduction(&& : ok)
-    for (int e = lo; e < hi; ++e) ok = ok && (v[e] < std::numeric_limits<T>::infinity());
-  }
+  for (size_t e = 0; e < n; ++e) ok = ok && (v[e] < std::numeric_limits<T>::infinity());
   return ok;
 }
 
-// weight rows ordered (kh, kw, c), each 2F lanes [v+ | v-] padded to F2p with -inf: a tap offset's channels are
-// contiguous rows
+// The weights, one row of 2F lanes [v+ | v-] per tap t = (c, kh, kw), from either the tap-major table vcat
+// (taps, 2F) or v_pos / v_neg as torch holds them (F, C, KH, KW).
 template <typename T>
-std::vector<T> weight_table(const T* vcat, const Geo<T>& g) {
-  const int F2 = 2 * g.F, F2p = g.F2p();
-  std::vector<T> vk((size_t)g.taps() * F2p, -std::numeric_limits<T>::infinity());
-  for (int c = 0, t = 0; c < g.C; ++c)
-    for (int kh = 0; kh < g.KH; ++kh)
-      for (int kw = 0; kw < g.KW; ++kw, ++t)
-        std::memcpy(vk.data() + ((size_t)(kh * g.KW + kw) * g.C + c) * F2p, vcat + (size_t)t * F2, sizeof(T) * F2);
-  return vk;
-}
+struct Weights {
+  const T *vcat, *vp, *vn;
+  T get(size_t t, int lane, int F, size_t taps) const {
+    if (vcat) return vcat[t * 2 * F + lane];
+    return lane < F ? vp[(size_t)lane * taps + t] : vn[(size_t)(lane - F) * taps + t];
+  }
+};
 
-// channels per block: the block's weight rows of one tap offset and filter chunk fit in 32 KiB of L1
+// the kernel's weight table: rows ordered (kh, kw, c), each 2F lanes [v+ | v-] padded to F2p with -inf, so the
+// rows of one tap offset are contiguous (an orphaned worksharing loop: called inside the parallel region)
 template <typename T>
-int channel_block(const Geo<T>& g) {
-  return std::max(1, (int)(32768 / ((size_t)std::min(g.F2p(), MAX_NB * Vec<T>::W) * sizeof(T))));
-}
-
-// the blocked max-plus sweep of output row (n, i): block = (filter chunk, kh, kw, channel block), whose weight
-// rows stay in L1 while the row's positions run through it; fn(nb, A, K, cnt, v, khw, offset into the row's
-// (OW, 2, F2p) buffers) is called per non-empty (block, position, sign) list
-template <typename T, typename Fn>
-void row_sweep(const Geo<T>& g, const PixelLists<T>& L, const T* vk, int n, int i, const char* live, Fn&& fn) {
-  constexpr int W = Vec<T>::W;
-  const int F2p = g.F2p(), nb_total = F2p / W, KW = g.KW, C = g.C, Wp = g.Wp();
-  for (int c0 = 0; c0 < nb_total; c0 += MAX_NB) {
-    const int nb = std::min(MAX_NB, nb_total - c0);
-    for (int kh = 0; kh < g.KH; ++kh)
-      for (int kw = 0; kw < KW; ++kw) {
-        const T* vb = vk + (size_t)(kh * KW + kw) * C * F2p + c0 * W;
-        const size_t prow = ((size_t)n * g.Hp() + (size_t)i * g.SH + kh) * Wp + kw;
-        for (int blk = 0; blk < L.nblk; ++blk)
-          for (int j = 0; j < g.OW; ++j) {
-            if (live && !live[j]) continue;
-            const size_t pix = prow + (size_t)j * g.SW;
-            for (int sg = 0; sg < 2; ++sg) {
-              const int32_t* bs = L.b(sg, pix);
-              const int lo = bs[blk], hi = bs[blk + 1];
-              if (hi > lo)
-                fn(nb, L.a(sg, pix) + lo, L.k(sg, pix) + lo, hi - lo, vb, kh * KW + kw,
-                   (size_t)j * 2 * F2p + (sg ? F2p : 0) + c0 * W);
-            }
-          }
-      }
+void weight_table(const Weights<T>& wsrc, const Geo<T>& g, T* vk) {
+  const int F = g.F, F2p = g.F2p(), khw_n = g.KH * g.KW;
+  const size_t taps = g.taps();
+  const T ninf = -std::numeric_limits<T>::infinity();
+#pragma omp for schedule(static)
+  for (long t = 0; t < (long)taps; ++t) {
+    const int c = (int)(t / khw_n), khw = (int)(t % khw_n);
+    T* row = vk + ((size_t)khw * g.C + c) * F2p;
+    for (int lane = 0; lane < 2 * F; ++lane) row[lane] = wsrc.get(t, lane, F, taps);
+    for (int lane = 2 * F; lane < F2p; ++lane) row[lane] = ninf;
   }
 }
 
+// tap offsets per group: the group's weight rows of one filter chunk fit in about 32 KiB of L1
 template <typename T>
-void forward(const T* x, const Geo<T>& g, const T* vcat, const T* bias, T* out, int nthreads) {
-  const long items = (long)g.N * g.OH;
-  const int nt = clamp_threads(nthreads, items);
-  const int F = g.F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW;
-  const T ninf = -std::numeric_limits<T>::infinity();
-  const std::vector<T> vk = weight_table(vcat, g);
-  PixelLists<T> L(g, channel_block(g));
-#pragma omp parallel num_threads(nt)
-  {
-    L.fill(x, g, F2p);
-    std::vector<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
-#pragma omp for schedule(dynamic, 1)
-    for (long it = 0; it < items; ++it) {
-      const int n = (int)(it / g.OH), i = (int)(it % g.OH);
-      std::fill(M.begin(), M.end(), ninf);
-      row_sweep(g, L, vk.data(), n, i, nullptr,
-                [&](int nb, const T* A, const int32_t* K, int cnt, const T* v, int, size_t o) {
-                  const Seg<T> seg{A, K, cnt, v};
-                  maxplus_n<T, false>(nb, &seg, 1, F2p, M.data() + o);
-                });
-      vexp(M.data(), R.data(), (size_t)OW * F4p);
-      // per position: [x+: v+ (F), v- (F), pad][x-: v+ (F), v- (F), pad]; p^a p^b = +, -, -, +
-      for (int f = 0; f < F; ++f) {
-        T* o = out + (((size_t)n * F + f) * g.OH + i) * OW;
-        const T b = bias ? bias[f] : T(0);
-        for (int j = 0; j < OW; ++j) {
-          const T* r = R.data() + (size_t)j * F4p;
-          o[j] = r[f] - r[F + f] - r[F2p + f] + r[F2p + F + f] + b;
-        }
+int tap_group(const Geo<T>& g) {
+  const size_t per_khw = (size_t)g.C * std::min(g.F2p(), MAX_NB * Vec<T>::W) * sizeof(T);
+  return (int)std::max<size_t>(1, std::min<size_t>(g.KH * g.KW, 32768 / per_khw));
+}
+
+// the max-plus sweep of output row (n, i): block = (filter chunk, group of tap offsets), whose weight rows stay in
+// L1 while the row's positions run through it; fn(nb, chunk start c0, k0, k1, top-left pixel, offset into the
+// row's (OW, 2, F2p) buffers) is called per live position and block
+template <typename T, typename Fn>
+void row_sweep(const Geo<T>& g, int n, int i, const char* live, Fn&& fn) {
+  constexpr int W = Vec<T>::W;
+  const int F2p = g.F2p(), nb_total = F2p / W, khw_n = g.KH * g.KW, Wp = g.Wp();
+  const int grp = tap_group(g);
+  const size_t prow = ((size_t)n * g.Hp() + (size_t)i * g.SH) * Wp;
+  for (int c0 = 0; c0 < nb_total; c0 += MAX_NB) {
+    const int nb = std::min(MAX_NB, nb_total - c0);
+    for (int k0 = 0; k0 < khw_n; k0 += grp) {
+      const int k1 = std::min(khw_n, k0 + grp);
+      for (int j = 0; j < g.OW; ++j) {
+        if (live && !live[j]) continue;
+        fn(nb, c0, k0, k1, prow + (size_t)j * g.SW, (size_t)j * 2 * F2p + c0 * W);
       }
     }
   }
 }
 
 template <typename T>
-void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, T* gv, int nthreads) {
+std::vector<size_t> pixel_offsets(const Geo<T>& g) {  // tap offset khw -> pixel offset in the padded image
+  std::vector<size_t> pofs((size_t)g.KH * g.KW);
+  for (int kh = 0; kh < g.KH; ++kh)
+    for (int kw = 0; kw < g.KW; ++kw) pofs[kh * g.KW + kw] = (size_t)kh * g.Wp() + kw;
+  return pofs;
+}
+
+template <typename T>
+void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias, T* out, int nthreads) {
+  constexpr int W = Vec<T>::W;
+  const long items = (long)g.N * g.OH;
+  const int nt = clamp_threads(nthreads, items);
+  const int F = g.F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW, khw_n = g.KH * g.KW;
+  const int kstride = g.C * F2p;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  Aligned64<T> vk((size_t)g.taps() * F2p);
+  const std::vector<size_t> pofs = pixel_offsets(g);
+  PixelLists<T> L(g);
+#pragma omp parallel num_threads(nt)
+  {
+    weight_table(wsrc, g, vk.data());
+    L.fill(x, g, F2p);  // (both end in a barrier)
+    Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
+    std::vector<T> Y((size_t)OW * F);
+    FieldList<T> fl(g.taps(), L.Cs, false);
+#pragma omp for schedule(dynamic, 1)
+    for (long it = 0; it < items; ++it) {
+      const int n = (int)(it / g.OH), i = (int)(it % g.OH);
+      std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
+      row_sweep(g, n, i, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+        field_block<T, 1, false>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
+                                 M.data() + o, nullptr);
+      });
+      vexp(M.data(), R.data(), (size_t)OW * F4p);
+      // per position: [x+: v+ (F), v- (F), pad][x-: v+ (F), v- (F), pad]; p^a p^b = +, -, -, +
+      for (int j = 0; j < OW; ++j) {
+        const T* __restrict r = R.data() + (size_t)j * F4p;
+        T* __restrict y = Y.data() + (size_t)j * F;
+#pragma omp simd
+        for (int f = 0; f < F; ++f) y[f] = r[f] - r[F + f] - r[F2p + f] + r[F2p + F + f];
+      }
+      for (int f = 0; f < F; ++f) {
+        T* __restrict o = out + (((size_t)n * F + f) * g.OH + i) * OW;
+        const T b = bias ? bias[f] : T(0);
+        for (int j = 0; j < OW; ++j) o[j] = Y[(size_t)j * F + f] + b;
+      }
+    }
+  }
+}
+
+// gradients: gx (N, C, H, W) and gp, gn (F, C, KH, KW) -- or, with gcat, (taps, 2F) tap-major -- all overwritten.
+// Deterministic: the items are split into fixed contiguous ranges per thread (static schedule) and the per-thread
+// partial sums are added in thread order.
+template <typename T>
+void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout, T* gx, T* gp, T* gn, T* gcat,
+              int nthreads) {
   typedef typename Vec<T>::Idx Idx;
+  constexpr int W = Vec<T>::W;
   const long items = (long)g.N * g.OH;
   const int nt = clamp_threads(nthreads, items);
   const int F = g.F, F2 = 2 * F, F2p = g.F2p(), F4p = 2 * F2p, OW = g.OW, KW = g.KW, KH = g.KH, C = g.C;
-  const int taps = g.taps();
+  const int khw_n = KH * KW;
+  const size_t taps = g.taps();
+  const int kstride = C * F2p;
+  const bool one_group = tap_group(g) >= khw_n;
   const T ninf = -std::numeric_limits<T>::infinity();
-  const std::vector<T> vk = weight_table(vcat, g);
-  PixelLists<T> L(g, channel_block(g));
-  const size_t vsize = (size_t)taps * F2, xsize = (size_t)g.N * C * g.H * g.W;
-  std::vector<T> ev(vsize);
-  vexp(vcat, ev.data(), vsize);
-  std::vector<int32_t> tc(taps), tkh(taps), tkw(taps);  // tap -> (c, kh, kw) without divisions
+  Aligned64<T> vk(taps * F2p);
+  const std::vector<size_t> pofs = pixel_offsets(g);
+  PixelLists<T> L(g);
+  const size_t vsize = taps * F2, xsize = (size_t)g.N * C * g.H * g.W;
+  std::vector<T> ev(vsize);                              // e^v per (tap, lane)
+  std::vector<int32_t> tkh(taps), tkw(taps), tc(taps);   // tap -> (c, kh, kw) without divisions
   std::vector<long> toff(taps);                          // tap -> offset from the field's top-left pixel
-  for (int c = 0, t = 0; c < C; ++c)
-    for (int kh = 0; kh < KH; ++kh)
-      for (int kw = 0; kw < KW; ++kw, ++t) {
-        tc[t] = c;
-        tkh[t] = kh;
-        tkw[t] = kw;
-        toff[t] = ((long)c * g.H + kh) * g.W + kw;
-      }
-  std::vector<T> gv_local((size_t)nt * vsize, T(0));
-  std::vector<T> gx_local(nt > 1 ? (size_t)nt * xsize : 0, T(0));
+  std::vector<T> gv_local((size_t)nt * vsize);
+  std::vector<T> gx_local(nt > 1 ? (size_t)nt * xsize : 0);
   const T s = g.s;
 #pragma omp parallel num_threads(nt)
   {
@@ -436,43 +532,65 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
+    weight_table(wsrc, g, vk.data());
+#pragma omp for schedule(static)
+    for (long t = 0; t < (long)taps; ++t) {
+      const int c = (int)(t / khw_n), khw = (int)(t % khw_n);
+      tc[t] = c;
+      tkh[t] = khw / KW;
+      tkw[t] = khw % KW;
+      toff[t] = ((long)c * g.H + khw / KW) * g.W + khw % KW;
+      for (int lane = 0; lane < F2; ++lane) ev[t * F2 + lane] = wsrc.get(t, lane, F, taps);
+      vexp(ev.data() + t * F2, ev.data() + t * F2, F2);
+    }
     L.fill(x, g, 1);  // K = channel
     T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
     T* __restrict gxl = nt > 1 ? gx_local.data() + (size_t)tid * xsize : gx;
-    std::vector<T> M((size_t)OW * F4p), R((size_t)OW * F4p), gl((size_t)OW * F4p);
-    std::vector<Idx> ARG((size_t)OW * F4p);
+    std::fill(gvl, gvl + vsize, T(0));
+    if (nt == 1) std::fill(gx, gx + xsize, T(0));
+    else std::fill(gxl, gxl + xsize, T(0));
+    Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
+    std::vector<T> gl((size_t)OW * F4p);
+    Aligned64<Idx> ARG((size_t)OW * F4p);
     std::vector<char> live(OW);
-#pragma omp for schedule(dynamic, 1)
+    FieldList<T> fl(g.taps(), L.Cs, true);
+#pragma omp for schedule(static)
     for (long it = 0; it < items; ++it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
       bool any_row = false;
-      for (int j = 0; j < OW; ++j) {
-        T* gj = gl.data() + (size_t)j * F4p;
-        bool any = false;
-        for (int f = 0; f < F; ++f) {
-          const T gg = gout[(((size_t)n * F + f) * g.OH + i) * OW + j];
-          any |= gg != T(0);
+      std::fill(live.begin(), live.end(), 0);
+      for (int f = 0; f < F; ++f) {
+        const T* __restrict go = gout + (((size_t)n * F + f) * g.OH + i) * OW;
+        for (int j = 0; j < OW; ++j) {
+          T* gj = gl.data() + (size_t)j * F4p;
+          const T gg = go[j];
+          live[j] |= gg != T(0);
           gj[f] = gg;             // x+, v+ : +
           gj[F + f] = -gg;        // x+, v- : -
           gj[F2p + f] = -gg;      // x-, v+ : -
           gj[F2p + F + f] = gg;   // x-, v- : +
         }
-        live[j] = any;
-        any_row |= any;
       }
+      for (int j = 0; j < OW; ++j) any_row |= live[j] != 0;
       if (!any_row) continue;
       // pass 1: the maxima (as the forward); pass 2: their first arg-max tap t
-      std::fill(M.begin(), M.end(), ninf);
-      row_sweep(g, L, vk.data(), n, i, live.data(),
-                [&](int nb, const T* A, const int32_t* K, int cnt, const T* v, int, size_t o) {
-                  const Seg<T> seg{A, K, cnt, v};
-                  maxplus_n<T, true>(nb, &seg, 1, F2p, M.data() + o);
-                });
-      std::fill(ARG.begin(), ARG.end(), std::numeric_limits<Idx>::max());
-      row_sweep(g, L, vk.data(), n, i, live.data(),
-                [&](int nb, const T* A, const int32_t* K, int cnt, const T* v, int khw, size_t o) {
-                  maxplus_arg_n<T>(nb, A, K, cnt, v, F2p, KH * KW, khw, M.data() + o, ARG.data() + o);
-                });
+      // (one group of tap offsets: a position's maxima are complete after its own block, so both passes run on
+      // the same field list)
+      std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
+      std::fill(ARG.data(), ARG.data() + (size_t)OW * F4p, std::numeric_limits<Idx>::max());
+      row_sweep(g, n, i, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+        if (one_group)
+          field_block<T, 3, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
+                            M.data() + o, ARG.data() + o);
+        else
+          field_block<T, 1, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
+                            M.data() + o, nullptr);
+      });
+      if (!one_group)
+        row_sweep(g, n, i, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+          field_block<T, 2, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
+                            M.data() + o, ARG.data() + o);
+        });
       // scatter: term = exp(M) = max(|x|, s) e^v at the arg-max tap t: d/dv = grad exp(M); d/dx = grad sign(x) e^v
       // where |x| > s (for s = 0 every listed tap: inside the image, x != 0); a floored or padding tap has none
       vexp(M.data(), R.data(), (size_t)OW * F4p);
@@ -488,37 +606,50 @@ void backward(const T* x, const Geo<T>& g, const T* vcat, const T* gout, T* gx, 
           const T* __restrict mx = M.data() + o;
           const T* __restrict ex = R.data() + o;
           const T* __restrict gls = gl.data() + o;
-          const T sgn = sg ? T(-1) : T(1);
-          for (int lane = 0; lane < F2; ++lane) {
-            const T gg = gls[lane];
-            if (mx[lane] == ninf || gg == T(0)) continue;  // all taps -inf: term 0, gradient 0
-            const long t = (long)arg[lane];
-            gvl[(size_t)t * F2 + lane] += gg * ex[lane];
-            if (s == T(0)) {
-              gxn[base + toff[t]] += sgn * gg * ev[(size_t)t * F2 + lane];
-            } else {
+          if (s == T(0)) {
+            for (int lane = 0; lane < F2; ++lane) {
+              const T gg = sg ? -gls[lane] : gls[lane];
+              if (mx[lane] == ninf || gg == T(0)) continue;  // all taps -inf: term 0, gradient 0
+              const size_t t = (size_t)arg[lane];
+              gvl[t * F2 + lane] += gls[lane] * ex[lane];
+              gxn[base + toff[t]] += gg * ev[t * F2 + lane];
+            }
+          } else {
+            const T sgn = sg ? T(-1) : T(1);
+            for (int lane = 0; lane < F2; ++lane) {
+              const T gg = gls[lane];
+              if (mx[lane] == ninf || gg == T(0)) continue;
+              const size_t t = (size_t)arg[lane];
+              gvl[t * F2 + lane] += gg * ex[lane];
               const int yy = y0 + tkh[t], xx = x0 + tkw[t];
               if (yy >= 0 && yy < g.H && xx >= 0 && xx < g.W) {
                 const size_t xi = ((size_t)tc[t] * g.H + yy) * g.W + xx;
-                if (sgn * xn[xi] > s) gxn[xi] += sgn * gg * ev[(size_t)t * F2 + lane];
+                if (sgn * xn[xi] > s) gxn[xi] += sgn * gg * ev[t * F2 + lane];
               }
             }
           }
         }
       }
     }
+    // (the loop's barrier) reductions in thread order
     if (nt > 1) {
-#pragma omp barrier
-#pragma omp for schedule(dynamic, 4096)
+#pragma omp for schedule(static)
       for (long e = 0; e < (long)xsize; ++e) {
-        T acc = gx[e];
-        for (int k = 0; k < nt; ++k) acc += gx_local[(size_t)k * xsize + e];
+        T acc = gx_local[e];
+        for (int k = 1; k < nt; ++k) acc += gx_local[(size_t)k * xsize + e];
         gx[e] = acc;
       }
     }
+#pragma omp for schedule(static)
+    for (long t = 0; t < (long)taps; ++t)
+      for (int lane = 0; lane < F2; ++lane) {
+        T acc = gv_local[t * F2 + lane];
+        for (int k = 1; k < nt; ++k) acc += gv_local[(size_t)k * vsize + t * F2 + lane];
+        if (gcat) gcat[t * F2 + lane] = acc;
+        else if (lane < F) gp[(size_t)lane * taps + t] = acc;
+        else gn[(size_t)(lane - F) * taps + t] = acc;
+      }
   }
-  for (int k = 0; k < nt; ++k)
-    for (size_t e = 0; e < vsize; ++e) gv[e] += gv_local[(size_t)k * vsize + e];
 }
 
 template <typename T>
@@ -532,22 +663,43 @@ Geo<T> geo(int N, int C, int H, int W, int F, int KH, int KW, int SH, int SW, in
 extern "C" {
 
 // bm_fwd_*: 0 = done; nothing written when 1 = x has NaN/inf, 2 = v_pos has NaN/+inf, 3 = bias has NaN/inf,
-// 4 = v_neg has NaN/+inf
-int bm_kernel_abi_version() { return 2; }
+// 4 = v_neg has NaN/+inf.
+// bm_fwd_<T>: weights as the tap-major table vcat (C*KH*KW, 2F) = [v+ | v-] per tap (kept for direct callers);
+// bm_fwd_pn_<T> / bm_bwd_pn_<T>: v_pos, v_neg as torch holds them (F, C, KH, KW), no host-side re-layout.
+// bm_bwd_pn_<T> overwrites gx (N, C, H, W), gp and gn (F, C, KH, KW).
+int bm_kernel_abi_version() { return 3; }
 
 #define BM_DEFINE(SUF, T)                                                                                      \
   int bm_fwd_##SUF(const T* x, int N, int C, int H, int W, const T* vcat, int F, int KH, int KW, int SH, int SW,  \
                    int PH, int PW, int OH, int OW, const T* bias, double s, T* out, int nthreads) {               \
+    const size_t taps = (size_t)C * KH * KW;                                                                   \
     if (!all_finite(x, (size_t)N * C * H * W)) return 1;                                                        \
-    if (!valid_log_weights(vcat, (size_t)C * KH * KW, 2 * F, 0, F)) return 2;                                    \
-    if (!valid_log_weights(vcat, (size_t)C * KH * KW, 2 * F, F, 2 * F)) return 4;                                \
+    for (size_t t = 0; t < taps; ++t) {                                                                        \
+      if (!valid_log_weights(vcat + t * 2 * F, (size_t)F)) return 2;                                            \
+      if (!valid_log_weights(vcat + t * 2 * F + F, (size_t)F)) return 4;                                        \
+    }                                                                                                          \
     if (bias && !all_finite(bias, (size_t)F)) return 3;                                                         \
-    forward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), vcat, bias, out, nthreads);         \
+    forward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), Weights<T>{vcat, nullptr, nullptr},  \
+               bias, out, nthreads);                                                                           \
     return 0;                                                                                                  \
   }                                                                                                            \
-  void bm_bwd_##SUF(const T* x, int N, int C, int H, int W, const T* vcat, int F, int KH, int KW, int SH, int SW, \
-                    int PH, int PW, int OH, int OW, double s, const T* gout, T* gx, T* gv, int nthreads) {       \
-    backward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), vcat, gout, gx, gv, nthreads);     \
+  int bm_fwd_pn_##SUF(const T* x, int N, int C, int H, int W, const T* vp, const T* vn, int F, int KH, int KW,   \
+                      int SH, int SW, int PH, int PW, int OH, int OW, const T* bias, double s, T* out,         \
+                      int nthreads) {                                                                          \
+    const size_t vsize = (size_t)F * C * KH * KW;                                                              \
+    if (!all_finite(x, (size_t)N * C * H * W)) return 1;                                                        \
+    if (!valid_log_weights(vp, vsize)) return 2;                                                               \
+    if (!valid_log_weights(vn, vsize)) return 4;                                                               \
+    if (bias && !all_finite(bias, (size_t)F)) return 3;                                                         \
+    forward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), Weights<T>{nullptr, vp, vn}, bias,   \
+               out, nthreads);                                                                                 \
+    return 0;                                                                                                  \
+  }                                                                                                            \
+  void bm_bwd_pn_##SUF(const T* x, int N, int C, int H, int W, const T* vp, const T* vn, int F, int KH, int KW,  \
+                       int SH, int SW, int PH, int PW, int OH, int OW, double s, const T* gout, T* gx, T* gp,   \
+                       T* gn, int nthreads) {                                                                  \
+    backward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), Weights<T>{nullptr, vp, vn}, gout,  \
+                gx, gp, gn, nullptr, nthreads);                                                                \
   }
 
 BM_DEFINE(f32, float)

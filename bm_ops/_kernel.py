@@ -141,14 +141,17 @@ def build_all(force: bool = False) -> list[Path]:
 def _load(path: Path):
     lib = ctypes.CDLL(str(path))
     P, i, d = ctypes.c_void_p, ctypes.c_int, ctypes.c_double
-    if lib.bm_kernel_abi_version() != 2:
-        raise RuntimeError(f"{path}: kernel ABI {lib.bm_kernel_abi_version()}, expected 2")
+    if lib.bm_kernel_abi_version() != 3:
+        raise RuntimeError(f"{path}: kernel ABI {lib.bm_kernel_abi_version()}, expected 3")
     for suf in ("f32", "f64"):
-        fwd = getattr(lib, "bm_fwd_" + suf)
+        fwd = getattr(lib, "bm_fwd_" + suf)  # weights as the tap-major table of _vcat
         fwd.argtypes = [P, i, i, i, i, P, *([i] * 9), P, d, P, i]
         fwd.restype = ctypes.c_int
-        bwd = getattr(lib, "bm_bwd_" + suf)
-        bwd.argtypes = [P, i, i, i, i, P, *([i] * 9), d, P, P, P, i]
+        fwd = getattr(lib, "bm_fwd_pn_" + suf)  # v_pos, v_neg as they are
+        fwd.argtypes = [P, i, i, i, i, P, P, *([i] * 9), P, d, P, i]
+        fwd.restype = ctypes.c_int
+        bwd = getattr(lib, "bm_bwd_pn_" + suf)
+        bwd.argtypes = [P, i, i, i, i, P, P, *([i] * 9), d, P, P, P, P, i]
         bwd.restype = None
     return lib
 
@@ -230,9 +233,11 @@ def _check_values(v_pos, v_neg, bias):  # for the reference path; the kernel che
 
 
 def _vcat(v_pos, v_neg):
+    """The tap-major weight table ``(C, KH, KW, 2F)`` of ``bm_fwd_<dtype>`` (the op passes ``v_pos``/``v_neg`` as
+    they are to ``bm_fwd_pn_<dtype>``: no torch work, so torch's own thread pool stays idle while the kernel's
+    threads run)."""
     import torch
 
-    # tap-major (C, KH, KW, 2F): the 2F lanes of one tap are contiguous
     return torch.cat([v_pos, v_neg], 0).permute(1, 2, 3, 0).contiguous()
 
 
@@ -283,13 +288,12 @@ def _register_ops():
             with torch.no_grad():
                 return _reference(x, v_pos, v_neg, bias, sh, sw, ph, pw, input_floor).contiguous()
         n, c, h, w, f, kh, kw, oh, ow = _geometry(x, v_pos, sh, sw, ph, pw)
-        x_c = x.contiguous()
-        vcat = _vcat(v_pos, v_neg)
+        x_c, vp, vn = x.contiguous(), v_pos.contiguous(), v_neg.contiguous()
         b = bias.contiguous() if bias is not None else None
         out = x.new_empty((n, f, oh, ow))
-        bad = getattr(lib, "bm_fwd_" + _suffix(x.dtype))(
-            _ptr(x_c), n, c, h, w, _ptr(vcat), f, kh, kw, sh, sw, ph, pw, oh, ow, _ptr(b), float(input_floor),
-            _ptr(out), torch.get_num_threads(),
+        bad = getattr(lib, "bm_fwd_pn_" + _suffix(x.dtype))(
+            _ptr(x_c), n, c, h, w, _ptr(vp), _ptr(vn), f, kh, kw, sh, sw, ph, pw, oh, ow, _ptr(b),
+            float(input_floor), _ptr(out), torch.get_num_threads(),
         )  # fmt: skip
         if bad:
             raise ValueError(f"bm_ops::conv2d: {_BAD_INPUT[bad]}")
@@ -311,18 +315,15 @@ def _register_ops():
         if lib is None:  # only reached under torch.compile (eager falls back before the op)
             return _reference_grads(grad, x, v_pos, v_neg, sh, sw, ph, pw, input_floor)
         n, c, h, w, f, kh, kw, oh, ow = _geometry(x, v_pos, sh, sw, ph, pw)
-        x_c = x.contiguous()
-        vcat = _vcat(v_pos, v_neg)
+        x_c, vp, vn = x.contiguous(), v_pos.contiguous(), v_neg.contiguous()
         g = grad.contiguous()
-        gx = torch.zeros_like(x_c)
-        gv = torch.zeros_like(vcat)
-        getattr(lib, "bm_bwd_" + _suffix(x.dtype))(
-            _ptr(x_c), n, c, h, w, _ptr(vcat), f, kh, kw, sh, sw, ph, pw, oh, ow, float(input_floor),
-            _ptr(g), _ptr(gx), _ptr(gv), torch.get_num_threads(),
+        # written in full by the kernel (no torch fill: torch's thread pool stays idle while the kernel runs)
+        gx, gp, gn = torch.empty_like(x_c), torch.empty_like(vp), torch.empty_like(vn)
+        getattr(lib, "bm_bwd_pn_" + _suffix(x.dtype))(
+            _ptr(x_c), n, c, h, w, _ptr(vp), _ptr(vn), f, kh, kw, sh, sw, ph, pw, oh, ow, float(input_floor),
+            _ptr(g), _ptr(gx), _ptr(gp), _ptr(gn), torch.get_num_threads(),
         )  # fmt: skip
-        gv = gv.permute(3, 0, 1, 2)  # (2F, C, KH, KW)
-        fmt = torch.contiguous_format
-        return gx, gv[:f].clone(memory_format=fmt), gv[f:].clone(memory_format=fmt)
+        return gx, gp, gn
 
     @conv2d_backward.register_fake
     def _(grad, x, v_pos, v_neg, sh, sw, ph, pw, input_floor):
