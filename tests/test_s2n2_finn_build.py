@@ -100,7 +100,7 @@ def test_conv_pool_net_builds_through_finn_codegen(codegen_build):
     assert not [w for w in warnings if re.search(r"LIF|S2N2|s2n2|SpikeMaxPool", w)], warnings
     assert {
         "step_s2n2_target_fps_parallelization",
-        "step_minimize_bit_width",
+        "step_s2n2_minimize_bit_width",
         "step_s2n2_insert_dwc_fifo",
     } <= set(names)
     final = ModelWrapper(str(out / "intermediate_models" / "step_hw_codegen.onnx"))
@@ -377,3 +377,52 @@ def test_plain_execute_onnx_equals_quantized_torch(samples):
     y = execute_onnx(conv, {name: spikes_to_frames(x).astype(np.float32)})[conv.graph.output[0].name]
     assert ref.shape == (samples, 4) and ref.sum() > 0
     np.testing.assert_array_equal(y.reshape(ref.shape), ref)
+
+
+@pytest.mark.slow
+def test_finn_verify_steps_run_whole_samples(tmp_path):
+    """FINN's own verification through build_dataflow_cfg: with verify_steps set the S2N2 graph input is
+    sample-major (1, numTicks, ...), so each axis-0 entry of verify_input_npy is a whole sample.  Checked at
+    initial_python (step_s2n2_tidy), streamlined_python (step_convert_to_lif) and folded_hls_cppsim (every
+    HLS node in C++).  Sample 1's expected output is deliberately off by one: FINN must report SUCCESS for
+    sample 0 and FAIL for sample 1, and the saved output of sample 1 must be the true counts."""
+    from hwreshape.compat import prepare_finn
+
+    prepare_finn()
+    from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import (
+        DataflowBuildConfig,
+        DataflowOutputType,
+        VerificationStepType,
+    )
+
+    from finn_s2n2.finn.build import S2N2_ESTIMATE_STEPS
+
+    x = (np.random.default_rng(11).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    counts = execute_onnx(conv_pool_dense_net(samples=2), {"inp": x})["outp"]
+    assert counts.shape == (2, 5) and counts.sum() > 0
+    expected = counts.copy()
+    expected[1, 0] += 1
+    np.save(tmp_path / "in.npy", x.reshape(2, TICKS, 1, 8, 8))
+    np.save(tmp_path / "out.npy", expected)
+    conv_pool_dense_net(samples=1).save(str(tmp_path / "net.onnx"))
+    checked = ["initial_python", "streamlined_python", "folded_hls_cppsim"]
+    cfg = DataflowBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        synth_clk_period_ns=10.0,
+        fpga_part="xc7z020clg400-1",
+        steps=list(S2N2_ESTIMATE_STEPS),
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
+        verify_steps=[VerificationStepType(v) for v in checked],
+        verify_input_npy=str(tmp_path / "in.npy"),
+        verify_expected_output_npy=str(tmp_path / "out.npy"),
+        verbose=False,
+        enable_build_pdb_debug=False,
+    )
+    assert build_dataflow_cfg(str(tmp_path / "net.onnx"), cfg) == 0
+    vdir = tmp_path / "out" / "verification_output"
+    for step in checked:
+        assert (vdir / f"verify_{step}_0_SUCCESS.npy").is_file(), sorted(p.name for p in vdir.iterdir())
+        bad = vdir / f"verify_{step}_1_FAIL.npy"
+        assert bad.is_file(), sorted(p.name for p in vdir.iterdir())
+        np.testing.assert_array_equal(np.load(bad).reshape(-1), counts[1])

@@ -28,24 +28,68 @@ import numpy as np
 from finn_s2n2.finn.custom_op.registration import register_finn
 
 
+def _verifies(cfg, step_type: str) -> bool:
+    """Whether ``cfg.verify_steps`` asks for FINN's verification ``step_type`` (a VerificationStepType value)."""
+    return any(str(getattr(v, "value", v)) == step_type for v in (cfg.verify_steps or []))
+
+
 def step_s2n2_tidy(model, cfg):
-    """Shape and datatype inference plus unique node names on the front-end's QONNX graph."""
+    """Shape and datatype inference plus unique node names on the front-end's QONNX graph.
+
+    With ``cfg.verify_steps`` set, the graph input becomes sample-major ``(1, numTicks, ...)``
+    (:class:`~finn_s2n2.finn.transformation.SampleMajorInput`), so that FINN's verification — one axis-0 entry
+    of ``verify_input_npy`` at a time — executes whole samples: give ``verify_input_npy`` as
+    ``(N, numTicks, ...)`` and ``verify_expected_output_npy`` as the ``N`` per-sample outputs.  FINN's
+    ``TIDY_UP_PYTHON`` ("initial_python") verification runs here."""
     register_finn()
     from qonnx.transformation.general import GiveUniqueNodeNames
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
-    return model.transform(InferShapes()).transform(InferDataTypes()).transform(GiveUniqueNodeNames())
+    model = model.transform(InferShapes()).transform(InferDataTypes()).transform(GiveUniqueNodeNames())
+    if cfg.verify_steps:
+        from finn_s2n2.finn.transformation import SampleMajorInput
+
+        model = model.transform(SampleMajorInput()).transform(GiveUniqueNodeNames())
+    if _verifies(cfg, "initial_python"):
+        from finn.builder.build_dataflow_steps import verify_step
+
+        verify_step(model, cfg, "initial_python", need_parent=False)
+    return model
 
 
 def step_convert_to_lif(model, cfg):
-    """``MatMul``/``Conv`` + ``LIF`` -> ``LIF_MVAU`` (+ SWU/FMPadding), binary MaxPool -> SWU + Pool, delays
-    pushed to the output (:func:`finn_s2n2.finn.transformation.convert_to_lif`)."""
+    """``MatMul``/``Conv`` + ``LIF`` -> ``LIF_MVAU`` (+ SWU/FMPadding), binary MaxPool -> ``SpikeMaxPool``,
+    delays pushed to the output (:func:`finn_s2n2.finn.transformation.convert_to_lif`).  FINN's
+    ``STREAMLINED_PYTHON`` ("streamlined_python") verification runs here on the converted graph (python
+    execution of the HW ops; the S2N2 flow has no streamlining, the conversion takes its place)."""
     from qonnx.transformation.general import GiveUniqueNodeNames
 
     from finn_s2n2.finn.transformation import convert_to_lif
 
-    return convert_to_lif(model).transform(GiveUniqueNodeNames())
+    model = convert_to_lif(model).transform(GiveUniqueNodeNames())
+    if _verifies(cfg, "streamlined_python"):
+        from finn.builder.build_dataflow_steps import verify_step
+
+        verify_step(model, cfg, "streamlined_python", need_parent=False)
+    return model
+
+
+def step_s2n2_minimize_bit_width(model, cfg):
+    """FINN's ``step_minimize_bit_width``, whose ``FOLDED_HLS_CPPSIM`` verification is run here with every
+    HLS node in C++ built without Vitis (:func:`prepare_partition_cppsim`: our nodes, and FINN's own HLS
+    nodes against finn-hlslib + open headers) instead of FINN's Vitis-linked ``CompileCppSim``."""
+    from finn.builder.build_dataflow_steps import step_minimize_bit_width, verify_step
+
+    cppsim = _verifies(cfg, "folded_hls_cppsim")
+    if cppsim:
+        cfg = copy.copy(cfg)
+        cfg.verify_steps = [v for v in cfg.verify_steps if str(getattr(v, "value", v)) != "folded_hls_cppsim"]
+    model = step_minimize_bit_width(model, cfg)
+    if cppsim:
+        model = prepare_partition_cppsim(model)
+        verify_step(model, cfg, "folded_hls_cppsim", need_parent=True)
+    return model
 
 
 def make_step_s2n2_label_select(k: int = 1):
@@ -404,7 +448,7 @@ S2N2_ESTIMATE_STEPS = [
     "step_specialize_layers",
     step_s2n2_target_fps_parallelization,
     "step_apply_folding_config",
-    "step_minimize_bit_width",
+    step_s2n2_minimize_bit_width,
     "step_generate_estimate_reports",
     step_s2n2_report,
 ]

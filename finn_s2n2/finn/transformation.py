@@ -670,3 +670,69 @@ def convert_to_lif(model, push_delays: bool | str = True, pool_impl: str = "s2n2
     model = model.transform(InferShapes()).transform(InferDataTypes())
     model = model.transform(FixTickBatchShapes())
     return model
+
+
+def _num_ticks_of(model) -> int:
+    """The ``numTicks`` shared by every LIF / LIF_MVAU node (ValueError naming them when they disagree)."""
+    ticks = {}
+    for n in model.graph.node:
+        if (n.op_type == "LIF" and n.domain == "finn_s2n2") or n.op_type.startswith("LIF_MVAU"):
+            ticks[n.name] = int(getCustomOp(n).get_nodeattr("numTicks"))
+    if not ticks:
+        raise ValueError("no LIF / LIF_MVAU node: cannot tell the ticks per sample")
+    if len(set(ticks.values())) != 1:
+        raise ValueError(f"LIF nodes disagree on attribute numTicks: {ticks}")
+    return next(iter(ticks.values()))
+
+
+class SampleMajorInput(Transformation):
+    """Make the graph input sample-major, ``(1, numTicks, ...)``, for FINN's batch-of-one conventions.
+
+    FINN treats axis 0 of the graph input as the batch and its verification (``verify_steps``) executes the
+    verification input one axis-0 entry at a time, forcing each into the model's input shape.  An S2N2 graph
+    streams ``N x numTicks`` frames on axis 0, so one entry would be one tick — a partial sample, which our
+    ops refuse by name.  This transformation gives the graph a new input of shape ``(1, numTicks, *frame)``
+    (one whole sample) under the old input's name and datatype, feeds the old consumers through a
+    ``Reshape`` to ``(numTicks, *frame)`` frames, and re-annotates every shape for that one sample.  The
+    verification input is then ``(N, numTicks, *frame)`` (e.g. ``spikes_to_frames`` undone:
+    ``frames.reshape(N, numTicks, ...)``) and each entry is a whole sample.  Apply it to the QONNX pattern
+    (before :func:`convert_to_lif`); the ``Reshape`` stays outside the dataflow partition."""
+
+    def apply(self, model):
+        inp = model.graph.input[0]
+        name = inp.name
+        shape = model.get_tensor_shape(name)
+        t = _num_ticks_of(model)
+        if shape is None or len(shape) < 2:
+            raise ValueError(f"SampleMajorInput: graph input '{name}' needs a known shape (frames, ...)")
+        if (
+            len(shape) >= 3
+            and shape[1] == t
+            and any(n.op_type == "Reshape" for n in model.find_consumers(name) or [])
+        ):
+            return model, False  # already sample-major
+        if shape[0] % t:
+            raise ValueError(
+                f"SampleMajorInput: graph input '{name}' has {shape[0]} frames on axis 0, not a multiple of "
+                f"numTicks={t}"
+            )
+        frame = [int(s) for s in shape[1:]]
+        dt = model.get_tensor_datatype(name)
+        frames = model.make_new_valueinfo_name()
+        for n in model.graph.node:
+            for i, x in enumerate(n.input):
+                if x == name:
+                    n.input[i] = frames
+        shape_name = model.make_new_valueinfo_name()
+        model.set_initializer(shape_name, np.asarray([-1] + frame, dtype=np.int64))
+        model.graph.node.insert(
+            0, helper.make_node("Reshape", [name, shape_name], [frames], name="Reshape_sample_to_frames")
+        )
+        # one sample: drop every stale shape annotation and infer again from the new input
+        del model.graph.value_info[:]
+        for o in model.graph.output:
+            o.type.tensor_type.ClearField("shape")
+        model.set_tensor_shape(name, [1, t] + frame)
+        model.set_tensor_datatype(name, dt)
+        model = model.transform(InferShapes()).transform(InferDataTypes())
+        return model.transform(FixTickBatchShapes()), False
