@@ -317,7 +317,7 @@ def _recover(K, kc, status, emit, n_emit, other, line):
 
 @njit(cache=True, error_model="numpy", boundscheck=False)
 def _order_n_kernel(
-    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, marks
+    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, mark
 ):
     """O(N) filter (§3.2) on ``events[start:]`` (``events[:start]`` are earlier events still referenced by the
     cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
@@ -349,7 +349,7 @@ def _order_n_kernel(
     else:
         pm = np.int64(_POS_MASK | (1 << _POL_BIT))
     n_emit = 0
-    dummy = np.uint64(n)  # spare slot of marks
+    spare = np.uint64(n)  # spare slot of status (mark)
     for i in range(start, n):
         ui = np.uint64(i)  # unsigned indices: no wrap-around code for negative indices
         e = events[ui]
@@ -393,11 +393,11 @@ def _order_n_kernel(
                     dup = (K[rr] & _POS_MASK) == np.int64(ux) + k - 1  # ... holds it (rr is in r..r+2)
                     nsup += not dup
             passed = nsup >= k_min
-        if marks is not None:  # recovery by marks: every stored event that supports a passing event
+        if mark is not None:  # recovery by marking: every stored event that supports a passing event
             for h, key in ((h0, i0), (h1, i1), (h2, i2), (g0, j0), (g1, j1), (g2, j2)):
                 if k_min is not None:
                     h &= passed
-                marks[np.uint64(key >> 32) if h else dummy] = 1  # a select and a store, no branch
+                mark[np.uint64(key >> 32) if h else spare] = 1  # a select and a store, no branch
         elif norec is None:
             # a supporting stored event with bk = 0: past-event recovery
             need = (
@@ -421,17 +421,20 @@ def _order_n_kernel(
                         )
         if emit is not None:
             emit[np.uint64(n_emit)] = i  # branch-free: kept only when passed
-        n_emit += passed
+            n_emit += passed
         status[ui] = passed
-        tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
+        if norec is None and mark is None:
+            tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
+        else:  # bk unused: the new cells do not wait for the support test
+            tag = (np.int64(i) << 32) | BK | pinfo
         K[r + ONE] = tag | np.int64(ux)
         T[r + ONE] = t
         K[c + ONE] = tag | np.int64(uy)
         T[c + ONE] = t
-    if marks is not None:  # dropped on arrival and marked: RECOVERED
-        for i in range(start, n):
+    if mark is not None:  # dropped on arrival and marked: RECOVERED
+        for i in range(np.uint64(start), np.uint64(n)):
             st = status[i]
-            status[i] = st | ((marks[i] & (st ^ np.uint8(1))) << np.uint8(1))
+            status[i] = st | ((mark[i] & (st ^ np.uint8(1))) << np.uint8(1))
     return n_emit, 0, -1
 
 

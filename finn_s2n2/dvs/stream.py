@@ -217,13 +217,13 @@ class OrderNFilter(_Stream):
     def _new_state(self):
         return _d.order_n_state(self.width, self.height, self._t_kind)
 
-    def _kernel(self, V, start, status, emit, marks=None):
+    def _kernel(self, V, start, status, emit, mark=None):
         K, T = self._state
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
             _d.polarity_flag(V, self.same_polarity), None if self.recover else True,
-            K, T, status, emit, marks,
+            K, T, status, emit, mark,
         )  # fmt: skip
         if err:
             self._raise(err, i - start, V[start:], self._prev if i == start else None)
@@ -238,13 +238,14 @@ class OrderNFilter(_Stream):
             raise ValueError(
                 f"events has {ev.shape[0]} events; at most {_d.MAX_EVENTS} per call (split the stream)"
             )
-        status = np.zeros(ev.shape[0], np.uint8)
         if self.order == "time" and self.recover:
-            # one call in time order: recovery by marks (no bk bookkeeping, no branch; same statuses), after
-            # which the state's bk bits are stale: the stream is reset
+            # one call in time order: recovery by marking (no bk bookkeeping, no branch; the same statuses);
+            # the state's bk bits are then stale: the stream is reset
+            status = np.zeros(ev.shape[0], np.uint8)
             self._kernel(ev, 0, status, None, np.zeros(ev.shape[0] + 1, np.uint8))
             self.reset()
             return status, None
+        status = np.zeros(ev.shape[0], np.uint8)
         emit = np.empty(ev.shape[0] + 1, np.int64) if self.order == "emission" else None
         return status, self._kernel(ev, 0, status, emit)
 
