@@ -12,8 +12,9 @@ Tensors (one frame = one tick, like every S2N2 HW node): input ``(1, H, W, C)`` 
 across frames).  Kernel == stride, no padding; rows/columns that do not fill a window are dropped (ONNX
 ``MaxPool`` floor).  ``PE`` channels per cycle (PE divides C): cycles per frame = ``H * W * C / PE``.
 
-Estimates (labelled estimates; no Vivado): memory ``(W/KW) * (C/PE)`` words of ``PE`` bits (LUTRAM up to 64
-words, else BRAM_18K), LUT = ``2 * PE + 32`` (OR lanes, mux, counters) + LUTRAM bits / 64, no DSP.
+Estimates (labelled estimates; no Vivado): memory ``(W/KW) * (C/PE)`` words of ``PE`` bits, in LUTRAM (the
+header binds it there, as FINN's sliding window defaults to ``ram_style="distributed"``: a few hundred bits
+would waste a BRAM_18K), LUT = ``2 * PE + 32`` (OR lanes, mux, counters) + LUTRAM bits / 64, no BRAM, no DSP.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType
 
 from finn_s2n2.finn import hls
-from finn_s2n2.finn.custom_op.lif_mvau import bram18_blocks
 
 HEADER = hls.HLS_DIR / "spike_maxpool.hpp"
 
@@ -153,13 +153,11 @@ class SpikeMaxPool(HWCustomOp):
         return ow * (c // pe)
 
     def bram_estimation(self, fpgapart=None):
-        depth = self.calc_mem()
-        return bram18_blocks(depth, int(self.get_nodeattr("PE"))) if depth > 64 else 0
+        return 0  # the partial-OR memory is bound to LUTRAM (spike_maxpool.hpp)
 
     def lut_estimation(self, fpgapart=None):
-        pe, depth = int(self.get_nodeattr("PE")), self.calc_mem()
-        lutram = math.ceil(depth * pe / 64) if depth <= 64 else 0
-        return 2 * pe + 32 + lutram
+        pe = int(self.get_nodeattr("PE"))
+        return 2 * pe + 32 + math.ceil(self.calc_mem() * pe / 64)
 
     def dsp_estimation(self, fpgapart=None):
         return 0

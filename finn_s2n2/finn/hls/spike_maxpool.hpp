@@ -6,7 +6,7 @@
 // order.  Kernel == stride, no padding; trailing rows/columns that do not fill a window are read and
 // dropped (ONNX MaxPool's floor).  One call of the function per frame.  The only memory is one word per
 // output column and channel fold, holding the OR of the window row(s) seen so far: (W/KW) * (C/PE) x PE bits
-// (FINN's SWU + Pool pair would keep KH-1 image rows plus a window).
+// (FINN's SWU + Pool pair would keep KH-1 image rows plus a window); it is bound to LUTRAM.
 #ifndef S2N2_SPIKE_MAXPOOL_HPP
 #define S2N2_SPIKE_MAXPOOL_HPP
 
@@ -23,7 +23,7 @@ void SpikeMaxPool(hls::stream<ap_uint<PE> > &in, hls::stream<ap_uint<PE> > &out)
     constexpr unsigned OH = H / KH;
     constexpr unsigned OW = W / KW;
     ap_uint<PE> acc[OW * CF];
-#pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = auto
+#pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = lutram
     // position counters instead of divisions: channel fold, column, row, and the offsets inside a window
     unsigned cf = 0, x = 0, y = 0, kx = 0, ky = 0, ox = 0;
     for (unsigned i = 0; i < H * W * CF; i++) {
