@@ -21,13 +21,25 @@ def _weights(f, c, k, seed=0, scale=1.0):
     return vp, vn, rng.normal(size=f)
 
 
-def _csim_vs_reference(tmp_path, it, rt, cfg, f, c, k, hw, stride, pads, io_type, backend, seed):
+def _csim_vs_reference(tmp_path, it, rt, cfg, f, c, k, hw, stride, pads, io_type, backend, seed, rf=1):
     vp, vn, b = _weights(f, c, k, seed)
     rng = np.random.default_rng(seed + 1)
     x = rng.integers(it.min_raw, it.max_raw + 1, size=(5, c, *hw))
     x[rng.random(x.shape) < 0.15] = 0
     m = bm_layer_model(
-        vp, vn, b, (hw[0], hw[1], c), it, rt, stride, pads, cfg, io_type, backend, str(tmp_path / "prj")
+        vp,
+        vn,
+        b,
+        (hw[0], hw[1], c),
+        it,
+        rt,
+        stride,
+        pads,
+        cfg,
+        io_type,
+        backend,
+        str(tmp_path / "prj"),
+        reuse_factor=rf,
     )
     m.compile()
     xf = np.ascontiguousarray(it.to_float(x).transpose(0, 2, 3, 1).reshape(len(x), -1))
@@ -65,8 +77,24 @@ def test_csim_bit_exact_io_parallel_vivado(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "backend,io_type,rf",
+    [
+        ("Vitis", "io_parallel", 36),  # 18 taps x 2 filter groups: one tap of 2 filters per clock
+        pytest.param("Vivado", "io_stream", 6, marks=pytest.mark.slow),  # 3 taps of all 4 filters per clock
+    ],
+)
+def test_csim_bit_exact_reuse_factor(tmp_path, backend, io_type, rf):
+    """ReuseFactor > 1 on the other backend / IO type pairs: hls4ml C-sim == bm_conv2d_fixed bit for bit."""
+    it = FixedType(9, 3, False)
+    rt = FixedType(16, 7, True, "TRN", "SAT")
+    _csim_vs_reference(
+        tmp_path, it, rt, BMFixedConfig(), 4, 2, 3, (5, 6), (1, 2), (1, 1, 0, 1), io_type, backend, 2, rf
+    )
+
+
 @pytest.mark.slow
-@settings(max_examples=3)
+@settings(max_examples=3, deadline=None)
 @given(
     signed=st.booleans(),
     width=st.integers(6, 16),

@@ -84,7 +84,9 @@ def test_kernels_bit_exact_edge_cases():
     w[:, 0, 0, 0] = 1.0
     vp3, vn3 = to_log_weights(w)
     ut = FixedType(6, 9, signed=False)  # in_frac = -3
-    cfg = BMFixedConfig(log_table_bits=6, log_frac_bits=8, exp_table_bits=5, exp_frac_bits=9, accum_frac_bits=3)
+    cfg = BMFixedConfig(
+        log_table_bits=6, log_frac_bits=8, exp_table_bits=5, exp_frac_bits=9, accum_frac_bits=3
+    )
     q = quantize_bm_layer(vp3, vn3, rng.normal(size=4), ut, FixedType(24, 12), cfg)
     x3 = rng.integers(0, 64, size=(2, 3, 5, 4))
     x3[rng.random(x3.shape) < 0.2] = 0

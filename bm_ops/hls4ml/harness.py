@@ -190,7 +190,16 @@ def build(cases: list[HarnessCase]) -> ctypes.CDLL:
         cpp.write_text(src)
         tmp = so.with_suffix(f".{os.getpid()}.tmp")
         ap = ap_types_include()
-        cmd = ["g++", "-O1", "-std=c++11", "-shared", "-fPIC", f"-I{_HERE}", f"-I{Path(ap).parent}", f"-I{ap}"]
+        cmd = [
+            "g++",
+            "-O1",
+            "-std=c++11",
+            "-shared",
+            "-fPIC",
+            f"-I{_HERE}",
+            f"-I{Path(ap).parent}",
+            f"-I{ap}",
+        ]
         r = subprocess.run([*cmd, str(cpp), "-o", str(tmp)], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"bm harness build failed ({cpp}):\n{r.stderr[-4000:]}")
@@ -234,5 +243,7 @@ def run_accum(
     x_raw, layer: BMFixedLayer, stride=(1, 1), pads=(0, 0, 0, 0), reuse_factor: int = 1, io_type="io_parallel"
 ) -> np.ndarray:
     """Raw accumulators ``(N, F, OH, OW)`` of one layer (one build; see :func:`run_cases` for batches)."""
-    (res,) = run_cases([HarnessCase(layer, np.asarray(x_raw), tuple(stride), tuple(pads), reuse_factor)], (io_type,))
+    (res,) = run_cases(
+        [HarnessCase(layer, np.asarray(x_raw), tuple(stride), tuple(pads), reuse_factor)], (io_type,)
+    )
     return res[io_type]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute
 from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
@@ -142,7 +141,11 @@ class BMConv2D(Layer):
         if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) < 1:
             raise ValueError(f"{self._where()}: ReuseFactor must be a positive int, got {rf!r}")
         self.set_attr("reuse_factor", int(rf))
-        n_in = int(self.get_attr("n_chan")) * int(self.get_attr("filt_height")) * int(self.get_attr("filt_width"))
+        n_in = (
+            int(self.get_attr("n_chan"))
+            * int(self.get_attr("filt_height"))
+            * int(self.get_attr("filt_width"))
+        )
         self.model.config.backend.set_closest_reuse_factor(self, n_in, int(self.get_attr("n_filt")))
 
     def is_quantized(self) -> bool:
