@@ -1,7 +1,8 @@
 """Graph transformations that map the front-end's QONNX pattern onto S2N2 hardware ops in FINN.
 
-Khodamoradi 2021, ch. 2, §2.2.3 (convolutions = FINN sliding-window unit + LIF MVTU; binary max pooling with
-FINN's pooling unit "as is"), §2.2.2 (fixed per-layer delays pushed to the network output).
+Khodamoradi 2021, ch. 2, §2.2.3 (convolutions = FINN sliding-window unit + LIF MVTU; binary max pooling, which
+the chapter does with FINN's pooling unit "as is" — here by default our C++-simulable ``SpikeMaxPool``, the
+same OR over each window, see :data:`POOL_IMPLS`), §2.2.2 (fixed per-layer delays pushed to the network output).
 
 Input pattern (what :mod:`finn_s2n2.finn.custom_op.lif` documents for the exporter):
 
