@@ -373,3 +373,31 @@ def test_seed_figure_2_5_three_layer_example():
     x = np.concatenate([x, np.zeros((3, 2), dtype=np.float32)], axis=0)  # 7 ticks, room for the delay
     _, out_d = run([0, 3, 0])
     np.testing.assert_array_equal(out_d[:, 0], [0, 0, 0, 1, 1, 0, 1])
+
+
+def test_sample_major_input_for_finn_verification():
+    """SampleMajorInput: graph input (1, numTicks, C, H, W) — one whole sample per axis-0 entry, as FINN's
+    verify_step feeds it — then a Reshape to frames; executes like the frame graph before and after
+    conversion.  Frames that are not whole samples are named."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from finn_s2n2.finn.transformation import SampleMajorInput
+
+    ticks = 3
+    m = make_s2n2_network(
+        (1, 6, 6), [("conv", 2, 3, 1), ("pool", 2), ("dense", 3)], num_ticks=ticks, num_samples=2, threshold=1
+    )
+    x = (np.random.default_rng(8).random((2 * ticks, 1, 6, 6)) < 0.5).astype(np.float32)
+    ref = execute_onnx(m, {"inp": x})["outp"]
+    s = m.transform(SampleMajorInput())
+    assert s.get_tensor_shape("inp") == [1, ticks, 1, 6, 6] and s.graph.node[0].op_type == "Reshape"
+    assert s.transform(SampleMajorInput()).graph.node[1].op_type != "Reshape"  # idempotent
+    conv = convert_to_lif(s)
+    for b in range(2):
+        one = x[b * ticks : (b + 1) * ticks].reshape(1, ticks, 1, 6, 6)
+        np.testing.assert_array_equal(execute_onnx(s, {"inp": one})["outp"].reshape(-1), ref[b])
+        np.testing.assert_array_equal(execute_onnx(conv, {"inp": one})["outp"].reshape(-1), ref[b])
+    bad = make_s2n2_network((1, 4, 4), [("dense", 3)], num_ticks=ticks)
+    bad.set_tensor_shape("inp", [4, 1, 4, 4])
+    with pytest.raises(ValueError, match=r"4 frames on axis 0, not a multiple of numTicks=3"):
+        bad.transform(InferShapes()).transform(SampleMajorInput())
