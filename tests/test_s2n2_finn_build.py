@@ -426,3 +426,54 @@ def test_finn_verify_steps_run_whole_samples(tmp_path):
         bad = vdir / f"verify_{step}_1_FAIL.npy"
         assert bad.is_file(), sorted(p.name for p in vdir.iterdir())
         np.testing.assert_array_equal(np.load(bad).reshape(-1), counts[1])
+
+
+@pytest.mark.slow
+def test_finn_cppsim_verification_with_label_select(tmp_path):
+    """FINN's folded_hls_cppsim verification of a partition that ends in FINN's own LabelSelect_hls (compiled
+    with g++ against finn-hlslib and the open headers): both samples' class indices verified as SUCCESS."""
+    from hwreshape.compat import finn_hlslib_dir, prepare_finn
+
+    try:
+        finn_hlslib_dir()
+    except FileNotFoundError as e:
+        pytest.skip(f"FINN's LabelSelect_hls needs finn-hlslib: {e}")
+    prepare_finn()
+    from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import (
+        DataflowBuildConfig,
+        DataflowOutputType,
+        VerificationStepType,
+    )
+
+    from finn_s2n2.finn.build import S2N2_ESTIMATE_STEPS, make_step_s2n2_label_select
+
+    x = (np.random.default_rng(7).random((2 * TICKS, 1, 8, 8)) < 0.4).astype(np.float32)
+    counts = execute_onnx(conv_pool_dense_net(samples=2), {"inp": x})["outp"]
+    labels = np.argmax(counts, axis=1).reshape(2, 1)
+    assert len(set(labels.ravel())) == 2
+    np.save(tmp_path / "in.npy", x.reshape(2, TICKS, 1, 8, 8))
+    np.save(tmp_path / "out.npy", labels.astype(np.float32))
+    conv_pool_dense_net(samples=1).save(str(tmp_path / "net.onnx"))
+    steps = list(S2N2_ESTIMATE_STEPS)
+    steps.insert(2, make_step_s2n2_label_select(1))
+    cfg = DataflowBuildConfig(
+        output_dir=str(tmp_path / "out"),
+        synth_clk_period_ns=10.0,
+        fpga_part="xc7z020clg400-1",
+        steps=steps,
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
+        verify_steps=[VerificationStepType.FOLDED_HLS_CPPSIM],
+        verify_input_npy=str(tmp_path / "in.npy"),
+        verify_expected_output_npy=str(tmp_path / "out.npy"),
+        verbose=False,
+        enable_build_pdb_debug=False,
+    )
+    assert build_dataflow_cfg(str(tmp_path / "net.onnx"), cfg) == 0
+    vdir = tmp_path / "out" / "verification_output"
+    assert sorted(p.name for p in vdir.glob("verify_*.npy")) == [
+        "verify_folded_hls_cppsim_0_SUCCESS.npy",
+        "verify_folded_hls_cppsim_1_SUCCESS.npy",
+    ]
+    child = ModelWrapper(str(tmp_path / "out" / "intermediate_models" / "step_s2n2_minimize_bit_width.onnx"))
+    assert "LabelSelect_hls" in _ops(child)
