@@ -115,43 +115,39 @@ struct Aligned64 {
   }
   U* data() { return p; }
   const U* data() const { return p; }
+  U& operator[](size_t e) { return p[e]; }
+  const U& operator[](size_t e) const { return p[e]; }
 };
-
-// grow-only buffer reused across calls of one calling thread (no page faults for every call's big lists)
-template <typename U>
-U* workspace(std::vector<U>& buf, size_t n) {
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
 
 constexpr int LIST_ALIGN = 16;  // a list's slot is C rounded up to this (whole-vector stores when compacting)
 
-// Per padded pixel (n, y, u) and sign: the channels whose log input a = ln max(+-x, s) is finite, in channel
-// order, with that log, and their count. Built once per call, so every receptive field is the KH * KW lists of
-// its pixels (no per-position compaction).
+// Per padded pixel and sign: the channels whose log input a = ln max(+-x, s) is finite, in channel order, with
+// that log (or, K, the channel times rstride), and their count. Per thread, a ring of the KH padded rows the
+// current output row reads (row y in slot y % KH): consecutive output rows of one image reuse KH - SH of them,
+// and the lists stay in L1/L2 (no image-sized buffer, no separate fill pass and barrier).
 template <typename T>
 struct PixelLists {
-  int C, Cs;
-  size_t NP;
-  T* A;
-  int32_t *K, *Ncnt;
-  const T* a(int sg, size_t pix) const { return A + ((size_t)sg * NP + pix) * Cs; }
-  const int32_t* k(int sg, size_t pix) const { return K + ((size_t)sg * NP + pix) * Cs; }
-  int n(int sg, size_t pix) const { return Ncnt[(size_t)sg * NP + pix]; }
+  int C, Cs, KH, Wp, Hp, rstride;
+  size_t RP;  // pixels per sign in the ring
+  Aligned64<T> A;
+  Aligned64<int32_t> K;
+  std::vector<int32_t> Ncnt;
+  std::vector<long> tag;       // (image * Hp + padded row) held by each slot, -1: none
+  std::vector<T> la, rows;     // fill scratch: ln|x| of one input row; one padded row's logs, (sign, u, c)
+  std::vector<size_t> rowbase; // first pixel (in the ring) of padded row i * SH + kh, per kh
+  const T* a(int sg, size_t pix) const { return A.data() + ((size_t)sg * RP + pix) * Cs; }
+  const int32_t* k(int sg, size_t pix) const { return K.data() + ((size_t)sg * RP + pix) * Cs; }
+  int n(int sg, size_t pix) const { return Ncnt[(size_t)sg * RP + pix]; }
 
-  explicit PixelLists(const Geo<T>& g) : C(g.C) {
-    Cs = (C + LIST_ALIGN - 1) / LIST_ALIGN * LIST_ALIGN;
-    NP = (size_t)g.N * g.Hp() * g.Wp();
-    static thread_local std::vector<T> a_buf;
-    static thread_local std::vector<int32_t> k_buf, n_buf;
-    A = workspace(a_buf, 2 * NP * Cs);
-    K = workspace(k_buf, 2 * NP * Cs);
-    Ncnt = workspace(n_buf, 2 * NP);
-  }
+  static int slot_width(int C) { return (C + LIST_ALIGN - 1) / LIST_ALIGN * LIST_ALIGN; }
+  PixelLists(const Geo<T>& g, int rstride_)
+      : C(g.C), Cs(slot_width(g.C)), KH(g.KH), Wp(g.Wp()), Hp(g.Hp()), rstride(rstride_),
+        RP((size_t)g.KH * g.Wp()), A(2 * RP * Cs), K(2 * RP * Cs), Ncnt(2 * RP), tag(g.KH, -1L), la(g.W),
+        rows(2 * (size_t)g.Wp() * Cs), rowbase(g.KH) {}
 
   // the finite entries of src[0, C) (the logs of one pixel and sign, channel-major) appended to ab/kb with their
   // channel * rstride; returns the count. ab/kb have Cs slots: the vector version stores whole vectors.
-  int compact(const T* __restrict src, T* __restrict ab, int32_t* __restrict kb, int rstride) const {
+  int compact(const T* __restrict src, T* __restrict ab, int32_t* __restrict kb) const {
     const T ninf = -std::numeric_limits<T>::infinity();
     int cnt = 0;
 #if defined(__AVX512F__)
@@ -162,7 +158,8 @@ struct PixelLists {
         const __mmask16 in = (__mmask16)(C - c0 >= 16 ? 0xFFFF : (1u << (C - c0)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(in, (const float*)src + c0);
         const __mmask16 m = _mm512_mask_cmp_ps_mask(in, v, vninf, _CMP_NEQ_OQ);
-        const __m512i ch = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(c0)), _mm512_set1_epi32(rstride));
+        const __m512i ch =
+            _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(c0)), _mm512_set1_epi32(rstride));
         _mm512_storeu_ps((float*)ab + cnt, _mm512_maskz_compress_ps(m, v));
         _mm512_storeu_si512((void*)(kb + cnt), _mm512_maskz_compress_epi32(m, ch));
         cnt += __builtin_popcount((unsigned)m);
@@ -179,36 +176,42 @@ struct PixelLists {
     return cnt;
   }
 
-  // fill the lists: an orphaned worksharing loop, called by every thread of the caller's parallel region (one
-  // fork-join per kernel call); K holds c * rstride (the forward: the offset of channel c's weight row)
-  void fill(const T* x, const Geo<T>& g, int rstride) {
-    const int Hp = g.Hp(), Wp = g.Wp();
+  // the lists of padded row y of image n into its ring slot
+  void fill_row(const T* x, const Geo<T>& g, int n, int y) {
     const T s = g.s;
     const T lfl = s > T(0) ? std::log(s) : -std::numeric_limits<T>::infinity();
-    const long rows_n = (long)g.N * Hp;
-    std::vector<T> la(g.W), rows(2 * (size_t)Wp * Cs);  // this padded row's logs, (sign, u, c)
-#pragma omp for schedule(dynamic, 4)
-    for (long it = 0; it < rows_n; ++it) {
-      const int n = (int)(it / Hp), y = (int)(it % Hp);
-      const size_t p0 = (size_t)it * Wp;  // first pixel of this padded row
-      std::fill(rows.begin(), rows.end(), lfl);
-      if (y >= g.PH && y < g.PH + g.H) {
-        for (int c = 0; c < C; ++c) {
-          const T* xr = x + (((size_t)n * C + c) * g.H + (y - g.PH)) * g.W;
-          T* __restrict rp = rows.data() + (size_t)g.PW * Cs + c;
-          T* __restrict rq = rows.data() + ((size_t)Wp + g.PW) * Cs + c;
-          vlogabs(xr, la.data(), g.W);  // ln|x| (-inf at 0), selected per sign
-          for (int u = 0; u < g.W; ++u) {
-            rp[(size_t)u * Cs] = xr[u] > s ? la[u] : lfl;
-            rq[(size_t)u * Cs] = -xr[u] > s ? la[u] : lfl;
-          }
+    const int slot = y % KH;
+    std::fill(rows.begin(), rows.end(), lfl);
+    if (y >= g.PH && y < g.PH + g.H) {
+      for (int c = 0; c < C; ++c) {
+        const T* xr = x + (((size_t)n * C + c) * g.H + (y - g.PH)) * g.W;
+        T* __restrict rp = rows.data() + (size_t)g.PW * Cs + c;
+        T* __restrict rq = rows.data() + ((size_t)Wp + g.PW) * Cs + c;
+        vlogabs(xr, la.data(), g.W);  // ln|x| (-inf at 0), selected per sign
+        for (int u = 0; u < g.W; ++u) {
+          rp[(size_t)u * Cs] = xr[u] > s ? la[u] : lfl;
+          rq[(size_t)u * Cs] = -xr[u] > s ? la[u] : lfl;
         }
       }
-      for (int sg = 0; sg < 2; ++sg)
-        for (int u = 0; u < Wp; ++u) {
-          const size_t slot = (size_t)sg * NP + p0 + u;
-          Ncnt[slot] = compact(rows.data() + ((size_t)sg * Wp + u) * Cs, A + slot * Cs, K + slot * Cs, rstride);
-        }
+    }
+    for (int sg = 0; sg < 2; ++sg)
+      for (int u = 0; u < Wp; ++u) {
+        const size_t e = (size_t)sg * RP + (size_t)slot * Wp + u;
+        Ncnt[e] = compact(rows.data() + ((size_t)sg * Wp + u) * Cs, A.data() + e * Cs, K.data() + e * Cs);
+      }
+  }
+
+  // make the ring hold the padded rows i * SH + [0, KH) of image n; pofs[kh * KW + kw]: ring pixel of tap offset
+  // (kh, kw) for the row's first position (position j adds j * SW)
+  void rows_for(const T* x, const Geo<T>& g, int n, int i, size_t* pofs) {
+    for (int kh = 0; kh < KH; ++kh) {
+      const int y = i * g.SH + kh;
+      const long key = (long)n * Hp + y;
+      if (tag[y % KH] != key) {
+        fill_row(x, g, n, y);
+        tag[y % KH] = key;
+      }
+      for (int kw = 0; kw < g.KW; ++kw) pofs[kh * g.KW + kw] = (size_t)(y % KH) * Wp + kw;
     }
   }
 };
@@ -428,34 +431,29 @@ int tap_group(const Geo<T>& g) {
   return (int)std::max<size_t>(1, std::min<size_t>(g.KH * g.KW, 32768 / per_khw));
 }
 
-// the max-plus sweep of output row (n, i): block = (filter chunk, group of tap offsets), whose weight rows stay in
-// L1 while the row's positions run through it; fn(nb, chunk start c0, k0, k1, top-left pixel, offset into the
-// row's (OW, 2, F2p) buffers) is called per live position and block
+// the max-plus sweep of an output row: block = (filter chunk, group of tap offsets), whose weight rows stay in L1
+// while the row's positions run through it; fn(nb, chunk start c0, k0, k1, position's pixel offset in the ring,
+// offset into the row's (OW, 2, F2p) buffers) is called per live position and block
 template <typename T, typename Fn>
-void row_sweep(const Geo<T>& g, int n, int i, const char* live, Fn&& fn) {
+void row_sweep(const Geo<T>& g, const char* live, Fn&& fn) {
   constexpr int W = Vec<T>::W;
-  const int F2p = g.F2p(), nb_total = F2p / W, khw_n = g.KH * g.KW, Wp = g.Wp();
+  const int F2p = g.F2p(), nb_total = F2p / W, khw_n = g.KH * g.KW;
   const int grp = tap_group(g);
-  const size_t prow = ((size_t)n * g.Hp() + (size_t)i * g.SH) * Wp;
   for (int c0 = 0; c0 < nb_total; c0 += MAX_NB) {
     const int nb = std::min(MAX_NB, nb_total - c0);
     for (int k0 = 0; k0 < khw_n; k0 += grp) {
       const int k1 = std::min(khw_n, k0 + grp);
       for (int j = 0; j < g.OW; ++j) {
         if (live && !live[j]) continue;
-        fn(nb, c0, k0, k1, prow + (size_t)j * g.SW, (size_t)j * 2 * F2p + c0 * W);
+        fn(nb, c0, k0, k1, (size_t)j * g.SW, (size_t)j * 2 * F2p + c0 * W);
       }
     }
   }
 }
 
-template <typename T>
-std::vector<size_t> pixel_offsets(const Geo<T>& g) {  // tap offset khw -> pixel offset in the padded image
-  std::vector<size_t> pofs((size_t)g.KH * g.KW);
-  for (int kh = 0; kh < g.KH; ++kh)
-    for (int kw = 0; kw < g.KW; ++kw) pofs[kh * g.KW + kw] = (size_t)kh * g.Wp() + kw;
-  return pofs;
-}
+// dynamic schedule chunk: runs of consecutive rows of one image (the ring refills KH - SH rows per row inside a
+// run, all KH at its start), small enough for about 4 chunks per thread
+inline long row_chunk(long items, int OH, int nt) { return std::max(1L, std::min((long)OH, items / (4L * nt))); }
 
 template <typename T>
 void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias, T* out, int nthreads) {
@@ -466,20 +464,21 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
   const int kstride = g.C * F2p;
   const T ninf = -std::numeric_limits<T>::infinity();
   Aligned64<T> vk((size_t)g.taps() * F2p);
-  const std::vector<size_t> pofs = pixel_offsets(g);
-  PixelLists<T> L(g);
+  const long chunk = row_chunk(items, g.OH, nt);
 #pragma omp parallel num_threads(nt)
   {
-    weight_table(wsrc, g, vk.data());
-    L.fill(x, g, F2p);  // (both end in a barrier)
+    weight_table(wsrc, g, vk.data());  // (ends in a barrier)
+    PixelLists<T> L(g, F2p);
+    std::vector<size_t> pofs(khw_n);
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
     std::vector<T> Y((size_t)OW * F);
     FieldList<T> fl(g.taps(), L.Cs, false);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
     for (long it = 0; it < items; ++it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
+      L.rows_for(x, g, n, i, pofs.data());
       std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
-      row_sweep(g, n, i, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+      row_sweep(g, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
         field_block<T, 1, false>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
                                  M.data() + o, nullptr);
       });
@@ -500,11 +499,11 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
   }
 }
 
-// gradients: gx (N, C, H, W) and gp, gn (F, C, KH, KW) -- or, with gcat, (taps, 2F) tap-major -- all overwritten.
+// gradients: gx (N, C, H, W) and gp, gn (F, C, KH, KW), all overwritten.
 // Deterministic: the items are split into fixed contiguous ranges per thread (static schedule) and the per-thread
 // partial sums are added in thread order.
 template <typename T>
-void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout, T* gx, T* gp, T* gn, T* gcat,
+void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout, T* gx, T* gp, T* gn,
               int nthreads) {
   typedef typename Vec<T>::Idx Idx;
   constexpr int W = Vec<T>::W;
@@ -517,10 +516,8 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   const bool one_group = tap_group(g) >= khw_n;
   const T ninf = -std::numeric_limits<T>::infinity();
   Aligned64<T> vk(taps * F2p);
-  const std::vector<size_t> pofs = pixel_offsets(g);
-  PixelLists<T> L(g);
   const size_t vsize = taps * F2, xsize = (size_t)g.N * C * g.H * g.W;
-  std::vector<T> ev(vsize);                              // e^v per (tap, lane)
+  std::vector<T> ev(vsize);                              // e^v per (lane, tap): lane-major like gp, gn
   std::vector<int32_t> tkh(taps), tkw(taps), tc(taps);   // tap -> (c, kh, kw) without divisions
   std::vector<long> toff(taps);                          // tap -> offset from the field's top-left pixel
   std::vector<T> gv_local((size_t)nt * vsize);
@@ -540,17 +537,21 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
       tkh[t] = khw / KW;
       tkw[t] = khw % KW;
       toff[t] = ((long)c * g.H + khw / KW) * g.W + khw % KW;
-      for (int lane = 0; lane < F2; ++lane) ev[t * F2 + lane] = wsrc.get(t, lane, F, taps);
-      vexp(ev.data() + t * F2, ev.data() + t * F2, F2);
     }
-    L.fill(x, g, 1);  // K = channel
+#pragma omp for schedule(static)
+    for (int lane = 0; lane < F2; ++lane) {
+      T* __restrict e = ev.data() + (size_t)lane * taps;
+      for (size_t t = 0; t < taps; ++t) e[t] = wsrc.get(t, lane, F, taps);
+      vexp(e, e, taps);
+    }
+    PixelLists<T> L(g, 1);  // K = channel
+    std::vector<size_t> pofs(khw_n);
     T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
     T* __restrict gxl = nt > 1 ? gx_local.data() + (size_t)tid * xsize : gx;
     std::fill(gvl, gvl + vsize, T(0));
     if (nt == 1) std::fill(gx, gx + xsize, T(0));
     else std::fill(gxl, gxl + xsize, T(0));
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
-    std::vector<T> gl((size_t)OW * F4p);
     Aligned64<Idx> ARG((size_t)OW * F4p);
     std::vector<char> live(OW);
     FieldList<T> fl(g.taps(), L.Cs, true);
@@ -561,24 +562,17 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
       std::fill(live.begin(), live.end(), 0);
       for (int f = 0; f < F; ++f) {
         const T* __restrict go = gout + (((size_t)n * F + f) * g.OH + i) * OW;
-        for (int j = 0; j < OW; ++j) {
-          T* gj = gl.data() + (size_t)j * F4p;
-          const T gg = go[j];
-          live[j] |= gg != T(0);
-          gj[f] = gg;             // x+, v+ : +
-          gj[F + f] = -gg;        // x+, v- : -
-          gj[F2p + f] = -gg;      // x-, v+ : -
-          gj[F2p + F + f] = gg;   // x-, v- : +
-        }
+        for (int j = 0; j < OW; ++j) live[j] |= go[j] != T(0);
       }
       for (int j = 0; j < OW; ++j) any_row |= live[j] != 0;
       if (!any_row) continue;
+      L.rows_for(x, g, n, i, pofs.data());
       // pass 1: the maxima (as the forward); pass 2: their first arg-max tap t
       // (one group of tap offsets: a position's maxima are complete after its own block, so both passes run on
       // the same field list)
       std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
       std::fill(ARG.data(), ARG.data() + (size_t)OW * F4p, std::numeric_limits<Idx>::max());
-      row_sweep(g, n, i, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+      row_sweep(g, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
         if (one_group)
           field_block<T, 3, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
                             M.data() + o, ARG.data() + o);
@@ -587,49 +581,49 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
                             M.data() + o, nullptr);
       });
       if (!one_group)
-        row_sweep(g, n, i, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+        row_sweep(g, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
           field_block<T, 2, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
                             M.data() + o, ARG.data() + o);
         });
       // scatter: term = exp(M) = max(|x|, s) e^v at the arg-max tap t: d/dv = grad exp(M); d/dx = grad sign(x) e^v
       // where |x| > s (for s = 0 every listed tap: inside the image, x != 0); a floored or padding tap has none
       vexp(M.data(), R.data(), (size_t)OW * F4p);
+      // lane-major over the row's positions, with gv and e^v held lane-major too: a lane's updates walk one row
+      // of each (L1-resident), and consecutive gx updates come from different receptive fields, so they rarely
+      // wait on each other through memory (position-major, the lanes sharing one arg-max tap -- most of them: the
+      // largest |x| of a field tends to win for every filter -- form one long add chain)
       const T* xn = x + (size_t)n * C * g.H * g.W;
       T* gxn = gxl + (size_t)n * C * g.H * g.W;
-      for (int j = 0; j < OW; ++j) {
-        if (!live[j]) continue;
-        const int y0 = i * g.SH - g.PH, x0 = j * g.SW - g.PW;
-        const long base = (long)y0 * g.W + x0;
-        for (int sg = 0; sg < 2; ++sg) {
-          const size_t o = (size_t)j * F4p + (sg ? F2p : 0);
-          const Idx* __restrict arg = ARG.data() + o;
-          const T* __restrict mx = M.data() + o;
-          const T* __restrict ex = R.data() + o;
-          const T* __restrict gls = gl.data() + o;
-          if (s == T(0)) {
-            for (int lane = 0; lane < F2; ++lane) {
-              const T gg = sg ? -gls[lane] : gls[lane];
-              if (mx[lane] == ninf || gg == T(0)) continue;  // all taps -inf: term 0, gradient 0
-              const size_t t = (size_t)arg[lane];
-              gvl[t * F2 + lane] += gls[lane] * ex[lane];
-              gxn[base + toff[t]] += gg * ev[t * F2 + lane];
-            }
-          } else {
-            const T sgn = sg ? T(-1) : T(1);
-            for (int lane = 0; lane < F2; ++lane) {
-              const T gg = gls[lane];
-              if (mx[lane] == ninf || gg == T(0)) continue;
-              const size_t t = (size_t)arg[lane];
-              gvl[t * F2 + lane] += gg * ex[lane];
+      const int y0 = i * g.SH - g.PH;
+      for (int sg = 0; sg < 2; ++sg)
+        for (int lane = 0; lane < F2; ++lane) {
+          const int f = lane < F ? lane : lane - F;
+          const bool flip = (lane >= F) != (sg == 1);  // p^a p^b: x+ v+ +, x+ v- -, x- v+ -, x- v- +
+          const T* __restrict go = gout + (((size_t)n * F + f) * g.OH + i) * OW;
+          const size_t o0 = (size_t)sg * F2p + lane;
+          const T* __restrict ev_l = ev.data() + (size_t)lane * taps;
+          T* __restrict gv_l = gvl + (size_t)lane * taps;
+          for (int j = 0; j < OW; ++j) {
+            const size_t o = o0 + (size_t)j * F4p;
+            const T gg = flip ? -go[j] : go[j];
+            if (M[o] == ninf || gg == T(0)) continue;  // all taps -inf: term 0, gradient 0 (and dead positions)
+            const size_t t = (size_t)ARG[o];
+            // term = exp(M) = max(|x|, s) e^v at the arg-max tap t: d/dv = grad exp(M); d/dx = grad sign(x) e^v
+            // where |x| > s (for s = 0 every listed tap: inside the image, x != 0); a floored or padding tap has none
+            gv_l[t] += gg * R[o];
+            const T gxv = (sg ? -gg : gg) * ev_l[t];
+            const int x0 = j * g.SW - g.PW;
+            if (s == T(0)) {
+              gxn[(long)y0 * g.W + x0 + toff[t]] += gxv;
+            } else {
               const int yy = y0 + tkh[t], xx = x0 + tkw[t];
               if (yy >= 0 && yy < g.H && xx >= 0 && xx < g.W) {
                 const size_t xi = ((size_t)tc[t] * g.H + yy) * g.W + xx;
-                if (sgn * xn[xi] > s) gxn[xi] += sgn * gg * ev[t * F2 + lane];
+                if ((sg ? -xn[xi] : xn[xi]) > s) gxn[xi] += gxv;
               }
             }
           }
         }
-      }
     }
     // (the loop's barrier) reductions in thread order
     if (nt > 1) {
@@ -641,14 +635,11 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
       }
     }
 #pragma omp for schedule(static)
-    for (long t = 0; t < (long)taps; ++t)
-      for (int lane = 0; lane < F2; ++lane) {
-        T acc = gv_local[t * F2 + lane];
-        for (int k = 1; k < nt; ++k) acc += gv_local[(size_t)k * vsize + t * F2 + lane];
-        if (gcat) gcat[t * F2 + lane] = acc;
-        else if (lane < F) gp[(size_t)lane * taps + t] = acc;
-        else gn[(size_t)(lane - F) * taps + t] = acc;
-      }
+    for (long e = 0; e < (long)vsize; ++e) {  // (lane, tap): gp's rows, then gn's
+      T acc = gv_local[e];
+      for (int k = 1; k < nt; ++k) acc += gv_local[(size_t)k * vsize + e];
+      (e < (long)(F * taps) ? gp[e] : gn[e - (long)(F * taps)]) = acc;
+    }
   }
 }
 
@@ -699,7 +690,7 @@ int bm_kernel_abi_version() { return 3; }
                        int SH, int SW, int PH, int PW, int OH, int OW, double s, const T* gout, T* gx, T* gp,   \
                        T* gn, int nthreads) {                                                                  \
     backward<T>(x, geo<T>(N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW, s), Weights<T>{nullptr, vp, vn}, gout,  \
-                gx, gp, gn, nullptr, nthreads);                                                                \
+                gx, gp, gn, nthreads);                                                                \
   }
 
 BM_DEFINE(f32, float)
