@@ -7,6 +7,10 @@ alternating order (LIF, MVAU+thr, MVAU, then reversed, ...) and the median and s
 are printed, with the machine load (``os.getloadavg``).  MVAU is measured with thresholds (the MVTU of
 Khodamoradi 2021 Fig 2.7 upper: matrix-vector product + 1-bit activation) and without activation
 (``noActivation=1``, the bare matrix product).  Target: LIF_MVAU <= 2x MVAU per tick (median ratio).
+
+Second table: binary max pooling per tick, our ``SpikeMaxPool`` (one node) vs FINN's depthwise
+``ConvolutionInputGenerator`` + ``Pool`` (the pair ``pool_impl="finn"`` emits), both converted from the same
+QONNX ``MaxPool`` graph and executed by plain ``execute_onnx`` on the same frames (same timing method).
 """
 
 from __future__ import annotations
@@ -75,6 +79,57 @@ def _lif_model(w, ticks, positions):
     return make_lif_mvau_model(
         w, decay_shift=3, threshold=4, num_ticks=ticks, weight_dtype="INT4", num_positions=positions
     )
+
+
+def _pool_models(frames, c, h, w, k):
+    """The same binary MaxPool graph converted with our SpikeMaxPool and with FINN's SWU + Pool."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.basic import qonnx_make_model
+
+    from finn_s2n2.finn.transformation import convert_to_lif
+
+    node = helper.make_node("MaxPool", ["inp"], ["outp"], kernel_shape=[k, k], strides=[k, k], name="pool")
+    graph = helper.make_graph(
+        [node],
+        "pool",
+        [helper.make_tensor_value_info("inp", TensorProto.FLOAT, [frames, c, h, w])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, [frames, c, h // k, w // k])],
+    )
+    model = ModelWrapper(qonnx_make_model(graph)).transform(InferShapes())
+    model.set_tensor_datatype("inp", DataType["BINARY"])
+    return convert_to_lif(model, pool_impl="s2n2"), convert_to_lif(model, pool_impl="finn")
+
+
+def _pool_table(reps, quick):
+    from qonnx.core.onnx_exec import execute_onnx
+
+    shapes = [(100, 4, 8, 8, 2), (50, 16, 26, 26, 2)] + ([] if quick else [(50, 32, 9, 9, 2)])
+    rng = np.random.default_rng(1)
+    print(
+        f"{'frames':>7}{'C':>4}{'H':>4}{'W':>4}{'k':>3}{'SpikeMaxPool us/tick':>22}{'SWU+Pool us/tick':>18}"
+        f"{'ratio (min-max)':>20}"
+    )
+    for frames, c, h, w, k in shapes:
+        ours, finn = _pool_models(frames, c, h, w, k)
+        x = (rng.random((frames, c, h, w)) < 0.3).astype(np.float32)
+        y0, y1 = execute_onnx(ours, {"inp": x})["outp"], execute_onnx(finn, {"inp": x})["outp"]
+        if not np.array_equal(y0, y1):
+            raise RuntimeError("SpikeMaxPool and FINN's SWU + Pool disagree")
+        t_ours, t_finn = _time_alternating(
+            [
+                lambda m=ours, v=x: execute_onnx(m, {"inp": v}),
+                lambda m=finn, v=x: execute_onnx(m, {"inp": v}),
+            ],
+            reps,
+        )
+        ratio = t_ours / t_finn
+        print(
+            f"{frames:>7}{c:>4}{h:>4}{w:>4}{k:>3}{np.median(t_ours) / frames * 1e6:>22.1f}"
+            f"{np.median(t_finn) / frames * 1e6:>18.1f}{np.median(ratio):>10.2f} ({ratio.min():.2f}-{ratio.max():.2f})"
+        )
 
 
 def _time_alternating(fns, reps):
@@ -146,6 +201,8 @@ def main(argv=None):
         )
     print(f"worst median LIF_MVAU / MVAU(+thresholds) per tick: {worst:.2f}x (target <= 2x)")
     print(f"load average after: {os.getloadavg()}")
+    _pool_table(reps, args.quick)
+    print(f"load average after pooling: {os.getloadavg()}")
 
     # cppsim compile time of one LIF_MVAU_hls node (own header, g++ + hls4ml ap_types)
     from finn.transformation.fpgadataflow.compile_cppsim import CompileCppSim

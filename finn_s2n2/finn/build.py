@@ -714,8 +714,10 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
 
     * the input may hold another number of frames (whole samples) than the graph is annotated with; axis 0
       of the annotations is then adapted on a copy (:class:`~finn_s2n2.finn.transformation.FixTickBatchShapes`);
-    * FINN's own HLS nodes in ``cppsim`` (``LabelSelect_hls``, ``TLastMarker_hls`` ...) accept exactly one
-      frame per call (FINN asserts it): they run once per frame of axis 0;
+    * FINN's own HW nodes run once per frame of axis 0: FINN writes them for one frame (its HLS nodes in
+      ``cppsim`` and its width converters assert a one-frame input, its depthwise RTL sliding window reshapes
+      to one frame), and none of them keeps state across frames (our stateful LIF units run whole
+      samples);
     * specialised FINN nodes (``*_hls``/``*_rtl``) with ``exec_mode`` "" or "python" use the python
       execution of FINN's abstract op (``Pool_hls`` has no python mode, ``FMPadding_rtl`` does nothing);
     * ``StreamingDataflowPartition`` nodes are executed recursively with this function.
@@ -754,24 +756,22 @@ def execute_s2n2(model, input_dict, return_full_exec_context: bool = False):
             ctx[node.output[0]] = res[child.graph.output[0].name]
             continue
         inst = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
-        mode = inst.get_nodeattr("exec_mode") if inst is not None else ""
-        if mode in ("", "python"):
-            base = _python_exec_of_specialised(node)
-            if base is not None and node.op_type not in OWN_HLS_OPS:
-                base(node).execute_node(ctx, model.graph)
-                continue
-        elif mode == "cppsim" and node.domain.endswith(".hls") and node.op_type not in OWN_HLS_OPS:
-            # FINN's own HLS node: one frame per call
-            x = ctx[node.input[0]]
-            oshape = list(model.get_tensor_shape(node.output[0]))
-            outs = []
-            for f in range(x.shape[0]):
-                sub = {node.input[0]: x[f : f + 1], node.output[0]: np.zeros([1] + oshape[1:], np.float32)}
-                inst.execute_node(sub, model.graph)
-                outs.append(sub[node.output[0]])
-            ctx[node.output[0]] = np.concatenate(outs, axis=0)
+        if inst is None or node.op_type.startswith(OWN_HW_OPS):
+            execute_node(node, ctx, model.graph, opset)
             continue
-        execute_node(node, ctx, model.graph, opset)
+        runner = inst
+        if inst.get_nodeattr("exec_mode") in ("", "python"):
+            base = _python_exec_of_specialised(node)
+            runner = base(node) if base is not None else inst
+        x = ctx[node.input[0]]
+        oshape = list(model.get_tensor_shape(node.output[0]))
+        outs = []
+        for f in range(x.shape[0]):  # FINN's own node: one frame per call
+            sub = {i: ctx[i] for i in node.input[1:]}  # parameter inputs (initializers), if any
+            sub.update({node.input[0]: x[f : f + 1], node.output[0]: np.zeros([1] + oshape[1:], np.float32)})
+            runner.execute_node(sub, model.graph)
+            outs.append(np.asarray(sub[node.output[0]]))
+        ctx[node.output[0]] = np.concatenate(outs, axis=0)
     if return_full_exec_context:
         return ctx
     return {o.name: ctx[o.name] for o in model.graph.output}
