@@ -349,7 +349,6 @@ def _order_n_kernel(
     else:
         pm = np.int64(_POS_MASK | (1 << _POL_BIT))
     n_emit = 0
-    spare = np.uint64(n)  # spare slot of status (mark)
     for i in range(start, n):
         ui = np.uint64(i)  # unsigned indices: no wrap-around code for negative indices
         e = events[ui]
@@ -397,7 +396,7 @@ def _order_n_kernel(
             for h, key in ((h0, i0), (h1, i1), (h2, i2), (g0, j0), (g1, j1), (g2, j2)):
                 if k_min is not None:
                     h &= passed
-                mark[np.uint64(key >> 32) if h else spare] = 1  # a select and a store, no branch
+                mark[np.uint64(key >> 32)] |= np.uint8(h)  # no branch, no select
         elif norec is None:
             # a supporting stored event with bk = 0: past-event recovery
             need = (

@@ -242,7 +242,7 @@ class OrderNFilter(_Stream):
             # one call in time order: recovery by marking (no bk bookkeeping, no branch; the same statuses);
             # the state's bk bits are then stale: the stream is reset
             status = np.zeros(ev.shape[0], np.uint8)
-            self._kernel(ev, 0, status, None, np.zeros(ev.shape[0] + 1, np.uint8))
+            self._kernel(ev, 0, status, None, np.zeros(ev.shape[0], np.uint8))
             self.reset()
             return status, None
         status = np.zeros(ev.shape[0], np.uint8)
