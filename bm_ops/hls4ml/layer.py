@@ -7,8 +7,9 @@ after hls4ml's precision inference has fixed the input type) with :func:`bm_ops.
 so the C++ (``nnet_bm_conv.h``) uses exactly the numbers the Python reference uses.
 
 Layer configuration keys (``hls_config['LayerName'][name]``): ``LogTableBits``, ``LogFracBits``,
-``ExpTableBits``, ``ExpFracBits``, ``AccumFracBits``, ``WeightBits`` (see :class:`BMFixedConfig`). A ``result``
-precision of ``auto`` becomes the exact accumulator type.
+``ExpTableBits``, ``ExpFracBits``, ``AccumFracBits``, ``WeightBits`` (see :class:`BMFixedConfig`), and hls4ml's
+``ReuseFactor`` (clocks per output pixel for the add/max of its taps x filters; validated as for hls4ml's
+``Conv2D``, see :mod:`bm_ops.hls4ml.config`). A ``result`` precision of ``auto`` becomes the exact accumulator type.
 """
 
 from __future__ import annotations

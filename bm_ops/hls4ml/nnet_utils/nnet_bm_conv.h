@@ -431,7 +431,6 @@ BMStreamRow:
         BMStreamEmit:
             for (unsigned k = 0; k < n_out; k++) {
                 // one output per iteration (usually 0 or 1 per pixel; more after the last row with bottom padding)
-                #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
                 if (eh >= CONFIG_T::out_height || bm_last_pixel<CONFIG_T>(eh, ew) > p)
                     break;
                 typename B::log_t win_log[B::taps];
