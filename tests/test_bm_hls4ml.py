@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from bm_ops.fixedpoint import BMFixedConfig, FixedType, bm_conv2d_fixed, float_error_bound, quantize_bm_layer
 from bm_ops.functional import bm_conv2d, to_log_weights
 from bm_ops.hls4ml import BACKENDS, register
+from bm_ops.hls4ml.config import valid_reuse_factors
 from bm_ops.hls4ml.convert import bm_layer_model
 
 
@@ -108,13 +109,16 @@ def test_csim_bit_exact_reuse_factor(tmp_path, backend, io_type, rf):
     lt=st.integers(4, 9),
     io_backend=st.sampled_from([("io_stream", "Vitis"), ("io_parallel", "Vitis"), ("io_stream", "Vivado")]),
     seed=st.integers(0, 1000),
+    rf_pick=st.integers(0, 100),
 )
 def test_csim_bit_exact_random(
-    tmp_path_factory, signed, width, integer, rw, ri, rmode, k, stride, pad, lt, io_backend, seed
+    tmp_path_factory, signed, width, integer, rw, ri, rmode, k, stride, pad, lt, io_backend, seed, rf_pick
 ):
     it = FixedType(width, min(integer, width), signed)
     rt = FixedType(rw, ri, True, *rmode)
     cfg = BMFixedConfig(log_table_bits=lt, exp_table_bits=max(2, lt - 1), log_frac_bits=max(10, lt))
+    valid = valid_reuse_factors(2 * k * k, 2)  # 2 channels x k x k taps, 2 filters
+    rf = valid[rf_pick % len(valid)]
     _csim_vs_reference(
         tmp_path_factory.mktemp("r"),
         it,
@@ -128,6 +132,7 @@ def test_csim_bit_exact_random(
         (pad,) * 4,
         *io_backend,
         seed,
+        rf,
     )
 
 
