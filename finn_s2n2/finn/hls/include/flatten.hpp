@@ -3,7 +3,7 @@
 // here predates.  Only what npy2apintstream uses: width_v<T> (bits of an element type) and
 // flatten/unflatten between an array of N elements and one packed word, element 0 in the least significant
 // bits (FINN's packing: with reverse_inner the first npy element of a word ends up in the top bits).
-// Integer element types (ap_int / ap_uint, bool) only; FINN's floating-point nodes need Vitis anyway.
+// Element types ap_int / ap_uint only (FINN's integer nodes); its floating-point nodes need Vitis anyway.
 #ifndef S2N2_OPEN_FLATTEN_HPP
 #define S2N2_OPEN_FLATTEN_HPP
 
@@ -14,10 +14,6 @@
 template <typename T>
 struct s2n2_elem_width {
     static constexpr unsigned value = T::width;
-};
-template <>
-struct s2n2_elem_width<bool> {
-    static constexpr unsigned value = 1;
 };
 
 template <typename T>
