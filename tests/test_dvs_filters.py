@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from finn_s2n2.dvs import denoise as d
+from finn_s2n2.dvs import stream as s
 
 
 def make(xs, ys, ts, ps=None):
@@ -243,3 +244,37 @@ def test_tonic_transform_in_compose():
         d.OrderNDenoise(sensor_size=(34,), filter_time=10)
     with pytest.raises(ValueError, match="dt"):
         d.OrderNDenoise(sensor_size=(34, 34, 2), filter_time=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    streams(),
+    st.sampled_from(
+        [
+            {},
+            {"exclude_self": True},
+            {"same_polarity": True},
+            {"min_support": 2},
+            {"min_support": 3, "exclude_self": True, "same_polarity": True},
+            {"timestamp_bits": 32},
+        ]
+    ),
+    st.sampled_from(["int", "float", "far"]),
+)
+def test_marking_equals_bookkeeping(case, opts, kind):
+    """One call in time order recovers by marking supporters (no bk bits); the status of every event must be
+    the one of the bk bookkeeping kernel (the streaming / emission-order path): PASSED, RECOVERED, DROPPED."""
+    ev, w, h, dt = case
+    assume(not (kind == "float" and opts.get("timestamp_bits") == 32))  # 32-bit ages need integers
+    if kind == "float":
+        ev = ev.astype([("x", "i2"), ("y", "i2"), ("t", "f8"), ("p", "?")])
+        ev["t"] *= 0.37
+    elif kind == "far":  # timestamps near the int64 limits and around 2^32 (32-bit aliasing)
+        ev["t"] += 2**63 - 1 - int(ev["t"][-1]) if opts.get("timestamp_bits") != 32 else 2**32 - 50
+    _, bk_status, emission = d.order_n_status(ev, w, h, dt, **opts)  # bookkeeping kernel
+    f = s.OrderNFilter(w, h, dt, order="time", **opts)
+    marked, none = f.run_once(d.check_events(ev))  # marking kernel
+    assert none is None
+    assert np.array_equal(marked, bk_status)
+    assert np.array_equal(d.order_n_filter(ev, w, h, dt, **opts), ev[bk_status != d.DROPPED])
+    assert np.array_equal(np.sort(emission), np.flatnonzero(bk_status))
