@@ -134,6 +134,7 @@ struct PixelLists {
   std::vector<int32_t> Ncnt;
   std::vector<long> tag;       // (image * Hp + padded row) held by each slot, -1: none
   std::vector<T> la, rows;     // fill scratch: ln|x| of one input row; one padded row's logs, (sign, u, c)
+  std::vector<T> lrow;         // (AVX-512 fill) ln|x| of the input row, (c, u)
   std::vector<size_t> rowbase; // first pixel (in the ring) of padded row i * SH + kh, per kh
   const T* a(int sg, size_t pix) const { return A.data() + ((size_t)sg * RP + pix) * Cs; }
   const int32_t* k(int sg, size_t pix) const { return K.data() + ((size_t)sg * RP + pix) * Cs; }
@@ -143,7 +144,7 @@ struct PixelLists {
   PixelLists(const Geo<T>& g, int rstride_)
       : C(g.C), Cs(slot_width(g.C)), KH(g.KH), Wp(g.Wp()), Hp(g.Hp()), rstride(rstride_),
         RP((size_t)g.KH * g.Wp()), A(2 * RP * Cs), K(2 * RP * Cs), Ncnt(2 * RP), tag(g.KH, -1L), la(g.W),
-        rows(2 * (size_t)g.Wp() * Cs), rowbase(g.KH) {}
+        rows(2 * (size_t)g.Wp() * Cs), lrow((size_t)g.C * g.W), rowbase(g.KH) {}
 
   // the finite entries of src[0, C) (the logs of one pixel and sign, channel-major) appended to ab/kb with their
   // channel * rstride; returns the count. ab/kb have Cs slots: the vector version stores whole vectors.
@@ -181,6 +182,12 @@ struct PixelLists {
     const T s = g.s;
     const T lfl = s > T(0) ? std::log(s) : -std::numeric_limits<T>::infinity();
     const int slot = y % KH;
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4) {
+      fill_row_avx512(x, g, n, y, lfl);
+      return;
+    }
+#endif
     std::fill(rows.begin(), rows.end(), lfl);
     if (y >= g.PH && y < g.PH + g.H) {
       for (int c = 0; c < C; ++c) {
@@ -200,6 +207,106 @@ struct PixelLists {
         Ncnt[e] = compact(rows.data() + ((size_t)sg * Wp + u) * Cs, A.data() + e * Cs, K.data() + e * Cs);
       }
   }
+
+#if defined(__AVX512F__)
+  // 16 x 16 float transpose in registers: r[c] (row c, columns 0..15) -> r[u] (column u, rows 0..15)
+  static inline void transpose16(__m512* r) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+      r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int k = 0; k < 4; ++k) {
+      t[k] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+      t[k + 4] = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
+      t[k + 8] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+      t[k + 12] = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+    }
+    for (int k = 0; k < 4; ++k) {
+      r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+      r[k + 4] = _mm512_shuffle_f32x4(t[k + 4], t[k + 12], 0x88);
+      r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+      r[k + 12] = _mm512_shuffle_f32x4(t[k + 4], t[k + 12], 0xdd);
+    }
+  }
+
+  // the same lists for float with AVX-512: ln|x| per channel row as above (same values), the per-sign selection
+  // along the row, then 16 x 16 (channel x pixel) tiles transposed in registers and compacted per pixel
+  void fill_row_avx512(const T* x, const Geo<T>& g, int n, int y, T lfl) {
+    const float s = (float)g.s;
+    const int slot = y % KH, H = g.H, W = g.W;
+    const bool inrow = y >= g.PH && y < g.PH + H;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 vs = _mm512_set1_ps(s), vms = _mm512_set1_ps(-s), vlfl = _mm512_set1_ps((float)lfl);
+    const __m512 vninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    float* A0 = (float*)A.data();
+    // padding pixels (and whole padding rows): every channel at ln s (listed when s > 0), in channel order
+    for (int u = 0; u < Wp; ++u) {
+      if (inrow && u >= g.PW && u < g.PW + W) continue;
+      for (int sg = 0; sg < 2; ++sg) {
+        const size_t e = (size_t)sg * RP + (size_t)slot * Wp + u;
+        int cnt = 0;
+        if (lfl != -std::numeric_limits<T>::infinity())
+          for (int c = 0; c < C; ++c, ++cnt) {
+            A0[e * Cs + c] = (float)lfl;
+            K.data()[e * Cs + c] = c * rstride;
+          }
+        Ncnt[e] = cnt;
+      }
+    }
+    if (!inrow) return;
+    const float* xrow = (const float*)x + ((size_t)n * C * H + (y - g.PH)) * W;  // channel c: + c * H * W
+    float* lr = (float*)lrow.data();
+    for (int c = 0; c < C; ++c) vlogabs(xrow + (size_t)c * H * W, lr + (size_t)c * W, W);
+    for (int u0 = 0; u0 < W; u0 += 16) {
+      const int un = std::min(16, W - u0);
+      const __mmask16 um = (__mmask16)(un == 16 ? 0xFFFF : (1u << un) - 1);
+      int n0[16] = {0}, n1[16] = {0};
+      for (int c0 = 0; c0 < C; c0 += 16) {
+        const int cn = std::min(16, C - c0);
+        __m512 rp[16], rn[16];
+        for (int c = 0; c < 16; ++c) {
+          if (c < cn) {
+            const __m512 xv = _mm512_maskz_loadu_ps(um, xrow + (size_t)(c0 + c) * H * W + u0);
+            const __m512 lv = _mm512_maskz_loadu_ps(um, lr + (size_t)(c0 + c) * W + u0);
+            rp[c] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vs, xv, _CMP_LT_OQ), vlfl, lv);   // x > s
+            rn[c] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xv, vms, _CMP_LT_OQ), vlfl, lv);  // -x > s
+          } else {
+            rp[c] = rn[c] = vninf;
+          }
+        }
+        transpose16(rp);
+        transpose16(rn);
+        const __mmask16 in = (__mmask16)(cn == 16 ? 0xFFFF : (1u << cn) - 1);
+        const __m512i kv = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(c0)), _mm512_set1_epi32(rstride));
+        for (int k = 0; k < un; ++k) {
+          const size_t e0 = (size_t)slot * Wp + g.PW + u0 + k, e1 = RP + e0;
+          const __mmask16 mp = _mm512_mask_cmp_ps_mask(in, rp[k], vninf, _CMP_NEQ_OQ);
+          const __mmask16 mn = _mm512_mask_cmp_ps_mask(in, rn[k], vninf, _CMP_NEQ_OQ);
+          _mm512_storeu_ps(A0 + e0 * Cs + n0[k], _mm512_maskz_compress_ps(mp, rp[k]));
+          _mm512_storeu_si512((void*)(K.data() + e0 * Cs + n0[k]), _mm512_maskz_compress_epi32(mp, kv));
+          _mm512_storeu_ps(A0 + e1 * Cs + n1[k], _mm512_maskz_compress_ps(mn, rn[k]));
+          _mm512_storeu_si512((void*)(K.data() + e1 * Cs + n1[k]), _mm512_maskz_compress_epi32(mn, kv));
+          n0[k] += __builtin_popcount((unsigned)mp);
+          n1[k] += __builtin_popcount((unsigned)mn);
+        }
+      }
+      for (int k = 0; k < un; ++k) {
+        const size_t e0 = (size_t)slot * Wp + g.PW + u0 + k;
+        Ncnt[e0] = n0[k];
+        Ncnt[RP + e0] = n1[k];
+      }
+    }
+  }
+#endif
 
   // make the ring hold the padded rows i * SH + [0, KH) of image n; pofs[kh * KW + kw]: ring pixel of tap offset
   // (kh, kw) for the row's first position (position j adds j * SW)

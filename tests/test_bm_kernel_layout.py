@@ -1,0 +1,81 @@
+"""Kernel data layout edge cases: channel counts and row widths around the 16-lane tiles of the list builder,
+tap groups of several offsets, strides larger than the kernel (ring rows never reused), one thread and two
+threads (row chunks; the backward's fixed split), float32 and float64 against the float64 reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from bm_ops._kernel import bm_conv2d_fast
+from bm_ops.functional import bm_conv2d, to_log_weights
+
+
+def _tensors(seed, n, c, f, k, h, w, dtype, zero_frac=0.2):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c, h, w))
+    x[rng.random(x.shape) < zero_frac] = 0.0
+    vp, vn = to_log_weights(rng.normal(size=(f, c, k[0], k[1])))
+    both = rng.random(vp.shape) < 0.3  # v+ and v- both finite at some taps
+    vp[both] = rng.normal(size=int(both.sum()))
+    return [torch.tensor(a, dtype=dtype) for a in (x, vp, vn, rng.normal(size=f))]
+
+
+@pytest.mark.parametrize(
+    "c, w, k, stride, padding, floor",
+    [
+        (16, 16, (3, 3), 1, 1, 0.0),  # exactly one 16 x 16 tile per row
+        (17, 33, (3, 3), 1, 1, 0.0),  # one channel and one pixel past whole tiles
+        (31, 20, (3, 2), (1, 2), (1, 0), 0.1),  # floor: padding and small |x| listed at ln s
+        (40, 7, (2, 3), 3, 2, 0.0),  # stride > kernel: no ring row is reused
+        (9, 18, (1, 1), 1, 0, 0.0),  # 1x1: a single tap offset per field
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layout_cases_match_reference(c, w, k, stride, padding, floor, dtype):
+    x, vp, vn, b = _tensors(c * 100 + w, 2, c, 11, k, 5, w, dtype)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    grads = {}
+    old = torch.get_num_threads()
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            a = [t.clone().requires_grad_() for t in (x, vp, vn, b)]
+            y = bm_conv2d_fast(*a, stride, padding, input_floor=floor)
+            g = torch.linspace(-1, 1, y.numel(), dtype=dtype).reshape(y.shape)
+            y.backward(g)
+            grads[nt] = (y.detach(), [t.grad for t in a])
+    finally:
+        torch.set_num_threads(old)
+    r = [t.double().clone().requires_grad_() for t in (x, vp, vn, b)]
+    y_ref = bm_conv2d(*r, stride, padding, input_floor=floor)
+    y_ref.backward(torch.linspace(-1, 1, y_ref.numel(), dtype=torch.float64).reshape(y_ref.shape))
+    for nt, (y, gs) in grads.items():
+        torch.testing.assert_close(
+            y.double(), y_ref.detach(), rtol=tol, atol=tol, msg=lambda m, nt=nt: f"y, {nt} threads: {m}"
+        )
+        for name, gk, gr in zip(("x", "v_pos", "v_neg", "bias"), gs, r):
+            torch.testing.assert_close(
+                gk.double(),
+                gr.grad,
+                rtol=tol,
+                atol=tol,
+                msg=lambda m, name=name, nt=nt: f"d{name}, {nt} threads: {m}",
+            )
+    assert torch.equal(grads[1][0], grads[2][0])  # the forward does not depend on the thread count
+
+
+def test_backward_is_deterministic_run_to_run():
+    x, vp, vn, b = _tensors(7, 3, 12, 9, (3, 3), 9, 10, torch.float32)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runs = []
+        for _ in range(3):
+            a = [t.clone().requires_grad_() for t in (x, vp, vn)]
+            bm_conv2d_fast(*a, None, 1, 1).square().sum().backward()
+            runs.append([t.grad for t in a])
+    finally:
+        torch.set_num_threads(old)
+    for other in runs[1:]:
+        for g0, g1 in zip(runs[0], other):
+            assert torch.equal(g0, g1)
