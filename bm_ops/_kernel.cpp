@@ -516,13 +516,13 @@ struct Weights {
 };
 
 // the kernel's weight table: rows ordered (kh, kw, c), each 2F lanes [v+ | v-] padded to F2p with -inf, so the
-// rows of one tap offset are contiguous (an orphaned worksharing loop: called inside the parallel region)
+// rows of one tap offset are contiguous (serial, before the parallel region: small, and no thread waits at a
+// barrier for a descheduled one on a shared machine)
 template <typename T>
 void weight_table(const Weights<T>& wsrc, const Geo<T>& g, T* vk) {
   const int F = g.F, F2p = g.F2p(), khw_n = g.KH * g.KW;
   const size_t taps = g.taps();
   const T ninf = -std::numeric_limits<T>::infinity();
-#pragma omp for schedule(static)
   for (long t = 0; t < (long)taps; ++t) {
     const int c = (int)(t / khw_n), khw = (int)(t % khw_n);
     T* row = vk + ((size_t)khw * g.C + c) * F2p;
@@ -572,9 +572,9 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
   const T ninf = -std::numeric_limits<T>::infinity();
   Aligned64<T> vk((size_t)g.taps() * F2p);
   const long chunk = row_chunk(items, g.OH, nt);
+  weight_table(wsrc, g, vk.data());
 #pragma omp parallel num_threads(nt)
   {
-    weight_table(wsrc, g, vk.data());  // (ends in a barrier)
     PixelLists<T> L(g, F2p);
     std::vector<size_t> pofs(khw_n);
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
@@ -630,27 +630,25 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   std::vector<T> gv_local((size_t)nt * vsize);
   std::vector<T> gx_local(nt > 1 ? (size_t)nt * xsize : 0);
   const T s = g.s;
+  weight_table(wsrc, g, vk.data());
+  for (long t = 0; t < (long)taps; ++t) {
+    const int c = (int)(t / khw_n), khw = (int)(t % khw_n);
+    tc[t] = c;
+    tkh[t] = khw / KW;
+    tkw[t] = khw % KW;
+    toff[t] = ((long)c * g.H + khw / KW) * g.W + khw % KW;
+  }
+  for (int lane = 0; lane < F2; ++lane) {
+    T* __restrict e = ev.data() + (size_t)lane * taps;
+    for (size_t t = 0; t < taps; ++t) e[t] = wsrc.get(t, lane, F, taps);
+    vexp(e, e, taps);
+  }
 #pragma omp parallel num_threads(nt)
   {
     int tid = 0;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
 #endif
-    weight_table(wsrc, g, vk.data());
-#pragma omp for schedule(static)
-    for (long t = 0; t < (long)taps; ++t) {
-      const int c = (int)(t / khw_n), khw = (int)(t % khw_n);
-      tc[t] = c;
-      tkh[t] = khw / KW;
-      tkw[t] = khw % KW;
-      toff[t] = ((long)c * g.H + khw / KW) * g.W + khw % KW;
-    }
-#pragma omp for schedule(static)
-    for (int lane = 0; lane < F2; ++lane) {
-      T* __restrict e = ev.data() + (size_t)lane * taps;
-      for (size_t t = 0; t < taps; ++t) e[t] = wsrc.get(t, lane, F, taps);
-      vexp(e, e, taps);
-    }
     PixelLists<T> L(g, 1);  // K = channel
     std::vector<size_t> pofs(khw_n);
     T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
