@@ -32,6 +32,7 @@ def test_header_datapath_has_no_64bit_types_and_no_runtime_struct():
     for decl in (
         "typedef ap_int<CONFIG_T::log_bits> log_t;",
         "typedef ap_int<CONFIG_T::sum_bits> sum_t;",
+        "typedef ap_int<CONFIG_T::sum_bits + 1> max_t;",
         "typedef ap_int<CONFIG_T::accum_bits> acc_t;",
         "typedef ap_int<CONFIG_T::weight_bits> weight_code_t;",
         "const ap_uint<FE + 2> E = exp_table[j];",
@@ -99,6 +100,8 @@ def test_reuse_factor_sets_the_unroll_of_the_tap_loop(tmp_path, capsys):
         re.S,
     )
     assert loop, "reuse loop structure changed"
+    # per clock: a balanced max tree (hls4ml's nnet::reduce) over the clock's taps, then the running maximum
+    assert "nnet::reduce<max_t, B::taps_per_clock, nnet::Op_max<max_t> >(cand[q], op_max)" in code
     assert "static const unsigned taps_per_clock = taps / CONFIG_T::reuse_taps;" in code
     assert "static const unsigned filt_per_clock = CONFIG_T::n_filt / CONFIG_T::reuse_filt;" in code
     expected = {1: (1, 1), 6: (6, 1), 18: (18, 1), 36: (18, 2), 72: (18, 4)}

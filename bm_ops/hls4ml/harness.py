@@ -198,6 +198,7 @@ def build(cases: list[HarnessCase]) -> ctypes.CDLL:
             "-fPIC",
             f"-I{_HERE}",
             f"-I{Path(ap).parent}",
+            f"-I{Path(ap).parent / 'nnet_utils'}",  # hls4ml's nnet_common.h, next to our header in a project
             f"-I{ap}",
         ]
         r = subprocess.run([*cmd, str(cpp), "-o", str(tmp)], capture_output=True, text=True)

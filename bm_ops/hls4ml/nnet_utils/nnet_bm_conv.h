@@ -14,8 +14,9 @@
 // Base-2 log/exp are used instead of ln/exp: exp(ln x + v) = 2^(log2 x + v log2 e), log2 e folded into V.
 //
 // Every parameter is a compile-time constant of CONFIG_T (see bm_conv2d_config); every value has its exact
-// width: logs ap_int<log_bits>, signs ap_int<2>, window sums / maxima ap_int<sum_bits>, exp terms and the
-// accumulator ap_int<accum_bits> (the widths are derived in Python so that nothing can overflow).
+// width: logs ap_int<log_bits>, signs ap_int<2>, window sums ap_int<sum_bits>, running maxima
+// ap_int<sum_bits + 1> (one code for "no valid tap"), exp terms and the accumulator ap_int<accum_bits> (the
+// widths are derived in Python so that nothing can overflow).
 // ReuseFactor: the n_chan*filt_height*filt_width taps x n_filt filters of one output pixel are processed in
 // reuse_factor = reuse_taps * reuse_filt clocks (a pipelined loop, II = 1, with the rest unrolled).
 #ifndef NNET_BM_CONV_H_
@@ -24,6 +25,7 @@
 #include "ap_fixed.h"
 #include "ap_int.h"
 #include "hls_stream.h"
+#include "nnet_common.h"
 
 namespace nnet {
 
@@ -92,6 +94,8 @@ template <typename CONFIG_T> struct bm_types {
     typedef ap_int<CONFIG_T::log_bits> log_t;
     typedef ap_int<2> sgn_t;
     typedef ap_int<CONFIG_T::sum_bits> sum_t;
+    // a window sum or "no valid tap": one bit wider, the empty code -2^sum_bits is below every real sum
+    typedef ap_int<CONFIG_T::sum_bits + 1> max_t;
     typedef ap_int<CONFIG_T::accum_bits> acc_t;
     typedef ap_int<CONFIG_T::weight_bits> weight_code_t;
 };
@@ -169,31 +173,34 @@ typename bm_types<CONFIG_T>::acc_t bm_exp2(const typename bm_types<CONFIG_T>::su
     return t;
 }
 
-// step 2 for one tap: window sums L + V+ / L + V- into the running maxima of their quadrants
-// (0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-))
+// the "no valid tap" code of a running maximum (ln 0 = -inf): below every real window sum
+template <typename CONFIG_T> inline typename bm_types<CONFIG_T>::max_t bm_empty() {
+    #pragma HLS INLINE
+    typename bm_types<CONFIG_T>::max_t e = 0;
+    e[CONFIG_T::sum_bits] = 1;
+    return e;
+}
+
+// step 2 for one tap and one filter: the window sums L + V+ and L + V- as candidates of the four quadrant maxima
+// (0 = (x+, v+), 1 = (x+, v-), 2 = (x-, v+), 3 = (x-, v-)); a zero input (or padding) or a -inf weight gives
+// the empty code instead
 template <typename CONFIG_T>
 void bm_tap(const typename bm_types<CONFIG_T>::sgn_t &s, const typename bm_types<CONFIG_T>::log_t &lx,
             const typename CONFIG_T::weight_t &vp, const typename CONFIG_T::weight_t &vn,
-            typename bm_types<CONFIG_T>::sum_t mx[4], bool valid[4]) {
+            typename bm_types<CONFIG_T>::max_t &c0, typename bm_types<CONFIG_T>::max_t &c1,
+            typename bm_types<CONFIG_T>::max_t &c2, typename bm_types<CONFIG_T>::max_t &c3) {
     #pragma HLS INLINE
     typedef typename bm_types<CONFIG_T>::sum_t sum_t;
-    if (s == 0)
-        return; // ln 0 = -inf (zero input or padding)
-    const unsigned q0 = (s > 0) ? 0 : 2;
-    if (vp != bm_sentinel<CONFIG_T>()) {
-        const sum_t sum = lx + vp;
-        if (!valid[q0] || sum > mx[q0]) {
-            mx[q0] = sum;
-            valid[q0] = true;
-        }
-    }
-    if (vn != bm_sentinel<CONFIG_T>()) {
-        const sum_t sum = lx + vn;
-        if (!valid[q0 + 1] || sum > mx[q0 + 1]) {
-            mx[q0 + 1] = sum;
-            valid[q0 + 1] = true;
-        }
-    }
+    typedef typename bm_types<CONFIG_T>::max_t max_t;
+    const sum_t sp = lx + vp;
+    const sum_t sn = lx + vn;
+    const bool p_ok = vp != bm_sentinel<CONFIG_T>();
+    const bool n_ok = vn != bm_sentinel<CONFIG_T>();
+    const max_t empty = bm_empty<CONFIG_T>();
+    c0 = (s > 0 && p_ok) ? max_t(sp) : empty;
+    c1 = (s > 0 && n_ok) ? max_t(sn) : empty;
+    c2 = (s < 0 && p_ok) ? max_t(sp) : empty;
+    c3 = (s < 0 && n_ok) ? max_t(sn) : empty;
 }
 
 // step 4 (cast): exact accumulator -> accum_t -> res_T (res_T's rounding / overflow mode)
@@ -214,19 +221,18 @@ void bm_window(const typename bm_types<CONFIG_T>::log_t win_log[bm_types<CONFIG_
                const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt],
                const typename CONFIG_T::exp_table_t exp_table[1 << CONFIG_T::exp_table_bits], res_T out[CONFIG_T::n_filt]) {
     typedef bm_types<CONFIG_T> B;
-    typename B::sum_t mx[CONFIG_T::n_filt][4];
-    bool valid[CONFIG_T::n_filt][4];
+    typedef typename B::max_t max_t;
+    max_t mx[CONFIG_T::n_filt][4];
     #pragma HLS ARRAY_PARTITION variable = mx complete dim = 0
-    #pragma HLS ARRAY_PARTITION variable = valid complete dim = 0
 BMInit:
     for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
         for (unsigned q = 0; q < 4; q++) {
             #pragma HLS UNROLL
-            mx[f][q] = 0;
-            valid[f][q] = false;
+            mx[f][q] = bm_empty<CONFIG_T>();
         }
     }
+    nnet::Op_max<max_t> op_max;
 BMReuseFilt:
     for (unsigned rf = 0; rf < CONFIG_T::reuse_filt; rf++) {
     BMReuseTaps:
@@ -236,12 +242,21 @@ BMReuseFilt:
             for (unsigned j = 0; j < B::filt_per_clock; j++) {
                 #pragma HLS UNROLL
                 const unsigned f = rf * B::filt_per_clock + j;
+                max_t cand[4][B::taps_per_clock];
+                #pragma HLS ARRAY_PARTITION variable = cand complete dim = 0
             BMTapBlock:
                 for (unsigned k = 0; k < B::taps_per_clock; k++) {
                     #pragma HLS UNROLL
                     const unsigned t = rt * B::taps_per_clock + k;
-                    bm_tap<CONFIG_T>(win_sgn[t], win_log[t], v_pos[f * B::taps + t], v_neg[f * B::taps + t], mx[f],
-                                     valid[f]);
+                    bm_tap<CONFIG_T>(win_sgn[t], win_log[t], v_pos[f * B::taps + t], v_neg[f * B::taps + t], cand[0][k],
+                                     cand[1][k], cand[2][k], cand[3][k]);
+                }
+            BMQuadMax:
+                for (unsigned q = 0; q < 4; q++) {
+                    #pragma HLS UNROLL
+                    // balanced max tree over this clock's taps (hls4ml's reduce), then the running maximum
+                    const max_t blk = nnet::reduce<max_t, B::taps_per_clock, nnet::Op_max<max_t> >(cand[q], op_max);
+                    mx[f][q] = op_max(mx[f][q], blk);
                 }
             }
         }
@@ -254,8 +269,8 @@ BMExp:
     BMExpQuad:
         for (unsigned q = 0; q < 4; q++) {
             #pragma HLS UNROLL
-            if (valid[f][q]) {
-                const typename B::acc_t t = bm_exp2<CONFIG_T>(mx[f][q], exp_table);
+            if (mx[f][q] != bm_empty<CONFIG_T>()) {
+                const typename B::acc_t t = bm_exp2<CONFIG_T>(typename B::sum_t(mx[f][q]), exp_table);
                 if (q == 0 || q == 3)
                     acc += t;
                 else
