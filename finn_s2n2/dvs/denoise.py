@@ -49,7 +49,9 @@ packet-by-packet versions, which run the same kernels):
   order, recovered events at their original place; ``order="emission"`` returns them in the order a
   hardware filter emits them: for each arriving event, first the recovered events in scan order (rows
   ``y-1, y, y+1``, then columns ``x-1, x, x+1``), then the event itself.  That is the order of the HLS
-  C++ (``hls/dvs_order_n.h``), which the tests compare bit for bit.
+  C++ (``hls/dvs_order_n.h``), which the tests compare bit for bit.  A one-call time-order run finds the same
+  recovered events by *marking* supporters instead of keeping ``bk`` (no unpredictable branch; see
+  :func:`_order_n_kernel`).
 
 The kernels are compiled with numba (``cache=True``); they are the python execution of the filters, the
 specification that the HLS C++ matches.  Every kernel takes its memory (the filter *state*) as arguments, so
@@ -319,14 +321,27 @@ def _recover(K, kc, status, emit, n_emit, other, line):
 def _order_n_kernel(
     events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, mark
 ):
-    """O(N) filter (§3.2) on ``events[start:]`` (``events[:start]`` are earlier events still referenced by the
-    cells).  Writes ``status`` (DROPPED/PASSED/RECOVERED) and ``emit`` (indices in emission order); returns
-    ``(n_emit, err, err_index)``.  ``prev``: the last timestamp seen before ``events[start]``.
+    """O(N) filter (§3.2) on one packet ``events``, numbered from ``start`` on (indices ``0 .. start-1`` are
+    earlier events still referenced by the cells; the kernel never reads them).  Writes ``status``
+    (DROPPED/PASSED/RECOVERED, indexed by event number) and ``emit`` (event numbers in emission order); returns
+    ``(n_emit, err, err_number)``.  ``prev``: the last timestamp seen before ``events[0]``.
 
     Options are passed as ``None`` when off (``excl``: exclude the pixel itself; ``k_min``: supporters
     required, ``None`` = 1; ``pol``: ``True`` for equal polarity, ``p > 0`` read from each record; ``norec``:
-    ``True`` turns past-event recovery off; ``emit``: ``None`` when only ``status`` is wanted), so that numba
-    compiles a variant per combination with the unused code pruned.
+    ``True`` turns past-event recovery off; ``emit``: ``None`` when only ``status`` is wanted; ``mark``: see
+    below), so that numba compiles a variant per combination with the unused code pruned.
+
+    Recovery, two ways with the same statuses (tested against each other):
+
+    * *bookkeeping* (``mark`` None; streams and ``order="emission"``): the dissertation's ``bk`` bits — when an
+      event passes, each supporting cell with ``bk = 0`` is recovered (and ``bk`` set, in its twin cell too), in
+      scan order.  The branch on "some supporter has ``bk = 0``" is unpredictable (it costs ≈ 4 ns/event).
+    * *marking* (``mark``: a zeroed uint8 array, one per event; one fresh call in time order): an event is
+      RECOVERED iff it was dropped on arrival and later supported a passing event while still held by a cell —
+      exactly when the bookkeeping recovers it, since ``bk`` only keeps it from being emitted twice.  So every
+      supporting cell ORs its support bit into ``mark`` at its event's index (no branch, no select), and a
+      last pass turns marked DROPPED events into RECOVERED.  ``bk`` is then not maintained (nor for ``norec``:
+      the tag holds ``bk = 1``, which keeps the new cells off the support test's critical path).
 
     State (:func:`order_n_state`): one *key* array ``K`` (int64) and one timestamp array ``T``, the
     ``height + 2`` row cells first, then the ``width + 2`` column cells, both padded (cell = coordinate + 1;
@@ -334,9 +349,10 @@ def _order_n_kernel(
     clipping).  A key is the hardware info cell ``bk << 31 | p << 30 | pos`` of :mod:`finn_s2n2.dvs.memory`
     (``p`` stored when ``pol`` is given) with the event's index in the upper 32 bits; an empty cell is
     :data:`KEY_EMPTY` (the hardware's empty cell with the polarity bit set: with ``pol`` it then never
-    matches, see :func:`_hit`).  The six cells are tested without branches; only recovery branches.
+    matches, see :func:`_hit`).  The six cells are tested without branches; unsigned indices and
+    ``boundscheck=False`` keep numba's wrap-around and bounds code out of the loop.
     """
-    n = events.shape[0]
+    n = start + events.shape[0]
     BK = np.int64(1) << _BK_BIT
     ONE = np.uint64(1)
     TWO = np.uint64(2)
@@ -349,9 +365,10 @@ def _order_n_kernel(
     else:
         pm = np.int64(_POS_MASK | (1 << _POL_BIT))
     n_emit = 0
+    ustart = np.uint64(start)
     for i in range(start, n):
         ui = np.uint64(i)  # unsigned indices: no wrap-around code for negative indices
-        e = events[ui]
+        e = events[ui - ustart]
         t = e.t
         ux = np.uint64(np.int64(e.x))
         uy = np.uint64(np.int64(e.y))
@@ -577,6 +594,18 @@ def _refractory_kernel(events, width, height, period, mask, prev, T, V, passed):
 def _gather(events, idx, n, out):
     for k in range(n):
         out[k] = events[idx[k]]
+
+
+@njit(cache=True)
+def _gather2(held, events, idx, out):
+    """``out[k]`` = event number ``idx[k]`` of ``held`` followed by ``events`` (without joining them)."""
+    start = held.shape[0]
+    for k in range(idx.shape[0]):
+        j = idx[k]
+        if j < start:
+            out[k] = held[j]
+        else:
+            out[k] = events[j - start]
 
 
 @njit(cache=True)

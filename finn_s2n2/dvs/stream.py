@@ -226,7 +226,7 @@ class OrderNFilter(_Stream):
             K, T, status, emit, mark,
         )  # fmt: skip
         if err:
-            self._raise(err, i - start, V[start:], self._prev if i == start else None)
+            self._raise(err, i - start, V, self._prev if i == start else None)
         self._prev = V["t"][-1]
         return None if emit is None else emit[:n_emit]
 
@@ -250,29 +250,36 @@ class OrderNFilter(_Stream):
         return status, self._kernel(ev, 0, status, emit)
 
     def _process(self, ev):
-        if self._held is not None and self._held.size:
-            start = self._held.size
-            V = _d.concat([self._held, ev], ev.dtype)
-            status = np.concatenate([self._held_status, np.zeros(ev.size, np.uint8)])
-        else:
-            start = 0
-            V = ev
-            status = np.zeros(ev.size, np.uint8)
-        if V.shape[0] > _d.MAX_EVENTS:
+        # events still referenced by a bk = 0 cell (numbers 0 .. start-1) are held, the packet follows them;
+        # the kernel reads only the packet, so the two are never joined
+        held = self._held if self._held is not None else ev[:0]
+        start = held.shape[0]
+        n = start + ev.shape[0]
+        if n > _d.MAX_EVENTS:
             raise ValueError(
                 f"packet has {ev.shape[0]} events; at most {_d.MAX_EVENTS - start} here (split it)"
             )
-        emit = np.empty(V.shape[0] + 1, np.int64) if self.order == "emission" else None
-        emission = self._kernel(V, start, status, emit)
+        status = np.zeros(n, np.uint8)
+        if start:
+            status[:start] = self._held_status
+        emit = np.empty(n + 1, np.int64) if self.order == "emission" else None
+        emission = self._kernel(ev, start, status, emit)
         K, T = self._state
         expire = self.timestamp_bits == 64
-        m = int(_d._order_n_rebase(K, T, V["t"][-1], self._kdt, self._mask, expire, V.shape[0]))
+        m = int(_d._order_n_rebase(K, T, ev["t"][-1], self._kdt, self._mask, expire, n))
         if self.order == "emission":
-            out = np.empty(emission.shape[0], V.dtype)
-            _d._gather(V, emission, emission.shape[0], out)
+            out = np.empty(emission.shape[0], ev.dtype)
+            _d._gather2(held, ev, emission, out)
+        elif m <= start:
+            out = _d.take(held[:m], status[:m])
         else:
-            out = _d.take(V[:m], status[:m])
-        self._held = _d.concat([V[m:]], V.dtype)
+            out = _d.concat(
+                [_d.take(held, status[:start]), _d.take(ev[: m - start], status[start:m])], ev.dtype
+            )
+        if m >= start:
+            self._held = _d.concat([ev[m - start :]], ev.dtype)
+        else:
+            self._held = _d.concat([held[m:], ev], ev.dtype)
         self._held_status = status[m:].copy()
         return out
 
