@@ -12,6 +12,7 @@ the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``)
 
     .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--reps N] [--out benchmarks/out/bm_conv_speed.json]
     .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit be410cb   # + main's kernel before issue 19
+    .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit 4d8018c   # + the custom-op kernel before the speed work
 
 ``--baseline-commit REV`` adds a third method, ``bm_ops/_kernel.py`` + ``_kernel.cpp`` as they were at ``REV``
 (extracted with ``git show`` into a temporary package, built into its own cache), timed in the same loop.
@@ -71,6 +72,9 @@ def load_baseline(rev: str):
         (pkg / "_kernel.py")
         .read_text()
         .replace('os.environ.get("BM_OPS_CACHE")', 'os.environ.get("BM_OPS_CACHE_BASELINE")')
+        # a revision that registers the torch.library op too: its own op namespace (no clash with ours)
+        .replace('"bm_ops::', '"bm_ops_baseline::')
+        .replace("torch.ops.bm_ops.", "torch.ops.bm_ops_baseline.")
     )
     (pkg / "_kernel.py").write_text(text)
     sys.path.insert(0, str(tmp))
