@@ -11,7 +11,8 @@
 * each :class:`~finn_s2n2.snn.nn.LIF` becomes a ``LIF`` node (domain ``finn_s2n2``) whose integer ``threshold``
   is ``floor(T / s)`` — the Brevitas per-tensor weight scale ``s`` is folded into the threshold, so the
   ``Quant`` nodes carry scale 1 (the integer grid), which is what ``LIF_MVAU`` executes;
-* ``MaxPool2d`` → ``MaxPool`` (binary spikes; FINN's pooling unit), ``Flatten`` → ``Flatten(axis=1)``;
+* ``MaxPool2d`` → ``MaxPool`` (binary spikes; the FINN flow maps it to ``SpikeMaxPool``, an OR over the window,
+  or to FINN's pooling unit with ``pool_impl="finn"``), ``Flatten`` → ``Flatten(axis=1)``;
 * ``AvgPool2d`` / ``SumPool2d`` of spikes (kernel == stride, no padding) are **folded into the next weight
   layer**, which must be a ``QuantLinear`` (after an optional ``Flatten``): sum pooling then a linear map is
   one linear map on the unpooled spikes, ``W'[o, c, h, w] = W[o, c, h // k_h, w // k_w]`` (0 for the rows
