@@ -2,7 +2,7 @@
 
 Limonova et al. (*The BM Convolutional Layer*, *Hardware implementation*, Table 2). A standard conv
 is converted to BM (step 2 of the paper), exported to QONNX (``bm_ops::BMConv``, executed by qonnx), built with hls4ml
-(``BMConv2D`` plugin layer, ``compile()``/``predict()``) and compared with the fixed-point reference
+(``BMConv2D`` plugin layer, ReuseFactor ``k·k``, ``compile()``/``predict()``) and compared with the fixed-point reference
 (bit-exact) and with the float layer (within the documented log/exp approximation bound). The gate/latency
 ratios of the layer come from ``bm_ops.cost`` (Limonova et al. Tables 1–2 model, an *estimate*).
 """
@@ -47,7 +47,10 @@ def stage(ctx) -> dict:
     qonnx_diff = float(np.abs(y_q - y_t[:2]).max())
 
     # hls4ml C-simulation vs the fixed-point reference and the float layer
-    hm = bm_layer_model(vp, vn, b, (hw, hw, c), it, rt, (1, 1), (1, 1, 1, 1), output_dir=str(work / "hls"))
+    rf = k * k  # ReuseFactor: the c*k*k taps x f filters of a window in k*k clocks (c*f tap operations each)
+    hm = bm_layer_model(
+        vp, vn, b, (hw, hw, c), it, rt, (1, 1), (1, 1, 1, 1), output_dir=str(work / "hls"), reuse_factor=rf
+    )
     hm.compile()
     y_c = np.asarray(hm.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(len(x), -1))))
     y_c = y_c.reshape(len(x), hw, hw, f).transpose(0, 3, 1, 2)
@@ -85,6 +88,7 @@ def stage(ctx) -> dict:
 
     return {
         "layer": f"{c}->{f} k{k} @{hw}x{hw}",
+        "reuse_factor": rf,
         "qonnx_vs_torch_max_diff": qonnx_diff,
         "csim_bit_exact": bit_exact,
         "csim_vs_float_max_err": float(err.max()),
