@@ -40,7 +40,7 @@ def test_generated_project_passes_gxx_syntax_check(tmp_path, backend, io_type):
     cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=backend)
     cfg["Model"]["ShortSkipFusion"] = True
     cfg["LayerName"]["c0"]["Precision"]["result"] = "fixed<20,8>"
-    cfg["LayerName"]["bm"]["ReuseFactor"] = 2
+    cfg["LayerName"]["bm"]["ReuseFactor"] = 3  # a valid value for 27 taps (hls4ml would round 2)
     hm = hls4ml.converters.convert_from_keras_model(
         model, hls_config=cfg, output_dir=str(tmp_path), io_type=io_type, backend=backend
     )
