@@ -27,7 +27,11 @@ median ns/event and Mev/s with the spread (min–max) over the runs, passed even
 with recovery (median of the per-run ratios, and its min–max).  The load average is printed:
 on a shared machine every number moves with it.
 
-    .venv/bin/python benchmarks/dvs_filter_speed.py [--quick] [--events N] [--runs R] [--dt US]
+    .venv/bin/python benchmarks/dvs_filter_speed.py [--quick] [--events N] [--runs R] [--dt US] [--stages]
+
+``--stages`` prints instead where the O(N) filter's time goes (validation, the six-cell search, recovery by
+marking or by bk bookkeeping, emission order, output compaction) on every stream, and the streaming filter
+fed 1, 10 and 33 ms packets of the last stream (the real clip when present) against one call.
 """
 
 from __future__ import annotations
@@ -130,6 +134,63 @@ def report(title, res, peer="dv KNoiseFilter"):
     return out
 
 
+def stages(ev, width, height, dt, runs: int) -> dict:
+    """Where the time of ``order_n_filter`` goes (CPU ns/event, median of ``runs``, order alternated): the
+    validation, the kernel without recovery (the six-cell search), with recovery by marking (one call, time
+    order) and by bk bookkeeping (streams, emission order), the output compaction, the whole call."""
+    ev = denoise.check_events(ev)
+    kdt = denoise.kernel_dt(dt, "i")
+    prev = np.int64(-(2**63))
+    n = ev.shape[0]
+    status = np.ones(n, np.uint8)
+    out = np.empty(n + 1, ev.dtype)
+
+    def kernel(norec=None, mark=False, emit=False):
+        def fn():
+            K, T = denoise.order_n_state(width, height, "i")
+            st = np.zeros(n, np.uint8)
+            denoise._order_n_kernel(
+                ev, 0, width, height, kdt, None, prev, None, None, None, norec, K, T, st,
+                np.empty(n + 1, np.int64) if emit else None, np.zeros(n, np.uint8) if mark else None,
+            )  # fmt: skip
+
+        return fn
+
+    fns = {
+        "validation (check_events)": lambda: denoise.check_events(ev),
+        "kernel, no recovery (search)": kernel(norec=True),
+        "kernel, recovery by marking": kernel(mark=True),
+        "kernel, bk bookkeeping": kernel(),
+        "kernel, bk + emission order": kernel(emit=True),
+        "compaction (all events)": lambda: denoise._compact(ev, status, out),
+        "order_n_filter (one call)": lambda: denoise.order_n_filter(ev, width, height, dt),
+    }
+    for fn in fns.values():
+        fn()
+    return bench({k: (n, f) for k, f in fns.items()}, runs)
+
+
+def packet_sizes(ev, width, height, dt, runs: int, sizes_us=(1_000, 10_000, 33_000)) -> dict:
+    """``OrderNFilter`` (emission order) fed packets of ``sizes_us`` µs, against one call (CPU ns/event)."""
+    fns = {"one call (order_n_filter)": (ev.size, lambda: denoise.order_n_filter(ev, width, height, dt).size)}
+    for us in sizes_us:
+        pk = np.split(ev, np.searchsorted(ev["t"], np.arange(ev["t"][0] + us, ev["t"][-1] + 1, us)))
+
+        def run(pk=pk):
+            f = OrderNFilter(width, height, dt)
+            return sum(f(p).size for p in pk) + f.flush().size
+
+        fns[f"{us / 1000:g} ms packets ({len(pk)})"] = (ev.size, run)
+    return bench(fns, runs)
+
+
+def print_plain(title, res):
+    print(f"\n{title}")
+    for k, (n, t, _) in res.items():
+        ns = t * 1e9 / n
+        print(f"  {k:<32} {np.median(ns):>6.2f} ns/event  ({ns.min():.2f}-{ns.max():.2f})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="300k events per stream, 5 runs")
@@ -138,6 +199,11 @@ def main(argv=None):
     ap.add_argument("--dt", type=float, default=2000.0, help="temporal window in µs (default 2000)")
     ap.add_argument("--noise-hz", type=float, default=1.5, help="BA noise per pixel (default 1.5 Hz, 60 °C)")
     ap.add_argument("--tonic-events", type=int, default=30_000, help="events given to tonic as shipped")
+    ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="instead: where the O(N) filter's time goes, and streaming with 1/10/33 ms packets of the clip",
+    )
     args = ap.parse_args(argv)
     n_events = args.events or (300_000 if args.quick else 2_000_000)
     runs = args.runs or (5 if args.quick else 7)
@@ -168,6 +234,14 @@ def main(argv=None):
     denoise.baseline_filter(warm, 346, 260, dt)
     peers.tonic_denoise_numba(warm, dt)
     OrderNFilter(346, 260, dt)(warm)
+
+    if args.stages:
+        for title, ev, w, h in streams:
+            print_plain(f"{title}: {ev.size} events, O(N) stages", stages(ev, w, h, dt, runs))
+        title, ev, w, h = streams[-1]
+        print_plain(f"{title}: packets", packet_sizes(ev, w, h, dt, runs))
+        print(f"\nload average after: {os.getloadavg()}")
+        return None
 
     summary = {}
     for title, ev, w, h in streams:

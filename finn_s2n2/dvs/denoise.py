@@ -283,7 +283,8 @@ def _hit(key, cpe, pm, t_cell, t, dt, mask):
     """Offset ``d = (key & pm) - cpe`` (unsigned) of one stored event and its support (Eq 3.2): the event
     supports when ``d <= 2`` (its position is within one pixel of the arriving event's, and with ``pm``
     including the polarity bit its polarity is equal) and ``t - t_cell < dt``; ``d == 1`` is the pixel
-    itself.  ``cpe = p << 30 | (c - 1)`` of the arriving event (``c`` its coordinate along the cell's axis)."""
+    itself.  ``cpe = (p << 30) + c - 1`` (mod 2^64) of the arriving event, ``c`` its coordinate along the
+    cell's axis."""
     d = np.uint64(key & pm) - cpe
     return d, (d <= np.uint64(2)) & (_age(t, t_cell, mask) < dt)
 
@@ -335,7 +336,7 @@ def _order_n_kernel(
 
     * *bookkeeping* (``mark`` None; streams and ``order="emission"``): the dissertation's ``bk`` bits — when an
       event passes, each supporting cell with ``bk = 0`` is recovered (and ``bk`` set, in its twin cell too), in
-      scan order.  The branch on "some supporter has ``bk = 0``" is unpredictable (it costs ≈ 4 ns/event).
+      scan order.  The branch on "some supporter has ``bk = 0``" is unpredictable (3–4 ns/event more).
     * *marking* (``mark``: a zeroed uint8 array, one per event; one fresh call in time order): an event is
       RECOVERED iff it was dropped on arrival and later supported a passing event while still held by a cell —
       exactly when the bookkeeping recovers it, since ``bk`` only keeps it from being emitted twice.  So every
