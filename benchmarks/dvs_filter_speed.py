@@ -100,10 +100,13 @@ def contenders(ev, width, height, dt, store, n_tonic):
 
 
 def bench(fns: dict, runs: int) -> dict:
-    """``runs`` CPU-time measurements of each callable, the order reversed every other run."""
+    """``runs`` CPU-time measurements of each callable, the order reversed every other run, after one untimed
+    call of each (numba compiles or loads each kernel variant on its first call)."""
     names = list(fns)
     times = {k: [] for k in names}
     passed = {}
+    for k in names:
+        fns[k][1]()
     for r in range(runs):
         for k in names if r % 2 == 0 else names[::-1]:
             n, fn = fns[k]
@@ -165,8 +168,6 @@ def stages(ev, width, height, dt, runs: int) -> dict:
         "compaction (all events)": lambda: denoise._compact(ev, status, out),
         "order_n_filter (one call)": lambda: denoise.order_n_filter(ev, width, height, dt),
     }
-    for fn in fns.values():
-        fn()
     return bench({k: (n, f) for k, f in fns.items()}, runs)
 
 
