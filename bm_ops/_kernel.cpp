@@ -7,19 +7,24 @@
 //
 // Layout (no (batch x positions x filters x C*K*K) tensor is ever built):
 //  * pixel lists (PixelLists): for every padded input pixel and sign, the channels whose log input
-//    a = ln max(+-x, s) is finite, with that log, in channel order -- built once per call. For s = 0 the signs
-//    are disjoint and zeros/padding are absent, so every listed tap updates only the 2F accumulators
-//    [v^+ | v^-] of its sign, with one add and one max per lane.
-//  * weights: rows of 2F lanes [v^+ | v^-] (padded with -inf to whole SIMD vectors), ordered (kh, kw, c).
-//  * row sweep: per output row, block = (filter chunk of <= 8 vectors, kh, kw, channel block) so the block's
-//    weight rows stay in L1 while every position of the row runs its pixel list through them; the
-//    accumulators of a (position, sign, chunk) live in SIMD registers (GCC vector extensions) during a list.
+//    a = ln max(+-x, s) is finite, with that log, in channel order. For s = 0 the signs are disjoint and
+//    zeros/padding are absent, so every listed tap updates only the 2F accumulators [v^+ | v^-] of its sign,
+//    with one add and one max per lane. Built per thread into a ring of the KH padded rows the current output
+//    row reads (in L1/L2; consecutive rows of one image reuse KH - SH of them); AVX-512 builds transpose
+//    16 x 16 (channel x pixel) tiles in registers and compact them there.
+//  * weights: rows of 2F lanes [v^+ | v^-] (padded with -inf to whole SIMD vectors), ordered (kh, kw, c),
+//    64-byte aligned (a vector load straddling two cache lines halves the bandwidth the inner loop needs).
+//  * row sweep: per output row, block = (filter chunk of <= 8 vectors, group of tap offsets whose weight rows
+//    fit in 32 KiB of L1); per position and sign the block's pixel lists are concatenated into one field list
+//    (FieldList: one loop exit per field instead of one unpredictable exit per pixel list) and run through the
+//    accumulators, which live in SIMD registers (GCC vector extensions, two taps per step).
 //  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima (same code), then the first
 //    arg-max tap in (c, kh, kw) order of each maximum (exact equality with the maximum, smallest tap index:
 //    the tie rule of torch.max in the reference), and scatters grad * exp(max) (= grad |x| e^v) into dv and
 //    grad * (+-e^v) into dx at that tap only -- autograd keeps nothing but x and v.
-//  * OpenMP over (image, output row) items, dynamic schedule (a descheduled thread on a shared machine does
-//    not hold the others up); the backward accumulates dx and dv per thread.
+//  * OpenMP over (image, output row) items. Forward: dynamic schedule in runs of rows of one image (a
+//    descheduled thread on a shared machine holds up at most its current run). Backward: fixed contiguous
+//    ranges (static schedule) with per-thread dx and dv added in thread order: deterministic run to run.
 // Built without -ffast-math (the code relies on -inf arithmetic) and without -march=native: bm_ops._kernel
 // builds one library per x86-64 ISA level and loads the best one the CPU supports (runtime dispatch).
 
@@ -51,24 +56,35 @@ double log(double);
 
 namespace {
 
+// SIMD vectors of the build's native width (a wider GCC vector type is split by the compiler, and its
+// compare-selects then fall back to scalar code with stack spills: 30x slower on an AVX2 build)
+#if defined(__AVX512F__)
+constexpr int VBYTES = 64;
+constexpr int MAX_NB = 8;  // vectors per filter chunk held in registers (32 SIMD registers)
+#elif defined(__AVX__)
+constexpr int VBYTES = 32;
+constexpr int MAX_NB = 4;  // (16 SIMD registers)
+#else
+constexpr int VBYTES = 16;
+constexpr int MAX_NB = 4;
+#endif
+
 template <typename T>
 struct Vec;
 template <>
 struct Vec<float> {
-  typedef float V __attribute__((vector_size(64)));
-  typedef int32_t I __attribute__((vector_size(64)));
+  typedef float V __attribute__((vector_size(VBYTES)));
+  typedef int32_t I __attribute__((vector_size(VBYTES)));
   typedef int32_t Idx;
-  static constexpr int W = 16;
+  static constexpr int W = VBYTES / 4;
 };
 template <>
 struct Vec<double> {
-  typedef double V __attribute__((vector_size(64)));
-  typedef int64_t I __attribute__((vector_size(64)));
+  typedef double V __attribute__((vector_size(VBYTES)));
+  typedef int64_t I __attribute__((vector_size(VBYTES)));
   typedef int64_t Idx;
-  static constexpr int W = 8;
+  static constexpr int W = VBYTES / 8;
 };
-
-constexpr int MAX_NB = 8;  // vectors per filter chunk held in registers
 
 inline void vexp(const float* __restrict a, float* __restrict r, size_t n) {
 #pragma omp simd

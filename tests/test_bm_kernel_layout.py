@@ -79,3 +79,29 @@ def test_backward_is_deterministic_run_to_run():
     for other in runs[1:]:
         for g0, g1 in zip(runs[0], other):
             assert torch.equal(g0, g1)
+
+
+@pytest.mark.slow
+def test_isa_levels_agree_backward():
+    # every x86-64 level's library (native SIMD width per level) computes the same sub-gradients
+    import ctypes
+
+    from bm_ops import _kernel
+
+    x, vp, vn, _ = _tensors(3, 2, 19, 13, (3, 3), 6, 21, torch.float32)
+    gout = torch.linspace(-1, 1, 2 * 13 * 6 * 21).reshape(2, 13, 6, 21)
+    results = {}
+    for lv in [lv for lv in _kernel._levels() if lv <= _kernel.cpu_level()]:
+        lib = _kernel._load(_kernel.build(level=lv))
+        gx, gp, gn = torch.empty_like(x), torch.empty_like(vp), torch.empty_like(vn)
+        lib.bm_bwd_pn_f32(
+            _kernel._ptr(x), 2, 19, 6, 21, _kernel._ptr(vp), _kernel._ptr(vn), 13, 3, 3, 1, 1, 1, 1, 6, 21,
+            ctypes.c_double(0.0), _kernel._ptr(gout), _kernel._ptr(gx), _kernel._ptr(gp), _kernel._ptr(gn), 1,
+        )  # fmt: skip
+        results[lv] = (gx, gp, gn)
+    ref = results[max(results)]
+    for lv, grads in results.items():
+        for name, g, r in zip(("dx", "dv_pos", "dv_neg"), grads, ref):
+            torch.testing.assert_close(
+                g, r, rtol=1e-5, atol=1e-5, msg=lambda m, lv=lv, name=name: f"level {lv} {name}: {m}"
+            )
