@@ -33,6 +33,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def wilson_ci(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of an accuracy ``p`` measured on ``n`` examples."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(mid - half), float(mid + half)
+
+
 def _snntorch_rf1(width: float, ticks: int):
     import snntorch as snn
     from torch import nn
@@ -149,11 +159,19 @@ def part_rf1(args, out: Path) -> dict:
     print(
         f"train {ex['n_train']} / val {ex['n_val']} examples, {ex['ticks']} ticks, width {kw['width']}, {secs:.0f} s"
     )
-    print(f"{'reader':<34} {'overall':>8} {'>=10 dB':>8}")
-    print(f"{'S2N2_rf1 float':<34} {res.val_acc:>8.4f} {ex['acc_ge10db']:>8.4f}")
-    print(f"{'S2N2_rf1 quantized graph (FINN)':<34} {ex['q_acc']:>8.4f} {ex['q_acc_ge10db']:>8.4f}")
-    for kind, b in base.items():
-        print(f"{'baseline ' + kind:<34} {b['acc']:>8.4f} {b['acc_ge10db']:>8.4f}   ({b['seconds']:.0f} s)")
+    n_hi = int(hi.sum())
+    ci = lambda p, n: "{:.3f}-{:.3f}".format(*wilson_ci(p, n))
+    print(f"{'reader':<34} {'overall':>8} {'95 % CI':>12} {'>=10 dB':>8} {'95 % CI':>12}")
+    rows = [
+        ("S2N2_rf1 float", res.val_acc, ex["acc_ge10db"], ""),
+        ("S2N2_rf1 quantized graph (FINN)", ex["q_acc"], ex["q_acc_ge10db"], ""),
+    ]
+    rows += [
+        ("baseline " + k, b["acc"], b["acc_ge10db"], f"   ({b['seconds']:.0f} s)") for k, b in base.items()
+    ]
+    for name, a, a_hi, note in rows:
+        print(f"{name:<34} {a:>8.4f} {ci(a, len(val)):>12} {a_hi:>8.4f} {ci(a_hi, n_hi):>12}{note}")
+    print(f"(Wilson 95 % intervals over {len(val)} validation examples, {n_hi} at >= 10 dB)")
     print("SNR    " + " ".join(f"{k:>5d}" for k in by))
     print("float  " + " ".join(f"{v:>5.2f}" for v in by.values()))
     print("quant  " + " ".join(f"{v:>5.2f}" for v in ex["q_acc_by_snr"].values()))
@@ -185,6 +203,8 @@ def part_rf1(args, out: Path) -> dict:
         q_acc=ex["q_acc"],
         q_acc_ge10db=ex["q_acc_ge10db"],
         q_acc_by_snr=ex["q_acc_by_snr"],
+        q_acc_ci95=list(wilson_ci(ex["q_acc"], len(val))),
+        q_acc_ge10db_ci95=list(wilson_ci(ex["q_acc_ge10db"], n_hi)),
         baselines=base,
         channel=args.channel,
         snr_convention=args.snr_convention,
@@ -213,10 +233,11 @@ def part_cv(args, out: Path) -> dict:
             width=args.width,
             ticks=args.cv_ticks,
             quantized=args.qat,
+            anneal=args.cv_anneal if args.cv_anneal > 0 else None,
         )
     )
     t0 = time.perf_counter()
-    res = train_cv(**kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
+    res = train_cv(**kw, seed=args.seed, progress=not args.no_progress, time_budget_s=args.budget)
     secs = time.perf_counter() - t0
     ex = res.extra
     x = torch.from_numpy(rate_code(ex["val_x"][:32], ex["ticks"], max_rate=ex["max_rate"], seed=1))
@@ -226,7 +247,11 @@ def part_cv(args, out: Path) -> dict:
         f"\n== S2N2_cv on {ex['source']}: train {ex['n_train']} / val {ex['n_val']}, {ex['ticks']} ticks "
         f"(rate code p={ex['max_rate']}), width {kw['width']}, {secs:.0f} s"
     )
-    print(f"test-part accuracy: float {res.val_acc:.4f}, quantized graph (FINN) {ex['q_acc']:.4f}")
+    lo, hi = wilson_ci(ex["q_acc"], ex["n_val"])
+    print(
+        f"test-part accuracy (seed {args.seed}): float {res.val_acc:.4f}, quantized graph (FINN) {ex['q_acc']:.4f} "
+        f"(95 % Wilson CI {lo:.4f}-{hi:.4f})"
+    )
     print(
         "input spike ratio per layer (mean / max over 32 val samples):",
         [f"{a:.4f}/{b:.4f}" for a, b in zip(mean_r, max_r)],
@@ -244,6 +269,8 @@ def part_cv(args, out: Path) -> dict:
         seconds=secs,
         history=res.history,
         qat=bool(args.qat),
+        seed=args.seed,
+        q_acc_ci95=[lo, hi],
     )
 
 
@@ -291,13 +318,21 @@ def main(argv=None) -> int:
     ap.add_argument("--rf1-batch", type=int, default=16)
     ap.add_argument("--rf1-loss", choices=["smooth_l1", "ce"], default="smooth_l1")
     ap.add_argument("--cv-n", type=int, default=9000)
-    ap.add_argument("--cv-epochs", type=int, default=2)
+    ap.add_argument("--cv-epochs", type=int, default=12)
     ap.add_argument("--cv-ticks", type=int, default=16)
     ap.add_argument(
+        "--cv-anneal",
+        type=float,
+        default=0.05,
+        help="cosine factor on ASLR's rates falls to this value by the last epoch (0: plain ASLR)",
+    )
+    ap.add_argument(
         "--qat",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="train quantization-aware (LIF_MVAU fixed point in the forward pass)",
     )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the split, init and training draws")
     ap.add_argument("--channel", choices=["awgn", "radioml"], default="awgn")
     ap.add_argument("--snr-convention", choices=["power", "radioml"], default="power")
     ap.add_argument("--base-epochs", type=int, default=20, help="training epochs of each baseline")

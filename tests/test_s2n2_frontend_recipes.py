@@ -125,3 +125,50 @@ def test_evaluate_quantized_is_the_exported_graph():
     counts = execute_qonnx(to_qonnx(net, torch.from_numpy(enc(x))), torch.from_numpy(enc(x)))
     np.testing.assert_array_equal(pred, counts.argmax(1))
     assert acc == pytest.approx(float(np.mean(counts.argmax(1) == y)))
+
+
+def test_annealed_aslr_scales_the_drawn_rates_by_a_cosine():
+    from aslr.torch import ASLR
+    from finn_s2n2.training.recipes import AnnealedASLR
+
+    lin = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam([{"params": [lin.weight]}, {"params": [lin.bias]}], lr=1e-3)
+    sched = AnnealedASLR(
+        ASLR(opt, 4e-3, generator=torch.Generator().manual_seed(0)), total_steps=10, final=0.1
+    )
+    seen = []
+    for _ in range(10):
+        sched.step()
+        drawn = sched.aslr.get_last_lr()
+        for g, lr in zip(opt.param_groups, drawn):
+            assert 3.5e-3 <= lr <= 4.5e-3  # ASLR's interval c ± s/2 (Eq 5.10) is unchanged
+            assert g["lr"] == pytest.approx(lr * sched.factor())
+        seen.append(sched.factor())
+    assert seen == sorted(seen, reverse=True) and seen[-1] == pytest.approx(0.1)
+    sched.observe(1.0)  # Algorithm 2 moves c; the factor still applies
+    assert opt.param_groups[0]["lr"] == pytest.approx(sched.aslr.get_last_lr()[0] * 0.1)
+    with pytest.raises(ValueError, match="total_steps"):
+        AnnealedASLR(sched.aslr, 0)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_path_runs_end_to_end(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "s2n2_train.py"
+    spec = importlib.util.spec_from_file_location("s2n2_train_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--parts", "rf1,cv,report", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results_quick.json").read_text())
+    assert 0 <= res["rf1"]["q_acc"] <= 1 and set(res["rf1"]["baselines"]) == {
+        "rate_histogram",
+        "event_sequence",
+    }
+    assert 0 <= res["cv"]["q_acc"] <= 1 and res["cv"]["q_acc_ci95"][0] <= res["cv"]["q_acc"]
+    out = capsys.readouterr().out
+    assert "quantized graph (FINN)" in out and "buffer comparison S2N2_rf1" in out
+    lo, hi = bench.wilson_ci(0.9, 100)
+    assert lo < 0.9 < hi and hi - lo == pytest.approx(0.12, abs=0.01)

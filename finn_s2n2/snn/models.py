@@ -60,23 +60,28 @@ def spiking_convnet(
     weight_bit_width: int = 8,
     decay_shift: int = 3,
     threshold: float = 1.0,
+    reset: str = "zero",
     quantized: bool = False,
     acc_bits: int = 16,
     surrogate: str = "fast_sigmoid",
+    slope: float = 10.0,
     gain: float = 1.0,
 ) -> SpikingNet:
     """Generic builder: ``convs`` = [(out_ch, kernel, padding, pool)], ``dense`` = [features…] (last = classes).
 
     Each conv is ``QuantConv2d → LIF`` (then a binary ``MaxPool2d(pool)`` when pool > 1); each dense is
-    ``QuantLinear → LIF``; the final LIF counts spikes.  ``gain`` multiplies the default weight init.
+    ``QuantLinear → LIF``; the final LIF counts spikes.  ``slope``: the surrogate's steepness (``nn.LIF``);
+    ``gain`` multiplies the default weight init.
     """
     c, h, w = in_shape
     lif = dict(
         decay_shift=decay_shift,
         threshold=threshold,
+        reset=reset,
         quantized=quantized,
         acc_bits=acc_bits,
         surrogate=surrogate,
+        slope=slope,
     )
     layers: list[nn.Module] = []
     for cout, k, pad, pool in convs:

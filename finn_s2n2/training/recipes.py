@@ -19,6 +19,7 @@ Optimiser: Adam whose per-layer learning rates are driven by :class:`aslr.torch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from torch import nn
 from finn_s2n2.snn.nn import SpikingNet, TimeDistributed
 
 __all__ = [
+    "AnnealedASLR",
     "TrainResult",
     "accuracy_by_group",
     "amc_split",
@@ -76,6 +78,44 @@ def count_loss(
     if loss == "ce":
         return nn.functional.cross_entropy(counts * (logit_scale / ticks), labels, reduction=reduction)
     raise ValueError(f"loss must be 'smooth_l1' or 'ce', got {loss!r}")
+
+
+class AnnealedASLR:
+    """ASLR (Khodamoradi 2021, §5.3) whose drawn per-layer rates are multiplied by a cosine factor that falls
+    from 1 to ``final`` over ``total_steps`` optimiser steps (our addition: ASLR alone keeps the rates at the
+    level of its centre ``c`` to the end, and the last epochs of our SNN runs moved the accuracy by ±1 point;
+    annealing lets them settle).  ``step()`` / ``observe()`` delegate to ASLR, then rescale the groups."""
+
+    def __init__(self, aslr, total_steps: int, final: float = 0.05):
+        if total_steps < 1 or not 0 <= final <= 1:
+            raise ValueError(
+                f"AnnealedASLR: need total_steps >= 1 and final in [0, 1], got {total_steps}, {final}"
+            )
+        self.aslr, self.total, self.final, self.k = aslr, int(total_steps), float(final), 0
+        self._rescale()
+
+    @property
+    def c(self) -> float:
+        return self.aslr.c
+
+    def factor(self) -> float:
+        frac = min(self.k / self.total, 1.0)
+        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _rescale(self) -> None:
+        f = self.factor()
+        for g, lr in zip(self.aslr.optimizer.param_groups, self.aslr.get_last_lr()):
+            g["lr"] = lr * f
+
+    def step(self) -> None:
+        self.aslr.step()
+        self.k += 1
+        self._rescale()
+
+    def observe(self, metric) -> float:
+        r = self.aslr.observe(metric)
+        self._rescale()
+        return r
 
 
 def _batches(n: int, batch: int, rng: np.random.Generator | None):
@@ -126,11 +166,13 @@ def fit(
     desc: str = "train",
     time_budget_s: float | None = None,
     calibrate: float | None = 0.05,
+    anneal: float | None = None,
 ) -> TrainResult:
-    """Generic S2N2 training loop: Adam + ASLR (per-layer groups), CE on scaled spike counts, tqdm bars.
+    """Generic S2N2 training loop: Adam + ASLR (per-layer groups), loss :func:`count_loss`, tqdm bars.
 
     ``calibrate``: target firing rate of :meth:`SpikingNet.calibrate` run on 16 training examples first
-    (None = keep the weights as they are)."""
+    (None = keep the weights as they are).  ``anneal``: None = ASLR's rates as drawn; a float ``f`` in [0, 1]
+    = :class:`AnnealedASLR` (cosine factor 1 → ``f`` over all ``epochs``)."""
     from tqdm.auto import tqdm
 
     from aslr.torch import ASLR, layer_param_groups
@@ -144,6 +186,8 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(layer_param_groups(net), lr=lr)
     sched = ASLR(opt, lr, mode="min", generator=gen)
+    if anneal is not None:
+        sched = AnnealedASLR(sched, epochs * math.ceil(len(x_train) / batch), final=anneal)
     if calibrate is not None:
         net.calibrate(torch.from_numpy(encode(x_train[:16])), target=calibrate)
     from hwreshape.training import fit_epochs
@@ -299,6 +343,11 @@ def train_rf1(
     bits: int = 4,
     quantized: bool = False,
     loss: str = "smooth_l1",
+    anneal: float | None = None,
+    calibrate: float | None = 0.05,
+    slope: float = 10.0,
+    decay_shift: int = 3,
+    reset: str = "zero",
     seed: int = 0,
     progress: bool = True,
     time_budget_s: float | None = None,
@@ -314,7 +363,13 @@ def train_rf1(
     val, tr = amc_split(len(iq), seed)
     torch.manual_seed(seed)
     net = s2n2_rf1(
-        num_classes=int(y.max()) + 1 if data is not None else 11, bits=bits, width=width, quantized=quantized
+        num_classes=int(y.max()) + 1 if data is not None else 11,
+        bits=bits,
+        width=width,
+        quantized=quantized,
+        slope=slope,
+        decay_shift=decay_shift,
+        reset=reset,
     )
     enc = lambda a: iq_to_spikes(a, bits)
     res = fit(
@@ -331,6 +386,8 @@ def train_rf1(
         progress=progress,
         desc="rf1",
         loss=loss,
+        anneal=anneal,
+        calibrate=calibrate,
         time_budget_s=time_budget_s,
     )
     _, acc, pred = evaluate(net, iq[val], y[val], enc, loss=loss)
@@ -379,6 +436,7 @@ def train_cv(
     lr: float = 2e-3,
     quantized: bool = False,
     loss: str = "ce",
+    anneal: float | None = 0.05,
     seed: int = 0,
     progress: bool = True,
     time_budget_s: float | None = None,
@@ -416,6 +474,7 @@ def train_cv(
         progress=progress,
         desc="cv",
         loss=loss,
+        anneal=anneal,
         time_budget_s=time_budget_s,
     )
     eval_rng = np.random.default_rng(seed + 3)  # the same rate-code draw for the float and the quantized net
