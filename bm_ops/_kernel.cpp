@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -643,8 +644,9 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   std::vector<T> ev(vsize);                              // e^v per (lane, tap): lane-major like gp, gn
   std::vector<int32_t> tkh(taps), tkw(taps), tc(taps);   // tap -> (c, kh, kw) without divisions
   std::vector<long> toff(taps);                          // tap -> offset from the field's top-left pixel
-  std::vector<T> gv_local((size_t)nt * vsize);
-  std::vector<T> gx_local(nt > 1 ? (size_t)nt * xsize : 0);
+  // per-thread partial sums, left uninitialised here: each thread zeroes its own (in parallel, first touch)
+  std::unique_ptr<T[]> gv_local(new T[(size_t)nt * vsize]);
+  std::unique_ptr<T[]> gx_local(nt > 1 ? new T[(size_t)nt * xsize] : nullptr);
   const T s = g.s;
   weight_table(wsrc, g, vk.data());
   for (long t = 0; t < (long)taps; ++t) {
@@ -667,8 +669,8 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
 #endif
     PixelLists<T> L(g, 1);  // K = channel
     std::vector<size_t> pofs(khw_n);
-    T* __restrict gvl = gv_local.data() + (size_t)tid * vsize;
-    T* __restrict gxl = nt > 1 ? gx_local.data() + (size_t)tid * xsize : gx;
+    T* __restrict gvl = gv_local.get() + (size_t)tid * vsize;
+    T* __restrict gxl = nt > 1 ? gx_local.get() + (size_t)tid * xsize : gx;
     std::fill(gvl, gvl + vsize, T(0));
     if (nt == 1) std::fill(gx, gx + xsize, T(0));
     else std::fill(gxl, gxl + xsize, T(0));
