@@ -356,3 +356,23 @@ def test_float_and_unsigned_timestamps_stream():
         assert np.array_equal(
             run_stream(s.BaselineFilter(12, 9, dt), np.array_split(e, 5)), d.baseline_filter(e, 12, 9, dt)
         )
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(0, 2**31),
+    st.lists(st.integers(0, 400), max_size=8),
+    st.sampled_from([{}, {"exclude_self": True, "min_support": 2}, {"same_polarity": True}]),
+)
+def test_time_order_stream_32_bit_ages(seed, cuts, opts):
+    """Time-order streams recover by marking and finalise events at the packet end; with 32-bit ages cells
+    never expire (an old cell aliases to a young one) — packets still equal one call, here across 2^32."""
+    rng = np.random.default_rng(seed)
+    ev = random_stream(rng, 9, 7, 400, 2**33)  # gaps of ~2^25: ages alias modulo 2^32 now and then
+    ev["t"] = np.sort(np.concatenate([ev["t"][:200], rng.integers(2**32 - 3000, 2**32 + 3000, 200)]))
+    dt = int(rng.integers(1, 5000))
+    for order in ("time", "emission"):
+        one = d.order_n_filter(ev, 9, 7, dt, order=order, timestamp_bits=32, **opts)
+        parts = packets(ev, cuts)
+        got = run_stream(s.OrderNFilter(9, 7, dt, order=order, timestamp_bits=32, **opts), parts)
+        assert np.array_equal(got, one)

@@ -320,7 +320,7 @@ def _recover(K, kc, status, emit, n_emit, other, line):
 
 @njit(cache=True, error_model="numpy", boundscheck=False)
 def _order_n_kernel(
-    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, mark
+    events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, mark, gate
 ):
     """O(N) filter (§3.2) on one packet ``events``, numbered from ``start`` on (indices ``0 .. start-1`` are
     earlier events still referenced by the cells; the kernel never reads them).  Writes ``status``
@@ -342,7 +342,10 @@ def _order_n_kernel(
       exactly when the bookkeeping recovers it, since ``bk`` only keeps it from being emitted twice.  So every
       supporting cell ORs its support bit into ``mark`` at its event's index (no branch, no select), and a
       last pass turns marked DROPPED events into RECOVERED.  ``bk`` is then not maintained (nor for ``norec``:
-      the tag holds ``bk = 1``, which keeps the new cells off the support test's critical path).
+      the tag holds ``bk = 1``, which keeps the new cells off the support test's critical path).  With
+      ``gate`` (streams in time order) ``bk`` holds "passed on arrival", only ``bk = 0`` cells mark, and the
+      end-of-packet :func:`_order_n_rebase` sets ``bk`` of cells whose event is final (recovered or expired)
+      — a cell's event index may then be stale, but it only ever ORs 0 into ``mark``.
 
     State (:func:`order_n_state`): one *key* array ``K`` (int64) and one timestamp array ``T``, the
     ``height + 2`` row cells first, then the ``width + 2`` column cells, both padded (cell = coordinate + 1;
@@ -414,6 +417,8 @@ def _order_n_kernel(
             for h, key in ((h0, i0), (h1, i1), (h2, i2), (g0, j0), (g1, j1), (g2, j2)):
                 if k_min is not None:
                     h &= passed
+                if gate is not None:  # streams: only events not yet final (bk = 0) are marked
+                    h &= (key & BK) == 0
                 mark[np.uint64(key >> 32)] |= np.uint8(h)  # no branch, no select
         elif norec is None:
             # a supporting stored event with bk = 0: past-event recovery
@@ -440,7 +445,7 @@ def _order_n_kernel(
             emit[np.uint64(n_emit)] = i  # branch-free: kept only when passed
             n_emit += passed
         status[ui] = passed
-        if norec is None and mark is None:
+        if norec is None and (mark is None or gate is not None):
             tag = (np.int64(i) << 32) | (np.int64(passed) << _BK_BIT) | pinfo
         else:  # bk unused: the new cells do not wait for the support test
             tag = (np.int64(i) << 32) | BK | pinfo
@@ -448,8 +453,8 @@ def _order_n_kernel(
         T[r + ONE] = t
         K[c + ONE] = tag | np.int64(uy)
         T[c + ONE] = t
-    if mark is not None:  # dropped on arrival and marked: RECOVERED
-        for i in range(np.uint64(start), np.uint64(n)):
+    if mark is not None:  # dropped on arrival and marked: RECOVERED (held events too)
+        for i in range(np.uint64(0), np.uint64(n)):
             st = status[i]
             status[i] = st | ((mark[i] & (st ^ np.uint8(1))) << np.uint8(1))
     return n_emit, 0, -1
@@ -462,17 +467,21 @@ def order_n_state(width: int, height: int, t_kind: str):
 
 
 @njit(cache=True)
-def _order_n_rebase(K, T, t_last, dt, mask, expire, n):
-    """End of a packet: (``expire``) set ``bk`` of cells whose event can no longer be supported (age ≥ dt at
-    ``t_last``: exact ages only), find the oldest event index ``m`` still referenced by a ``bk = 0`` cell
-    (``n`` if none) and shift the indices of those cells by ``-m``.  Events before ``m`` are final."""
+def _order_n_rebase(K, T, t_last, dt, mask, expire, n, status):
+    """End of a packet: set ``bk`` of cells whose event is final — (``status`` given: recovery by marking)
+    its status is not DROPPED, or (``expire``) it can no longer be supported (age ≥ dt at ``t_last``: exact
+    ages only) —, find the oldest event index ``m`` still referenced by a ``bk = 0`` cell (``n`` if none) and
+    shift the indices of those cells by ``-m``.  Events before ``m`` are final."""
     BK = np.int64(1) << _BK_BIT
     LOW = (np.int64(1) << 32) - 1
     m = n
     for c in range(K.shape[0]):
         info = K[c]
         if (info & BK) == 0:
-            if expire and not (_age(t_last, T[c], mask) < dt):
+            final = False
+            if status is not None:
+                final = status[np.uint64(info >> 32)] != 0
+            if final or (expire and not (_age(t_last, T[c], mask) < dt)):
                 K[c] = info | BK
             else:
                 m = min(m, info >> 32)

@@ -180,7 +180,8 @@ class OrderNFilter(_Stream):
     :mod:`finn_s2n2.dvs.denoise` (defaults: the dissertation's Eq 3.2).  ``recover=False`` turns past-event
     recovery off (then nothing is held back and ``bk`` stays unused), the variant dv-processing's
     ``KNoiseFilter`` implements.  ``timestamp_bits=32`` compares ages
-    modulo 2^32 like the HLS filter.
+    modulo 2^32 like the HLS filter.  ``order="time"`` finds the recovered events by marking,
+    ``order="emission"`` by the ``bk`` bookkeeping (same events; see :func:`denoise._order_n_kernel`).
     """
 
     kind = "order_n"
@@ -217,13 +218,13 @@ class OrderNFilter(_Stream):
     def _new_state(self):
         return _d.order_n_state(self.width, self.height, self._t_kind)
 
-    def _kernel(self, V, start, status, emit, mark=None):
+    def _kernel(self, V, start, status, emit, mark=None, gate=None):
         K, T = self._state
         n_emit, err, i = _d._order_n_kernel(
             V, start, self.width, self.height, self._kdt, self._mask, self._prev,
             True if self.exclude_self else None, self.min_support if self.min_support > 1 else None,
             _d.polarity_flag(V, self.same_polarity), None if self.recover else True,
-            K, T, status, emit, mark,
+            K, T, status, emit, mark, gate,
         )  # fmt: skip
         if err:
             self._raise(err, i - start, V, self._prev if i == start else None)
@@ -263,10 +264,15 @@ class OrderNFilter(_Stream):
         if start:
             status[:start] = self._held_status
         emit = np.empty(n + 1, np.int64) if self.order == "emission" else None
-        emission = self._kernel(ev, start, status, emit)
+        if self.order == "time" and self.recover:  # recovery by marking, bk = passed on arrival (gate)
+            emission = self._kernel(ev, start, status, None, np.zeros(n, np.uint8), True)
+            final = status
+        else:
+            emission = self._kernel(ev, start, status, emit)
+            final = None
         K, T = self._state
         expire = self.timestamp_bits == 64
-        m = int(_d._order_n_rebase(K, T, ev["t"][-1], self._kdt, self._mask, expire, n))
+        m = int(_d._order_n_rebase(K, T, ev["t"][-1], self._kdt, self._mask, expire, n, final))
         if self.order == "emission":
             out = np.empty(emission.shape[0], ev.dtype)
             _d._gather2(held, ev, emission, out)
