@@ -656,10 +656,12 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
     tkw[t] = khw % KW;
     toff[t] = ((long)c * g.H + khw / KW) * g.W + khw % KW;
   }
-  for (int lane = 0; lane < F2; ++lane) {
-    T* __restrict e = ev.data() + (size_t)lane * taps;
-    for (size_t t = 0; t < taps; ++t) e[t] = wsrc.get(t, lane, F, taps);
-    vexp(e, e, taps);
+  {
+    std::vector<T> vrow(taps);  // (vexp's arguments must not alias)
+    for (int lane = 0; lane < F2; ++lane) {
+      for (size_t t = 0; t < taps; ++t) vrow[t] = wsrc.get(t, lane, F, taps);
+      vexp(vrow.data(), ev.data() + (size_t)lane * taps, taps);
+    }
   }
 #pragma omp parallel num_threads(nt)
   {
