@@ -136,7 +136,7 @@ struct Aligned64 {
   const U& operator[](size_t e) const { return p[e]; }
 };
 
-constexpr int LIST_ALIGN = 16;  // a list's slot is C rounded up to this (whole-vector stores when compacting)
+constexpr int LIST_ALIGN = 16;  // a list's slot is C rounded up to this (whole 16-lane vector stores and copies)
 
 // Per padded pixel and sign: the channels whose log input a = ln max(+-x, s) is finite, in channel order, with
 // that log (or, K, the channel times rstride), and their count. Per thread, a ring of the KH padded rows the
@@ -152,7 +152,6 @@ struct PixelLists {
   std::vector<long> tag;       // (image * Hp + padded row) held by each slot, -1: none
   std::vector<T> la, rows;     // fill scratch: ln|x| of one input row; one padded row's logs, (sign, u, c)
   std::vector<T> lrow;         // (AVX-512 fill) ln|x| of the input row, (c, u)
-  std::vector<size_t> rowbase; // first pixel (in the ring) of padded row i * SH + kh, per kh
   const T* a(int sg, size_t pix) const { return A.data() + ((size_t)sg * RP + pix) * Cs; }
   const int32_t* k(int sg, size_t pix) const { return K.data() + ((size_t)sg * RP + pix) * Cs; }
   int n(int sg, size_t pix) const { return Ncnt[(size_t)sg * RP + pix]; }
@@ -161,30 +160,13 @@ struct PixelLists {
   PixelLists(const Geo<T>& g, int rstride_)
       : C(g.C), Cs(slot_width(g.C)), KH(g.KH), Wp(g.Wp()), Hp(g.Hp()), rstride(rstride_),
         RP((size_t)g.KH * g.Wp()), A(2 * RP * Cs), K(2 * RP * Cs), Ncnt(2 * RP), tag(g.KH, -1L), la(g.W),
-        rows(2 * (size_t)g.Wp() * Cs), lrow((size_t)g.C * g.W), rowbase(g.KH) {}
+        rows(2 * (size_t)g.Wp() * Cs), lrow((size_t)g.C * g.W) {}
 
   // the finite entries of src[0, C) (the logs of one pixel and sign, channel-major) appended to ab/kb with their
-  // channel * rstride; returns the count. ab/kb have Cs slots: the vector version stores whole vectors.
+  // channel * rstride; returns the count (the generic path; AVX-512 float builds compact in registers)
   int compact(const T* __restrict src, T* __restrict ab, int32_t* __restrict kb) const {
     const T ninf = -std::numeric_limits<T>::infinity();
     int cnt = 0;
-#if defined(__AVX512F__)
-    if constexpr (sizeof(T) == 4) {
-      const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-      const __m512 vninf = _mm512_set1_ps((float)ninf);
-      for (int c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 in = (__mmask16)(C - c0 >= 16 ? 0xFFFF : (1u << (C - c0)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(in, (const float*)src + c0);
-        const __mmask16 m = _mm512_mask_cmp_ps_mask(in, v, vninf, _CMP_NEQ_OQ);
-        const __m512i ch =
-            _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(c0)), _mm512_set1_epi32(rstride));
-        _mm512_storeu_ps((float*)ab + cnt, _mm512_maskz_compress_ps(m, v));
-        _mm512_storeu_si512((void*)(kb + cnt), _mm512_maskz_compress_epi32(m, ch));
-        cnt += __builtin_popcount((unsigned)m);
-      }
-      return cnt;
-    }
-#endif
     for (int c = 0; c < C; ++c) {
       const T a = src[c];
       ab[cnt] = a;
