@@ -493,6 +493,55 @@ def _order_n_rebase(K, T, t_last, dt, mask, expire, n, status):
 
 
 @njit(cache=True)
+def _order_n_packet(
+    held, events, held_status, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, expire,
+    status, emit, mark, out, new_held,
+):  # fmt: skip
+    """One packet of the stateful O(N) filter in one call (:class:`~finn_s2n2.dvs.stream.OrderNFilter`):
+    the ``held`` events (numbers ``0 .. start-1``, statuses ``held_status``) are followed by ``events``; run
+    the kernel (recovery by marking when ``mark`` is given, else bookkeeping; emission order when ``emit`` is
+    given), finalise the cells (:func:`_order_n_rebase`), write the output to ``out`` (the emitted events, or
+    in time order the final events before the oldest pending one ``m``) and the events from ``m`` on to
+    ``new_held``.  Returns ``(err, err_number, n_out, m)``."""
+    start = held.shape[0]
+    n = start + events.shape[0]
+    for j in range(start):
+        status[j] = held_status[j]
+    gate = True if mark is not None else None
+    n_emit, err, i = _order_n_kernel(
+        events, start, width, height, dt, mask, prev, excl, k_min, pol, norec, K, T, status, emit, mark, gate
+    )
+    if err != 0:
+        return err, i, 0, 0
+    if mark is not None:
+        m = _order_n_rebase(K, T, events[events.shape[0] - 1].t, dt, mask, expire, n, status)
+    else:
+        m = _order_n_rebase(K, T, events[events.shape[0] - 1].t, dt, mask, expire, n, None)
+    if emit is not None:
+        for k in range(n_emit):
+            j = emit[k]
+            if j < start:
+                out[k] = held[j]
+            else:
+                out[k] = events[j - start]
+        n_out = n_emit
+    else:
+        n_out = 0
+        for j in range(m):
+            if j < start:
+                out[n_out] = held[j]
+            else:
+                out[n_out] = events[j - start]
+            n_out += status[j] != 0
+    for j in range(m, n):
+        if j < start:
+            new_held[j - m] = held[j]
+        else:
+            new_held[j - m] = events[j - start]
+    return 0, -1, n_out, m
+
+
+@njit(cache=True)
 def _compact(events, status, out):
     """Copy the events with ``status != 0`` to ``out`` (branch-free; ``out`` has one spare slot)."""
     k = 0
@@ -604,18 +653,6 @@ def _refractory_kernel(events, width, height, period, mask, prev, T, V, passed):
 def _gather(events, idx, n, out):
     for k in range(n):
         out[k] = events[idx[k]]
-
-
-@njit(cache=True)
-def _gather2(held, events, idx, out):
-    """``out[k]`` = event number ``idx[k]`` of ``held`` followed by ``events`` (without joining them)."""
-    start = held.shape[0]
-    for k in range(idx.shape[0]):
-        j = idx[k]
-        if j < start:
-            out[k] = held[j]
-        else:
-            out[k] = events[j - start]
 
 
 @njit(cache=True)

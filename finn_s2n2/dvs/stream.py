@@ -252,7 +252,7 @@ class OrderNFilter(_Stream):
 
     def _process(self, ev):
         # events still referenced by a bk = 0 cell (numbers 0 .. start-1) are held, the packet follows them;
-        # the kernel reads only the packet, so the two are never joined
+        # the kernel reads only the packet, so the two are never joined.  One numba call per packet.
         held = self._held if self._held is not None else ev[:0]
         start = held.shape[0]
         n = start + ev.shape[0]
@@ -261,33 +261,25 @@ class OrderNFilter(_Stream):
                 f"packet has {ev.shape[0]} events; at most {_d.MAX_EVENTS - start} here (split it)"
             )
         status = np.zeros(n, np.uint8)
-        if start:
-            status[:start] = self._held_status
-        emit = np.empty(n + 1, np.int64) if self.order == "emission" else None
-        if self.order == "time" and self.recover:  # recovery by marking, bk = passed on arrival (gate)
-            emission = self._kernel(ev, start, status, None, np.zeros(n, np.uint8), True)
-            final = status
-        else:
-            emission = self._kernel(ev, start, status, emit)
-            final = None
+        emission = self.order == "emission"
+        marking = not emission and self.recover  # time order: recovery by marking (bk = passed gates it)
+        out = np.empty(n + 1, ev.dtype)
+        new_held = np.empty(n, ev.dtype)
         K, T = self._state
-        expire = self.timestamp_bits == 64
-        m = int(_d._order_n_rebase(K, T, ev["t"][-1], self._kdt, self._mask, expire, n, final))
-        if self.order == "emission":
-            out = np.empty(emission.shape[0], ev.dtype)
-            _d._gather2(held, ev, emission, out)
-        elif m <= start:
-            out = _d.take(held[:m], status[:m])
-        else:
-            out = _d.concat(
-                [_d.take(held, status[:start]), _d.take(ev[: m - start], status[start:m])], ev.dtype
-            )
-        if m >= start:
-            self._held = _d.concat([ev[m - start :]], ev.dtype)
-        else:
-            self._held = _d.concat([held[m:], ev], ev.dtype)
-        self._held_status = status[m:].copy()
-        return out
+        err, i, n_out, m = _d._order_n_packet(
+            held, ev, self._held_status if start else status, self.width, self.height, self._kdt, self._mask,
+            self._prev, True if self.exclude_self else None,
+            self.min_support if self.min_support > 1 else None, _d.polarity_flag(ev, self.same_polarity),
+            None if self.recover else True, K, T, self.timestamp_bits == 64, status,
+            np.empty(n + 1, np.int64) if emission else None, np.zeros(n, np.uint8) if marking else None,
+            out, new_held,
+        )  # fmt: skip
+        if err:
+            self._raise(err, i - start, ev, self._prev if i == start else None)
+        self._prev = ev["t"][-1]
+        self._held = new_held[: n - m]
+        self._held_status = status[m:]
+        return out[:n_out]
 
     def _flush_held(self):
         if self.order == "time" and self._held is not None and self._held.size:
