@@ -331,7 +331,8 @@ struct FieldList {
   std::vector<T> a;
   std::vector<int32_t> k, t;
   int cnt = 0;
-  FieldList(int taps_max, int Cs, bool with_t) : a(taps_max + Cs + 2), k(taps_max + Cs + 2), t(with_t ? taps_max + Cs + 2 : 0) {}
+  FieldList(int taps_max, int Cs, bool with_t)
+      : a(taps_max + Cs + 2), k(taps_max + Cs + 2), t(with_t ? taps_max + Cs + 2 : 0) {}
 
   // MUL: the pixel lists hold channels (the backward), else weight row offsets c * F2p (the forward)
   template <bool MUL>
