@@ -23,8 +23,9 @@
 //    the tie rule of torch.max in the reference), and scatters grad * exp(max) (= grad |x| e^v) into dv and
 //    grad * (+-e^v) into dx at that tap only -- autograd keeps nothing but x and v.
 //  * OpenMP over (image, output row) items. Forward: dynamic schedule in runs of rows of one image (a
-//    descheduled thread on a shared machine holds up at most its current run). Backward: fixed contiguous
-//    ranges (static schedule) with per-thread dx and dv added in thread order: deterministic run to run.
+//    descheduled thread on a shared machine holds up at most its current run). Backward: two phases of fixed
+//    blocks that never share an input row (dx in place), per-thread dv added in thread order: deterministic
+//    run to run.
 // Built without -ffast-math (the code relies on -inf arithmetic) and without -march=native: bm_ops._kernel
 // builds one library per x86-64 ISA level and loads the best one the CPU supports (runtime dispatch).
 
@@ -607,8 +608,10 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
 }
 
 // gradients: gx (N, C, H, W) and gp, gn (F, C, KH, KW), all overwritten.
-// Deterministic: the items are split into fixed contiguous ranges per thread (static schedule) and the per-thread
-// partial sums are added in thread order.
+// Deterministic: the items are split into 2 x (team size) fixed contiguous blocks; thread k runs block 2k, then,
+// after a barrier, block 2k + 1. Blocks run at the same time are separated by a whole block of at least
+// ceil(KH / SH) - 1 rows, so they never touch the same input row: dx is accumulated in place (no per-thread
+// copy) in a fixed order; dv per thread, added in thread order.
 template <typename T>
 void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout, T* gx, T* gp, T* gn,
               int nthreads) {
@@ -627,9 +630,9 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   std::vector<T> ev(vsize);                              // e^v per (lane, tap): lane-major like gp, gn
   std::vector<int32_t> tkh(taps), tkw(taps), tc(taps);   // tap -> (c, kh, kw) without divisions
   std::vector<long> toff(taps);                          // tap -> offset from the field's top-left pixel
-  // per-thread partial sums, left uninitialised here: each thread zeroes its own (in parallel, first touch)
+  // per-thread dv partial sums, left uninitialised here: each thread zeroes its own (in parallel, first touch)
   std::unique_ptr<T[]> gv_local(new T[(size_t)nt * vsize]);
-  std::unique_ptr<T[]> gx_local(nt > 1 ? new T[(size_t)nt * xsize] : nullptr);
+  const long lmin = std::max(1, (KH + g.SH - 1) / g.SH - 1);  // block length keeping blocks 2 apart disjoint
   const T s = g.s;
   weight_table(wsrc, g, vk.data());
   for (long t = 0; t < (long)taps; ++t) {
@@ -648,23 +651,24 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   }
 #pragma omp parallel num_threads(nt)
   {
-    int tid = 0;
+    int tid = 0, team = 1;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
+    team = omp_get_num_threads();  // (may be fewer than asked for)
 #endif
     PixelLists<T> L(g, 1);  // K = channel
     std::vector<size_t> pofs(khw_n);
     T* __restrict gvl = gv_local.get() + (size_t)tid * vsize;
-    T* __restrict gxl = nt > 1 ? gx_local.get() + (size_t)tid * xsize : gx;
     std::fill(gvl, gvl + vsize, T(0));
-    if (nt == 1) std::fill(gx, gx + xsize, T(0));
-    else std::fill(gxl, gxl + xsize, T(0));
+#pragma omp for schedule(static)
+    for (long e = 0; e < (long)xsize; ++e) gx[e] = T(0);
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
     Aligned64<Idx> ARG((size_t)OW * F4p);
     std::vector<char> live(OW);
     FieldList<T> fl(g.taps(), L.Cs, true);
-#pragma omp for schedule(static)
-    for (long it = 0; it < items; ++it) {
+    const long nblk = 2L * team;
+    const bool split = items >= nblk * lmin;  // (else thread 0 runs everything)
+    auto process = [&](long it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
       bool any_row = false;
       std::fill(live.begin(), live.end(), 0);
@@ -673,7 +677,7 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
         for (int j = 0; j < OW; ++j) live[j] |= go[j] != T(0);
       }
       for (int j = 0; j < OW; ++j) any_row |= live[j] != 0;
-      if (!any_row) continue;
+      if (!any_row) return;
       L.rows_for(x, g, n, i, pofs.data());
       // pass 1: the maxima (as the forward); pass 2: their first arg-max tap t
       // (one group of tap offsets: a position's maxima are complete after its own block, so both passes run on
@@ -701,7 +705,7 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
       // wait on each other through memory (position-major, the lanes sharing one arg-max tap -- most of them: the
       // largest |x| of a field tends to win for every filter -- form one long add chain)
       const T* xn = x + (size_t)n * C * g.H * g.W;
-      T* gxn = gxl + (size_t)n * C * g.H * g.W;
+      T* gxn = gx + (size_t)n * C * g.H * g.W;
       const int y0 = i * g.SH - g.PH;
       for (int sg = 0; sg < 2; ++sg)
         for (int lane = 0; lane < F2; ++lane) {
@@ -732,20 +736,19 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
             }
           }
         }
+    };
+    for (int phase = 0; phase < 2; ++phase) {
+      const long b = 2L * tid + phase;
+      const long lo = split ? b * items / nblk : (tid == 0 && phase == 0 ? 0 : items);
+      const long hi = split ? (b + 1) * items / nblk : items;
+      for (long it = lo; it < hi; ++it) process(it);
+#pragma omp barrier
     }
-    // (the loop's barrier) reductions in thread order
-    if (nt > 1) {
-#pragma omp for schedule(static)
-      for (long e = 0; e < (long)xsize; ++e) {
-        T acc = gx_local[e];
-        for (int k = 1; k < nt; ++k) acc += gx_local[(size_t)k * xsize + e];
-        gx[e] = acc;
-      }
-    }
+    // dv: the per-thread partial sums added in thread order
 #pragma omp for schedule(static)
     for (long e = 0; e < (long)vsize; ++e) {  // (lane, tap): gp's rows, then gn's
       T acc = gv_local[e];
-      for (int k = 1; k < nt; ++k) acc += gv_local[(size_t)k * vsize + e];
+      for (int k = 1; k < team; ++k) acc += gv_local[(size_t)k * vsize + e];
       (e < (long)(F * taps) ? gp[e] : gn[e - (long)(F * taps)]) = acc;
     }
   }

@@ -105,3 +105,19 @@ def test_isa_levels_agree_backward():
             torch.testing.assert_close(
                 g, r, rtol=1e-5, atol=1e-5, msg=lambda m, lv=lv, name=name: f"level {lv} {name}: {m}"
             )
+
+
+def test_two_threads_on_fewer_rows_than_blocks():
+    # 3 output rows < 2 blocks per thread x 2 rows: the backward runs on one thread (no overlapping blocks)
+    x, vp, vn, b = _tensors(5, 1, 6, 4, (3, 3), 3, 8, torch.float64)
+    r = [t.clone().requires_grad_() for t in (x, vp, vn, b)]
+    bm_conv2d(*r, 1, 1).sum().backward()
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = [t.clone().requires_grad_() for t in (x, vp, vn, b)]
+        bm_conv2d_fast(*a, 1, 1).sum().backward()
+    finally:
+        torch.set_num_threads(old)
+    for p, q in zip(a, r):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
