@@ -11,11 +11,13 @@ Parts (all by default; select with --parts):
   and, on the same split in the same run, the two baselines of ``finn_s2n2.training.baselines`` (a CNN on the
   time-summed constellation = rate histogram; a 1-D CNN on the event sequence); accuracy-vs-SNR plot, spike ratios.
 * ``cv``     — train S2N2_cv on rate-coded MNIST-10k (``shared/data/mnist``; its held-out test part), report the
-  float and the quantized-graph accuracy and spike ratios.
+  float and the quantized-graph accuracy (with a Wilson 95 % interval) and spike ratios.  Defaults: 16 ticks,
+  width 0.5, quantization-aware, 12 epochs, ASLR with a cosine anneal to 0.05 (``recipes.AnnealedASLR``).
 * ``report`` — read the saved JSON results and print the Table 2.3 / 2.8-style buffer comparison for our
   trained nets through ``finn_s2n2.finn.buffers`` (the FINN back-end's Eq 2.5 implementation).
 
-Run: ``.venv/bin/python benchmarks/s2n2_train.py [--quick] [--parts peer,rf1,cv,report] [--out DIR]``.
+Run: ``.venv/bin/python benchmarks/s2n2_train.py [--quick] [--parts peer,rf1,cv,report] [--seed S] [--out DIR]``.
+``--seed`` sets the split, the initialisation and every training draw of both nets and the baselines.
 """
 
 from __future__ import annotations
@@ -124,19 +126,28 @@ def part_rf1(args, out: Path) -> dict:
             lr=args.rf1_lr,
             batch=args.rf1_batch,
             loss=args.rf1_loss,
-            quantized=args.qat,
+            quantized=args.rf1_qat,
+            anneal=args.rf1_anneal if args.rf1_anneal > 0 else None,
+            slope=args.rf1_slope,
+            decay_shift=args.rf1_decay_shift,
+            reset=args.rf1_reset,
         )
     )
     data = synthetic_amc(n, length=128, seed=0, channel=args.channel, snr_convention=args.snr_convention)
     iq, y, snr = data
-    val, tr = amc_split(len(iq), 0)
+    val, tr = amc_split(len(iq), args.seed)  # the split train_rf1(seed=args.seed) uses
     hi = snr[val] >= 10
     base = {}
     feats = baseline_features(iq, 4)
     for kind in BASELINES:
         t0 = time.perf_counter()
         pred, info = train_baseline(
-            kind, feats[kind][tr], y[tr], feats[kind][val], epochs=2 if args.quick else args.base_epochs
+            kind,
+            feats[kind][tr],
+            y[tr],
+            feats[kind][val],
+            epochs=2 if args.quick else args.base_epochs,
+            seed=args.seed,
         )
         base[kind] = dict(
             acc=float(np.mean(pred == y[val])),
@@ -146,7 +157,7 @@ def part_rf1(args, out: Path) -> dict:
             **info,
         )
     t0 = time.perf_counter()
-    res = train_rf1(data=data, **kw, seed=0, progress=not args.no_progress, time_budget_s=args.budget)
+    res = train_rf1(data=data, **kw, seed=args.seed, progress=not args.no_progress, time_budget_s=args.budget)
     secs = time.perf_counter() - t0
     ex = res.extra
     x = torch.from_numpy(iq_to_spikes(ex["val_iq"][:32]))
@@ -217,6 +228,8 @@ def part_rf1(args, out: Path) -> dict:
         width=kw["width"],
         seconds=secs,
         history=res.history,
+        qat=bool(args.rf1_qat),
+        seed=args.seed,
     )
 
 
@@ -232,7 +245,7 @@ def part_cv(args, out: Path) -> dict:
             epochs=args.cv_epochs,
             width=args.width,
             ticks=args.cv_ticks,
-            quantized=args.qat,
+            quantized=args.cv_qat,
             anneal=args.cv_anneal if args.cv_anneal > 0 else None,
         )
     )
@@ -268,7 +281,7 @@ def part_cv(args, out: Path) -> dict:
         width=kw["width"],
         seconds=secs,
         history=res.history,
-        qat=bool(args.qat),
+        qat=bool(args.cv_qat),
         seed=args.seed,
         q_acc_ci95=[lo, hi],
     )
@@ -317,6 +330,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rf1-lr", type=float, default=5e-3)
     ap.add_argument("--rf1-batch", type=int, default=16)
     ap.add_argument("--rf1-loss", choices=["smooth_l1", "ce"], default="smooth_l1")
+    ap.add_argument("--rf1-anneal", type=float, default=0.0, help="as --cv-anneal (0: plain ASLR)")
+    ap.add_argument("--rf1-slope", type=float, default=10.0, help="surrogate slope of every LIF")
+    ap.add_argument("--rf1-decay-shift", type=int, default=3, help="k of d = 1 - 2^-k (3: d = 0.875)")
+    ap.add_argument("--rf1-reset", choices=["zero", "subtract"], default="zero")
     ap.add_argument("--cv-n", type=int, default=9000)
     ap.add_argument("--cv-epochs", type=int, default=12)
     ap.add_argument("--cv-ticks", type=int, default=16)
@@ -327,11 +344,15 @@ def main(argv=None) -> int:
         help="cosine factor on ASLR's rates falls to this value by the last epoch (0: plain ASLR)",
     )
     ap.add_argument(
-        "--qat",
+        "--cv-qat",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="train quantization-aware (LIF_MVAU fixed point in the forward pass)",
+        help="train S2N2_cv quantization-aware (LIF_MVAU fixed point in the forward pass)",
     )
+    ap.add_argument(
+        "--rf1-qat", action=argparse.BooleanOptionalAction, default=False, help="the same for S2N2_rf1"
+    )
+    ap.add_argument("--qat", action="store_true", help="both --cv-qat and --rf1-qat")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, init and training draws")
     ap.add_argument("--channel", choices=["awgn", "radioml"], default="awgn")
     ap.add_argument("--snr-convention", choices=["power", "radioml"], default="power")
@@ -341,6 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.qat:
+        args.cv_qat = args.rf1_qat = True
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
