@@ -249,7 +249,9 @@ def test_pooled_snntorch_convnet_reaches_build_dataflow(tmp_path):
     report = build_estimates(to_qonnx(imp.net, x), tmp_path / "build")
     est = json.loads((report / "estimate_layer_resources.json").read_text())
     kinds = sorted({k.rsplit("_", 1)[0] for k in est if k != "total"})
-    assert any(k.startswith("LIF_MVAU") for k in kinds) and any(k.startswith(("Pool", "SpikeMaxPool")) for k in kinds), kinds
+    assert any(k.startswith("LIF_MVAU") for k in kinds) and any(
+        k.startswith(("Pool", "SpikeMaxPool")) for k in kinds
+    ), kinds
 
 
 def test_avg_pool_before_a_conv_is_refused_at_export_by_name():
