@@ -14,7 +14,6 @@ Vitis libraries); input/output travel as raw binary files (spike bytes in, int32
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from hwreshape.extras import needs_finn  # noqa: F401  # isort: skip
@@ -22,6 +21,7 @@ import numpy as np
 from finn.custom_op.fpgadataflow.hlsbackend import HLSBackend
 
 from finn_s2n2.finn import hls
+from finn_s2n2.finn.custom_op import cppsim
 from finn_s2n2.finn.custom_op.lif_mvau import LIF_MVAU
 
 
@@ -127,36 +127,17 @@ int main() {{
         (path / f"execute_{node.op_type}.cpp").write_text(src)
 
     def compile_singlenode_code(self):
-        path = Path(self.get_nodeattr("code_gen_dir_cppsim"))
-        src = path / f"execute_{self.onnx_node.op_type}.cpp"
-        if not src.is_file():
-            raise RuntimeError(f"{self.who()}: no generated code in '{path}'; run PrepareCppSim first")
-        exe = hls.compile_cpp([src], path / "node_model")
-        self.set_nodeattr("executable_path", str(exe))
+        cppsim.compile_node(self)
 
     def execute_node(self, context, graph):
-        mode = self.get_nodeattr("exec_mode")
-        if mode in ("", "python"):
+        if not cppsim.is_cppsim(self):
             return LIF_MVAU.execute_node(self, context, graph)
-        if mode != "cppsim":
-            raise ValueError(
-                f"{self.who()}: exec_mode {mode!r} unsupported (use '' for python or 'cppsim'; "
-                f"rtlsim needs Vivado)"
-            )
         node = self.onnx_node
-        path = Path(self.get_nodeattr("code_gen_dir_cppsim"))
-        exe = self.get_nodeattr("executable_path")
-        if not exe or not Path(exe).is_file():
-            raise RuntimeError(f"{self.who()}: no cppsim executable; run PrepareCppSim and CompileCppSim")
         x = self.stream_input(context[node.input[0]])
         n = self.num_samples(x.shape[0])
         if not np.all((x == 0) | (x == 1)):
             raise ValueError(f"{self.who()}: input must be binary spikes (0/1)")
-        x.astype(np.uint8).tofile(path / "input_0.bin")
-        res = subprocess.run([exe], cwd=path, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{self.who()}: cppsim failed ({res.returncode}): {res.stderr[-2000:]}")
-        out = np.fromfile(path / "output_0.bin", dtype=np.int32)
+        out = cppsim.run_node(self, x, np.int32)
         oshape = list(self.get_normal_output_shape())
         oshape[0] = n if self.params().output_mode == "counts" else x.shape[0]
         oshape = tuple(oshape)

@@ -20,7 +20,6 @@ would waste a BRAM_18K), LUT = ``2 * PE + 32`` (OR lanes, mux, counters) + LUTRA
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 from hwreshape.extras import needs_finn  # noqa: F401  # isort: skip
@@ -30,6 +29,7 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType
 
 from finn_s2n2.finn import hls
+from finn_s2n2.finn.custom_op import cppsim
 
 HEADER = hls.HLS_DIR / "spike_maxpool.hpp"
 
@@ -235,33 +235,14 @@ int main() {{
         (path / f"execute_{node.op_type}.cpp").write_text(src)
 
     def compile_singlenode_code(self):
-        path = Path(self.get_nodeattr("code_gen_dir_cppsim"))
-        src = path / f"execute_{self.onnx_node.op_type}.cpp"
-        if not src.is_file():
-            raise RuntimeError(f"{self.who()}: no generated code in '{path}'; run PrepareCppSim first")
-        exe = hls.compile_cpp([src], path / "node_model")
-        self.set_nodeattr("executable_path", str(exe))
+        cppsim.compile_node(self)
 
     def execute_node(self, context, graph):
-        mode = self.get_nodeattr("exec_mode")
-        if mode in ("", "python"):
+        if not cppsim.is_cppsim(self):
             return SpikeMaxPool.execute_node(self, context, graph)
-        if mode != "cppsim":
-            raise ValueError(
-                f"{self.who()}: exec_mode {mode!r} unsupported (use '' for python or 'cppsim'; "
-                f"rtlsim needs Vivado)"
-            )
         node = self.onnx_node
-        path = Path(self.get_nodeattr("code_gen_dir_cppsim"))
-        exe = self.get_nodeattr("executable_path")
-        if not exe or not Path(exe).is_file():
-            raise RuntimeError(f"{self.who()}: no cppsim executable; run PrepareCppSim and CompileCppSim")
         x = self.frames_input(context[node.input[0]])
-        x.astype(np.uint8).tofile(path / "input_0.bin")
-        res = subprocess.run([exe], cwd=path, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{self.who()}: cppsim failed ({res.returncode}): {res.stderr[-2000:]}")
-        out = np.fromfile(path / "output_0.bin", dtype=np.uint8)
+        out = cppsim.run_node(self, x, np.uint8)
         oshape = (x.shape[0],) + tuple(self.get_normal_output_shape()[1:])
         if out.size != int(np.prod(oshape)):
             raise RuntimeError(f"{self.who()}: cppsim wrote {out.size} values, expected {oshape}")
