@@ -15,9 +15,11 @@
 //  * weights: rows of 2F lanes [v^+ | v^-] (padded with -inf to whole SIMD vectors), ordered (kh, kw, c),
 //    64-byte aligned (a vector load straddling two cache lines halves the bandwidth the inner loop needs).
 //  * row sweep: per output row, block = (filter chunk of <= 8 vectors, group of tap offsets whose weight rows
-//    fit in 32 KiB of L1); per position and sign the block's pixel lists are concatenated into one field list
-//    (FieldList: one loop exit per field instead of one unpredictable exit per pixel list) and run through the
-//    accumulators, which live in SIMD registers (GCC vector extensions, two taps per step).
+//    fit in 32 KiB of L1); per position and sign the block's pixel lists form one field list (one loop exit per
+//    field instead of one unpredictable exit per pixel list) run through the accumulators, which live in SIMD
+//    registers (GCC vector extensions, two taps per step). Forward with groups of whole kernel rows: the field
+//    lists are slices of one row strip built per output row (RowStrip); otherwise they are gathered per position
+//    (FieldList).
 //  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima (same code), then the first
 //    arg-max tap in (c, kh, kw) order of each maximum (exact equality with the maximum, smallest tap index:
 //    the tie rule of torch.max in the reference), and scatters grad * exp(max) (= grad |x| e^v) into dv and
@@ -371,9 +373,11 @@ struct FieldList {
 
 // max-plus of a field list into NB register vectors (no arg-max): res[b] = max(res[b], max_k a[k] + (vb + k[k])[b])
 // (MUL: K holds channels, the row offset is K[k] * mul; the lists of a single pixel, used as they are)
+// (koff: subtracted from every K, the row strip's position offset; the weight rows addressed stay in the table)
 template <typename T, int NB, bool MUL>
 __attribute__((always_inline)) inline void field_max(const T* __restrict A, const int32_t* __restrict K, int cnt,
-                                                     int mul, const T* __restrict vb, T* __restrict res) {
+                                                     int mul, const T* __restrict vb, T* __restrict res,
+                                                     int32_t koff = 0) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W;
   V acc[NB];
@@ -381,8 +385,8 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
   for (int b = 0; b < NB; ++b) std::memcpy(&acc[b], res + b * W, sizeof(V));
   for (int k = 0; k + 1 < cnt; k += 2) {  // two taps per step: one dependent max per lane and step
     const T a0 = A[k], a1 = A[k + 1];
-    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
-    const T* v1 = vb + (MUL ? K[k + 1] * mul : K[k + 1]);
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k] - koff);
+    const T* v1 = vb + (MUL ? K[k + 1] * mul : K[k + 1] - koff);
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       V w0, w1;
@@ -396,7 +400,7 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
   if (cnt & 1) {  // (a pixel's own list; field lists are padded to an even count)
     const int k = cnt - 1;
     const T a0 = A[k];
-    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k] - koff);
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       V w0;
@@ -408,6 +412,67 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
 #pragma GCC unroll 8
   for (int b = 0; b < NB; ++b) std::memcpy(res + b * W, &acc[b], sizeof(V));
 }
+
+// The forward's row strip (stride 1 or more), for tap groups of whole kernel rows: per sign and group of kernel rows
+// [kh0, kh1), the pixel lists of the padded columns u < U = (OW - 1) * SW + KW the output row reads, column by
+// column and within a column the group's kernel rows in order, each entry (a, c * F2p + (kh * KW + u) * kstride).
+// Position j's field list of the group is then the contiguous slice of the columns [j * SW, j * SW + KW), and with
+// koff = j * SW * kstride subtracted every entry addresses its tap's weight row c * F2p + (kh * KW + kw) * kstride
+// (kw = u - j * SW): each pixel list is copied once per output row instead of KW times per position (the
+// per-position gather was a fifth of the forward at 16 channels).
+template <typename T>
+struct RowStrip {
+  int U, KH, KW, rows, ngroups;  // rows: kernel rows per group
+  std::vector<T> a[2];
+  std::vector<int32_t> k[2];
+  std::vector<int> start[2];  // start[sg][grp * (U + 1) + u]: first entry of column u; u = U: the group's end
+  RowStrip(const Geo<T>& g, int Cs, int rows_)
+      : U((g.OW - 1) * g.SW + g.KW), KH(g.KH), KW(g.KW), rows(rows_), ngroups((g.KH + rows_ - 1) / rows_) {
+    for (int sg = 0; sg < 2; ++sg) {
+      a[sg].resize((size_t)U * KH * Cs + Cs);
+      k[sg].resize((size_t)U * KH * Cs + Cs);
+      start[sg].resize((size_t)ngroups * (U + 1));
+    }
+  }
+  // kernel rows per group when at least one whole kernel row of weight rows fits the tap group (else 0: the
+  // forward gathers per position), and the largest entry fits in int32
+  static int group_rows(const Geo<T>& g, int kstride, int grp) {
+    const long U = (long)(g.OW - 1) * g.SW + g.KW;
+    if (g.KH * g.KW == 1 || grp < g.KW) return 0;
+    if (((long)(g.KH - 1) * g.KW + U) * (long)kstride + (long)g.C * g.F2p() > (long)INT32_MAX) return 0;
+    return std::min(g.KH, grp / g.KW);
+  }
+  // pofs[kh * KW]: ring pixel of padded column 0 in kernel row kh (as PixelLists::rows_for sets it)
+  void build(const PixelLists<T>& L, const size_t* pofs, int kstride) {
+    const int Cs = L.Cs;
+    for (int sg = 0; sg < 2; ++sg) {
+      T* __restrict am = a[sg].data();
+      int32_t* __restrict km = k[sg].data();
+      int n = 0;
+      for (int gi = 0; gi < ngroups; ++gi) {
+        int* st = start[sg].data() + (size_t)gi * (U + 1);
+        const int kh1 = std::min(KH, (gi + 1) * rows);
+        for (int u = 0; u < U; ++u) {
+          st[u] = n;
+          for (int kh = gi * rows; kh < kh1; ++kh) {
+            const size_t pix = pofs[kh * KW] + u;
+            const T* __restrict A = L.a(sg, pix);
+            const int32_t* __restrict K = L.k(sg, pix);
+            const int32_t off = (kh * KW + u) * kstride;
+            // whole slots (a fixed trip count): entries past the count are overwritten by the next pixel's
+#pragma omp simd
+            for (int e = 0; e < Cs; ++e) {
+              am[n + e] = A[e];
+              km[n + e] = K[e] + off;
+            }
+            n += L.n(sg, pix);
+          }
+        }
+        st[U] = n;
+      }
+    }
+  }
+};
 
 // arg-max of known maxima M (the backward's second pass), same field list (with tap indices): among the taps
 // whose a + v equals M (the same float add as in the maxima pass, so equality is exact), keep the smallest tap
@@ -573,6 +638,8 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
   const T ninf = -std::numeric_limits<T>::infinity();
   Aligned64<T> vk((size_t)g.taps() * F2p);
   const long chunk = row_chunk(items, g.OH, nt);
+  // tap groups of whole kernel rows: the row strip replaces the per-position gather
+  const int strip_rows = RowStrip<T>::group_rows(g, kstride, tap_group(g));
   weight_table(wsrc, g, vk.data());
 #pragma omp parallel num_threads(nt)
   {
@@ -581,15 +648,41 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
     std::vector<T> Y((size_t)OW * F);
     FieldList<T> fl(g.taps(), L.Cs, false);
+    std::unique_ptr<RowStrip<T>> strip(strip_rows ? new RowStrip<T>(g, L.Cs, strip_rows) : nullptr);
 #pragma omp for schedule(dynamic, chunk)
     for (long it = 0; it < items; ++it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
       L.rows_for(x, g, n, i, pofs.data());
       std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
-      row_sweep(g, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
-        field_block<T, 1, false>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
-                                 M.data() + o, nullptr);
-      });
+      if (strip_rows) {
+        // the sweep of row_sweep with tap groups of whole kernel rows (same blocking: weight rows stay in L1)
+        RowStrip<T>& st = *strip;
+        st.build(L, pofs.data(), kstride);
+        for (int c0 = 0; c0 < F2p / W; c0 += MAX_NB) {
+          const int nb = std::min(MAX_NB, F2p / W - c0);
+          const T* vb = vk.data() + c0 * W;
+          for (int gi = 0; gi < st.ngroups; ++gi)
+            for (int j = 0; j < OW; ++j) {
+              const int u0 = j * g.SW;
+              const int32_t koff = (int32_t)u0 * kstride;
+              for (int sg = 0; sg < 2; ++sg) {
+                const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
+                const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
+                const T* A = st.a[sg].data() + e0;
+                const int32_t* K = st.k[sg].data() + e0;
+                T* rs = M.data() + (size_t)j * F4p + sg * F2p + c0 * W;
+#define BM_CALL(NB) field_max<T, NB, false>(A, K, cnt, 0, vb, rs, koff)
+                BM_NB_SWITCH(BM_CALL)
+#undef BM_CALL
+              }
+            }
+        }
+      } else {
+        row_sweep(g, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
+          field_block<T, 1, false>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n,
+                                   vk.data() + c0 * W, M.data() + o, nullptr);
+        });
+      }
       vexp(M.data(), R.data(), (size_t)OW * F4p);
       // per position: [x+: v+ (F), v- (F), pad][x-: v+ (F), v- (F), pad]; p^a p^b = +, -, -, +
       for (int j = 0; j < OW; ++j) {
