@@ -424,13 +424,14 @@ template <typename T>
 struct RowStrip {
   int U, KH, KW, rows, ngroups;  // rows: kernel rows per group
   std::vector<T> a[2];
-  std::vector<int32_t> k[2];
+  std::vector<int32_t> k[2], t[2];  // t (the backward): tap index c * KH * KW + kh * KW + u
   std::vector<int> start[2];  // start[sg][grp * (U + 1) + u]: first entry of column u; u = U: the group's end
-  RowStrip(const Geo<T>& g, int Cs, int rows_)
+  RowStrip(const Geo<T>& g, int Cs, int rows_, bool with_t)
       : U((g.OW - 1) * g.SW + g.KW), KH(g.KH), KW(g.KW), rows(rows_), ngroups((g.KH + rows_ - 1) / rows_) {
     for (int sg = 0; sg < 2; ++sg) {
       a[sg].resize((size_t)U * KH * Cs + Cs);
       k[sg].resize((size_t)U * KH * Cs + Cs);
+      if (with_t) t[sg].resize((size_t)U * KH * Cs + Cs);
       start[sg].resize((size_t)ngroups * (U + 1));
     }
   }
@@ -443,11 +444,14 @@ struct RowStrip {
     return std::min(g.KH, grp / g.KW);
   }
   // pofs[kh * KW]: ring pixel of padded column 0 in kernel row kh (as PixelLists::rows_for sets it)
-  void build(const PixelLists<T>& L, const size_t* pofs, int kstride) {
-    const int Cs = L.Cs;
+  // CHL: the pixel lists hold channels (the backward's, with tap indices), else weight row offsets c * F2p
+  template <bool CHL>
+  void build(const PixelLists<T>& L, const size_t* pofs, int kstride, int F2p) {
+    const int Cs = L.Cs, khw_n = KH * KW;
     for (int sg = 0; sg < 2; ++sg) {
       T* __restrict am = a[sg].data();
       int32_t* __restrict km = k[sg].data();
+      int32_t* __restrict tm = t[sg].data();
       int n = 0;
       for (int gi = 0; gi < ngroups; ++gi) {
         int* st = start[sg].data() + (size_t)gi * (U + 1);
@@ -458,12 +462,16 @@ struct RowStrip {
             const size_t pix = pofs[kh * KW] + u;
             const T* __restrict A = L.a(sg, pix);
             const int32_t* __restrict K = L.k(sg, pix);
-            const int32_t off = (kh * KW + u) * kstride;
+            const int32_t off = (kh * KW + u) * kstride, toff = kh * KW + u;
             // whole slots (a fixed trip count): entries past the count are overwritten by the next pixel's
 #pragma omp simd
             for (int e = 0; e < Cs; ++e) {
               am[n + e] = A[e];
-              km[n + e] = K[e] + off;
+              km[n + e] = (CHL ? K[e] * F2p : K[e]) + off;
+            }
+            if (CHL) {
+#pragma omp simd
+              for (int e = 0; e < Cs; ++e) tm[n + e] = K[e] * khw_n + toff;
             }
             n += L.n(sg, pix);
           }
@@ -478,12 +486,14 @@ struct RowStrip {
 // whose a + v equals M (the same float add as in the maxima pass, so equality is exact), keep the smallest tap
 // index t: ties resolve to the first tap in (c, kh, kw) order whatever order the list has (as torch.max in the
 // reference).
-// (MUL: K holds channels, the row offset is K[k] * mul and the tap index K[k] * khw_n + khw)
+// (MUL: K holds channels, the row offset is K[k] * mul and the tap index K[k] * khw_n + khw; koff, toff: the row
+// strip's position offsets, subtracted from every K and tap index)
 template <typename T, int NB, bool MUL>
 __attribute__((always_inline)) inline void field_arg(const T* __restrict A, const int32_t* __restrict K,
                                                      const int32_t* __restrict TT, int cnt, int mul, int khw_n,
                                                      int khw, const T* __restrict vb, const T* __restrict M,
-                                                     typename Vec<T>::Idx* __restrict arg) {
+                                                     typename Vec<T>::Idx* __restrict arg, int32_t koff = 0,
+                                                     int32_t toff = 0) {
   typedef typename Vec<T>::V V;
   typedef typename Vec<T>::I I;
   constexpr int W = Vec<T>::W;
@@ -496,8 +506,8 @@ __attribute__((always_inline)) inline void field_arg(const T* __restrict A, cons
   }
   for (int k = 0; k < cnt; ++k) {
     const T a0 = A[k];
-    const I t = I{} + (typename Vec<T>::Idx)(MUL ? K[k] * khw_n + khw : TT[k]);
-    const T* v0 = vb + (MUL ? K[k] * mul : K[k]);
+    const I t = I{} + (typename Vec<T>::Idx)(MUL ? K[k] * khw_n + khw : TT[k] - toff);
+    const T* v0 = vb + (MUL ? K[k] * mul : K[k] - koff);
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
       V w0;
@@ -648,7 +658,7 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
     std::vector<T> Y((size_t)OW * F);
     FieldList<T> fl(g.taps(), L.Cs, false);
-    std::unique_ptr<RowStrip<T>> strip(strip_rows ? new RowStrip<T>(g, L.Cs, strip_rows) : nullptr);
+    std::unique_ptr<RowStrip<T>> strip(strip_rows ? new RowStrip<T>(g, L.Cs, strip_rows, false) : nullptr);
 #pragma omp for schedule(dynamic, chunk)
     for (long it = 0; it < items; ++it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
@@ -657,7 +667,7 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
       if (strip_rows) {
         // the sweep of row_sweep with tap groups of whole kernel rows (same blocking: weight rows stay in L1)
         RowStrip<T>& st = *strip;
-        st.build(L, pofs.data(), kstride);
+        st.template build<false>(L, pofs.data(), kstride, F2p);
         for (int c0 = 0; c0 < F2p / W; c0 += MAX_NB) {
           const int nb = std::min(MAX_NB, F2p / W - c0);
           const T* vb = vk.data() + c0 * W;
@@ -717,6 +727,7 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
   const size_t taps = g.taps();
   const int kstride = C * F2p;
   const bool one_group = tap_group(g) >= khw_n;
+  const int strip_rows = RowStrip<T>::group_rows(g, kstride, tap_group(g));
   const T ninf = -std::numeric_limits<T>::infinity();
   Aligned64<T> vk(taps * F2p);
   const size_t vsize = taps * F2, xsize = (size_t)g.N * C * g.H * g.W;
@@ -759,6 +770,34 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
     Aligned64<Idx> ARG((size_t)OW * F4p);
     std::vector<char> live(OW);
     FieldList<T> fl(g.taps(), L.Cs, true);
+    std::unique_ptr<RowStrip<T>> strip(strip_rows ? new RowStrip<T>(g, L.Cs, strip_rows, true) : nullptr);
+    // the two passes over row strip slices (tap groups of whole kernel rows); MODE as in field_block
+    auto strip_pass = [&](int mode) {
+      RowStrip<T>& st = *strip;
+      for (int c0 = 0; c0 < F2p / W; c0 += MAX_NB) {
+        const int nb = std::min(MAX_NB, F2p / W - c0);
+        const T* vb = vk.data() + c0 * W;
+        for (int gi = 0; gi < st.ngroups; ++gi)
+          for (int j = 0; j < OW; ++j) {
+            if (!live[j]) continue;
+            const int u0 = j * g.SW;
+            const int32_t koff = (int32_t)u0 * kstride;
+            for (int sg = 0; sg < 2; ++sg) {
+              const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
+              const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
+              const T* A = st.a[sg].data() + e0;
+              const int32_t* K = st.k[sg].data() + e0;
+              const int32_t* TT = st.t[sg].data() + e0;
+              const size_t o = (size_t)j * F4p + sg * F2p + c0 * W;
+#define BM_CALL(NB)                                                                              \
+  if (mode & 1) field_max<T, NB, false>(A, K, cnt, 0, vb, M.data() + o, koff);                  \
+  if (mode & 2) field_arg<T, NB, false>(A, K, TT, cnt, 0, 0, 0, vb, M.data() + o, ARG.data() + o, koff, u0)
+              BM_NB_SWITCH(BM_CALL)
+#undef BM_CALL
+            }
+          }
+      }
+    };
     const long nblk = 2L * team;
     const bool split = items >= nblk * lmin;  // (else thread 0 runs everything)
     auto process = [&](long it) {
@@ -777,6 +816,15 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
       // the same field list)
       std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
       std::fill(ARG.data(), ARG.data() + (size_t)OW * F4p, std::numeric_limits<Idx>::max());
+      if (strip_rows) {
+        strip->template build<true>(L, pofs.data(), kstride, F2p);
+        if (strip->ngroups == 1) {
+          strip_pass(3);
+        } else {
+          strip_pass(1);
+          strip_pass(2);
+        }
+      } else {
       row_sweep(g, live.data(), [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {
         if (one_group)
           field_block<T, 3, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
@@ -790,6 +838,7 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
           field_block<T, 2, true>(nb, L, fl, pix0, pofs.data(), k0, k1, F2p, kstride, khw_n, vk.data() + c0 * W,
                             M.data() + o, ARG.data() + o);
         });
+      }
       // scatter: term = exp(M) = max(|x|, s) e^v at the arg-max tap t: d/dv = grad exp(M); d/dx = grad sign(x) e^v
       // where |x| > s (for s = 0 every listed tap: inside the image, x != 0); a floored or padding tap has none
       vexp(M.data(), R.data(), (size_t)OW * F4p);
