@@ -17,7 +17,8 @@
 //  * row sweep: per output row, block = (filter chunk of <= 8 vectors, group of tap offsets whose weight rows
 //    fit in 32 KiB of L1); per position and sign the block's pixel lists form one field list (one loop exit per
 //    field instead of one unpredictable exit per pixel list) run through the accumulators, which live in SIMD
-//    registers (GCC vector extensions, two taps per step). Forward with groups of whole kernel rows: the field
+//    registers (GCC vector extensions, two taps per step; the adds issued as fma(w, 1, a), bit-identical, so
+//    they run on the multiply-add pipes beside the maxima). Forward with groups of whole kernel rows: the field
 //    lists are slices of one row strip built per output row (RowStrip); otherwise they are gathered per position
 //    (FieldList).
 //  * forward: no arg-max bookkeeping at all. Backward: recomputes the maxima (same code), then the first
@@ -38,7 +39,7 @@
 #include <limits>
 #include <memory>
 #include <vector>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 #ifdef _OPENMP
@@ -116,6 +117,24 @@ struct Geo {
   int taps() const { return C * KH * KW; }
   int F2p() const { return (2 * F + Vec<T>::W - 1) / Vec<T>::W * Vec<T>::W; }
 };
+
+// w + a on the fused multiply-add unit: fma(w, 1, a) rounds w * 1 + a = w + a once, so it is bit-identical to the
+// add (-inf included); issued there, the max-plus adds no longer compete with the maxima for the same pipes
+template <typename V, typename T>
+__attribute__((always_inline)) inline V add_fma(V w, T a) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 4)
+    return (V)_mm512_fmadd_ps((__m512)w, _mm512_set1_ps(1.0f), _mm512_set1_ps(a));
+  if constexpr (sizeof(V) == 64 && sizeof(T) == 8)
+    return (V)_mm512_fmadd_pd((__m512d)w, _mm512_set1_pd(1.0), _mm512_set1_pd(a));
+#elif defined(__FMA__)
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 4)
+    return (V)_mm256_fmadd_ps((__m256)w, _mm256_set1_ps(1.0f), _mm256_set1_ps(a));
+  if constexpr (sizeof(V) == 32 && sizeof(T) == 8)
+    return (V)_mm256_fmadd_pd((__m256d)w, _mm256_set1_pd(1.0), _mm256_set1_pd(a));
+#endif
+  return w + a;
+}
 
 int clamp_threads(int nthreads, long items) {
   int nt = nthreads < 1 ? 1 : nthreads;
@@ -392,7 +411,7 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
       V w0, w1;
       std::memcpy(&w0, v0 + b * W, sizeof(V));
       std::memcpy(&w1, v1 + b * W, sizeof(V));
-      const V s0 = w0 + a0, s1 = w1 + a1;
+      const V s0 = add_fma(w0, a0), s1 = add_fma(w1, a1);
       const V sm = s1 > s0 ? s1 : s0;
       acc[b] = sm > acc[b] ? sm : acc[b];
     }
@@ -405,7 +424,7 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
     for (int b = 0; b < NB; ++b) {
       V w0;
       std::memcpy(&w0, v0 + b * W, sizeof(V));
-      const V s0 = w0 + a0;
+      const V s0 = add_fma(w0, a0);
       acc[b] = s0 > acc[b] ? s0 : acc[b];
     }
   }
@@ -512,7 +531,7 @@ __attribute__((always_inline)) inline void field_arg(const T* __restrict A, cons
     for (int b = 0; b < NB; ++b) {
       V w0;
       std::memcpy(&w0, v0 + b * W, sizeof(V));
-      const V s = w0 + a0;
+      const V s = add_fma(w0, a0);
       const I lower = t < idx[b] ? t : idx[b];
       idx[b] = (s == mx[b]) ? lower : idx[b];
     }
