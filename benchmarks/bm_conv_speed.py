@@ -11,13 +11,20 @@ the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``)
 (the machine is shared: the 2-thread speed-up needs an idle second core).
 
     .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--reps N] [--out benchmarks/out/bm_conv_speed.json]
-    .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit be410cb   # + main's kernel before issue 19
+    .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit be410cb   # + the first compiled kernel
     .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit 4d8018c   # + the custom-op kernel before the speed work
+    .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit 7c8f293   # + the kernel before the row strip
     .venv/bin/python benchmarks/bm_conv_speed.py --threads-only --threads-reps 41  # longer 1-vs-2-thread check
 
 The thread comparison needs two idle cores: run it without other jobs (and without ``OMP_NUM_THREADS=1`` in the
 environment); on a loaded machine the medians mostly measure waits for a descheduled thread, and the
 fastest-calls ratio printed next to them is only a hint of what an idle machine gives.
+
+Measure with the machine otherwise idle: a busy second core slows conv2d more than our kernel (the ratios then
+flatter us). Each shape first checks our output against the float64 reference on one image; that call allocates
+and frees >= 19 MB, which raises glibc's dynamic mmap/trim thresholds as any training process does in its first
+steps, so both methods run with the allocator warm (in a fresh process conv2d page-faults its buffers on every
+call and runs 2-3x slower).
 
 ``--baseline-commit REV`` adds a third method, ``bm_ops/_kernel.py`` + ``_kernel.cpp`` as they were at ``REV``
 (extracted with ``git show`` into a temporary package, built into its own cache), timed in the same loop.
@@ -186,7 +193,9 @@ def main(argv=None) -> dict:
     rows = []
     for c, h, n in [] if args.threads_only else SHAPES:
         x, w, vp, vn = make(c, h, n)
-        with torch.no_grad():  # correctness guard: ours == float64 reference on this very input
+        # correctness guard: ours == float64 reference on this very input (its >= 19 MB temporaries also leave the
+        # allocator warm for both methods: see the module docstring)
+        with torch.no_grad():
             ref = bm_conv2d(x[:1].double(), vp.double(), vn.double(), None, 1, 1)
             err = float((bm_conv2d_fast(x[:1], vp, vn, None, 1, 1).double() - ref).abs().max())
         row = {"shape": f"{c}ch@{h}x{h}", "batch": n, "max_abs_err": err}
