@@ -5,6 +5,8 @@ threads (row chunks; the backward's fixed split), float32 and float64 against th
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bm_ops._kernel import bm_conv2d_fast
 from bm_ops.functional import bm_conv2d, to_log_weights
@@ -121,3 +123,43 @@ def test_two_threads_on_fewer_rows_than_blocks():
         torch.set_num_threads(old)
     for p, q in zip(a, r):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    c=st.integers(12, 48),
+    f=st.integers(8, 40),
+    kh=st.integers(1, 5),
+    kw=st.integers(2, 5),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    pad=st.integers(0, 2),
+    w=st.integers(5, 12),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_row_strip_tap_groups_match_reference(c, f, kh, kw, sh, sw, pad, w, dtype, ties, seed):
+    # channel x filter counts around the 32 KiB tap-group budget: one group of the whole kernel (row strip),
+    # several groups of whole kernel rows (row strip per group), groups of single offsets (pixel lists / gather);
+    # strides up to 3 (strip slices of non-adjacent columns); ties: x in {-1, 0, 1} (ln 1 = 0 exactly in every
+    # libm) and integer log-weights, so many taps share the maximum and the backward must still pick the first tap
+    # in (c, kh, kw) order through the strip's tap indices
+    x, vp, vn, b = _tensors(seed, 2, c, f, (kh, kw), kh + 2, w + kw, torch.float64, zero_frac=0.3)
+    if ties:
+        x = torch.sign(x)
+        vp, vn = torch.round(vp), torch.round(vn)
+    p = min(pad, kh - 1, kw - 1)
+    r = [t.clone().requires_grad_() for t in (x, vp, vn, b)]
+    y_ref = bm_conv2d(*r, (sh, sw), p)
+    g = torch.linspace(-1, 1, y_ref.numel(), dtype=torch.float64).reshape(y_ref.shape)
+    y_ref.backward(g)
+    a = [t.to(dtype).clone().requires_grad_() for t in (x, vp, vn, b)]
+    y = bm_conv2d_fast(*a, (sh, sw), p)
+    y.backward(g.to(dtype))
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(y.double(), y_ref.detach(), rtol=tol, atol=tol)
+    for name, gk, gr in zip(("x", "v_pos", "v_neg", "bias"), a, r):
+        torch.testing.assert_close(
+            gk.grad.double(), gr.grad, rtol=tol, atol=tol, msg=lambda m, n=name: f"d{n}: {m}"
+        )
