@@ -335,99 +335,102 @@ class InferLIFLayers(Transformation):
             raise ValueError(f"{who}: ceil_mode=1 and dilations are not supported")
         return k, s
 
+    @staticmethod
+    def _replace_nhwc(model, node, out_nhwc_shape, middle):
+        """Replace the NCHW ``node`` by ``Transpose`` (to NHWC) -> ``middle(nhwc_in, nhwc_out)`` nodes -> ``Transpose``
+        (back to NCHW); the new NHWC tensors are binary (spikes)."""
+        x = node.input[0]
+        frames, c, h, wd = model.get_tensor_shape(x)
+        idx = list(model.graph.node).index(node)
+        nhwc = model.make_new_valueinfo_name()
+        model.set_tensor_shape(nhwc, [frames, h, wd, c])
+        out = model.make_new_valueinfo_name()
+        model.set_tensor_shape(out, list(out_nhwc_shape))
+        for t in (nhwc, out):
+            model.set_tensor_datatype(t, DataType["BINARY"])
+        nodes = [
+            helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{node.name}"),
+            *middle(nhwc, out),
+            helper.make_node(
+                "Transpose", [out], [node.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{node.name}"
+            ),
+        ]
+        for i, n in enumerate(nodes):
+            model.graph.node.insert(idx + i, n)
+        model.graph.node.remove(node)
+
     def _spike_maxpool(self, model, mp):
         """``MaxPool`` of spikes -> NHWC ``SpikeMaxPool`` (own streaming OR unit, no sliding window)."""
         k, _ = self._pool_kernel(mp)
-        x = mp.input[0]
-        frames, c, h, wd = model.get_tensor_shape(x)
-        oh, ow = h // k[0], wd // k[1]
-        idx = list(model.graph.node).index(mp)
-        nhwc = model.make_new_valueinfo_name()
-        model.set_tensor_shape(nhwc, [frames, h, wd, c])
-        pooled = model.make_new_valueinfo_name()
-        model.set_tensor_shape(pooled, [frames, oh, ow, c])
-        for t in (nhwc, pooled):
-            model.set_tensor_datatype(t, DataType["BINARY"])
-        nodes = [
-            helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{mp.name}"),
-            helper.make_node(
-                "SpikeMaxPool",
-                [nhwc],
-                [pooled],
-                domain=FD,
-                backend="fpgadataflow",
-                name=f"SpikeMaxPool_{mp.name}",
-                NumChannels=c,
-                ImgDim=[h, wd],
-                PoolDim=k,
-                PE=1,
-                inputDataType="BINARY",
-            ),
-            helper.make_node(
-                "Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"
-            ),
-        ]
-        for i, n in enumerate(nodes):
-            model.graph.node.insert(idx + i, n)
-        model.graph.node.remove(mp)
+        frames, c, h, wd = model.get_tensor_shape(mp.input[0])
+
+        def middle(nhwc, pooled):
+            return [
+                helper.make_node(
+                    "SpikeMaxPool",
+                    [nhwc],
+                    [pooled],
+                    domain=FD,
+                    backend="fpgadataflow",
+                    name=f"SpikeMaxPool_{mp.name}",
+                    NumChannels=c,
+                    ImgDim=[h, wd],
+                    PoolDim=k,
+                    PE=1,
+                    inputDataType="BINARY",
+                )
+            ]
+
+        self._replace_nhwc(model, mp, [frames, h // k[0], wd // k[1], c], middle)
 
     def _maxpool(self, model, mp):
+        """``MaxPool`` of spikes -> FINN's ``ConvolutionInputGenerator`` (depthwise) + ``Pool`` (MaxPool)."""
         k, s = self._pool_kernel(mp)
-        x = mp.input[0]
-        frames, c, h, wd = model.get_tensor_shape(x)
+        frames, c, h, wd = model.get_tensor_shape(mp.input[0])
         oh, ow = (h - k[0]) // s[0] + 1, (wd - k[1]) // s[1] + 1
-        idx = list(model.graph.node).index(mp)
-        nhwc = model.make_new_valueinfo_name()
-        model.set_tensor_shape(nhwc, [frames, h, wd, c])
-        swu_out = model.make_new_valueinfo_name()
-        model.set_tensor_shape(swu_out, [frames, oh, ow, k[0] * k[1] * c])
-        pooled = model.make_new_valueinfo_name()
-        model.set_tensor_shape(pooled, [frames, oh, ow, c])
-        for t in (nhwc, swu_out, pooled):
-            model.set_tensor_datatype(t, DataType["BINARY"])
-        nodes = [
-            helper.make_node("Transpose", [x], [nhwc], perm=[0, 2, 3, 1], name=f"Transpose_in_{mp.name}"),
-            helper.make_node(
-                "ConvolutionInputGenerator",
-                [nhwc],
-                [swu_out],
-                domain=FD,
-                backend="fpgadataflow",
-                name=f"ConvolutionInputGenerator_{mp.name}",
-                ConvKernelDim=k,
-                IFMChannels=c,
-                IFMDim=[h, wd],
-                OFMDim=[oh, ow],
-                SIMD=1,
-                Stride=s,
-                Dilation=[1, 1],
-                inputDataType="BINARY",
-                outputDataType="BINARY",
-                depthwise=1,
-            ),
-            helper.make_node(
-                "Pool",
-                [swu_out],
-                [pooled],
-                domain=FD,
-                backend="fpgadataflow",
-                name=f"Pool_{mp.name}",
-                Channels=c,
-                PE=1,
-                KernelSize=k,
-                Function="MaxPool",
-                OutImgDims=[oh, ow],
-                InputDataType="BINARY",
-                OutputDataType="BINARY",
-                BatchSize=1,
-            ),
-            helper.make_node(
-                "Transpose", [pooled], [mp.output[0]], perm=[0, 3, 1, 2], name=f"Transpose_out_{mp.name}"
-            ),
-        ]
-        for i, n in enumerate(nodes):
-            model.graph.node.insert(idx + i, n)
-        model.graph.node.remove(mp)
+
+        def middle(nhwc, pooled):
+            swu_out = model.make_new_valueinfo_name()
+            model.set_tensor_shape(swu_out, [frames, oh, ow, k[0] * k[1] * c])
+            model.set_tensor_datatype(swu_out, DataType["BINARY"])
+            return [
+                helper.make_node(
+                    "ConvolutionInputGenerator",
+                    [nhwc],
+                    [swu_out],
+                    domain=FD,
+                    backend="fpgadataflow",
+                    name=f"ConvolutionInputGenerator_{mp.name}",
+                    ConvKernelDim=k,
+                    IFMChannels=c,
+                    IFMDim=[h, wd],
+                    OFMDim=[oh, ow],
+                    SIMD=1,
+                    Stride=s,
+                    Dilation=[1, 1],
+                    inputDataType="BINARY",
+                    outputDataType="BINARY",
+                    depthwise=1,
+                ),
+                helper.make_node(
+                    "Pool",
+                    [swu_out],
+                    [pooled],
+                    domain=FD,
+                    backend="fpgadataflow",
+                    name=f"Pool_{mp.name}",
+                    Channels=c,
+                    PE=1,
+                    KernelSize=k,
+                    Function="MaxPool",
+                    OutImgDims=[oh, ow],
+                    InputDataType="BINARY",
+                    OutputDataType="BINARY",
+                    BatchSize=1,
+                ),
+            ]
+
+        self._replace_nhwc(model, mp, [frames, oh, ow, c], middle)
 
 
 class RemoveInverseTransposes(Transformation):
