@@ -483,6 +483,7 @@ struct RowStrip {
             const int32_t* __restrict K = L.k(sg, pix);
             const int32_t off = (kh * KW + u) * kstride, toff = kh * KW + u;
             // whole slots (a fixed trip count): entries past the count are overwritten by the next pixel's
+            // (the slot copy of FieldList::gather; one shared inline helper made the 16-channel forward 8 % slower)
 #pragma omp simd
             for (int e = 0; e < Cs; ++e) {
               am[n + e] = A[e];
