@@ -163,3 +163,31 @@ def test_row_strip_tap_groups_match_reference(c, f, kh, kw, sh, sw, pad, w, dtyp
         torch.testing.assert_close(
             gk.grad.double(), gr.grad, rtol=tol, atol=tol, msg=lambda m, n=name: f"d{n}: {m}"
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    where=st.sampled_from(["x", "v_pos", "v_neg", "bias"]),
+    value=st.sampled_from([float("nan"), float("inf"), float("-inf"), -float("nan"), 1e30, -0.0, 5e-324]),
+    pos=st.integers(0, 10_000),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_kernel_value_checks_name_the_argument(where, value, pos, dtype):
+    """The kernel's checks on raw bit patterns: NaN/inf in x or bias, NaN/+inf in the log weights -> an error naming
+    the argument; -inf weights, huge, negative-zero and subnormal values pass and match the reference."""
+    x, vp, vn, b = _tensors(pos, 2, 5, 3, (3, 3), 6, 7, dtype)
+    t = {"x": x, "v_pos": vp, "v_neg": vn, "bias": b}[where]
+    flat = t.view(-1)
+    flat[pos % flat.numel()] = value
+    is_nan = value != value
+    bad = is_nan or (value == float("inf")) or (where in ("x", "bias") and value == float("-inf"))
+    if value == 1e30 and dtype == torch.float32 and where != "x":
+        bad = False  # 1e30 is finite in float32 too
+    if bad:
+        with pytest.raises(ValueError, match=f"{where} contains NaN"):
+            bm_conv2d_fast(x, vp, vn, b, 1, 1)
+    else:
+        got = bm_conv2d_fast(x, vp, vn, b, 1, 1)
+        want = bm_conv2d(x.double(), vp.double(), vn.double(), b.double(), stride=1, padding=1)
+        tol = 1e-4 if dtype == torch.float32 else 1e-10
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
