@@ -55,6 +55,9 @@ float expf(float);
 double exp(double);
 #pragma omp declare simd notinbranch
 float logf(float);
+#if defined(__AVX512F__)
+__m512 _ZGVeN16v_logf(__m512);  // the 16-lane variant GCC calls for logf in an omp simd loop (AVX-512 builds)
+#endif
 #pragma omp declare simd notinbranch
 double log(double);
 }
@@ -91,21 +94,73 @@ struct Vec<double> {
   static constexpr int W = VBYTES / 8;
 };
 
-inline void vexp(const float* __restrict a, float* __restrict r, size_t n) {
+inline void vexp_raw(const float* __restrict a, float* __restrict r, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = expf(a[i]);
 }
-inline void vexp(const double* __restrict a, double* __restrict r, size_t n) {
+inline void vexp_raw(const double* __restrict a, double* __restrict r, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = exp(a[i]);
 }
-inline void vlogabs(const float* __restrict a, float* __restrict r, size_t n) {
+// exp with the -inf lanes (empty maxima: every input of one sign after a ReLU; -inf weights; the padding lanes
+// past 2F) kept off libmvec's special-case path, which recomputes every flagged lane with the scalar function:
+// one -inf in a 16-lane vector made the vector call ~5x slower, all -inf ~14x. exp(-inf) = +0 exactly, and
+// libmvec computes each lane on its own, so the result is bit-identical to vexp_raw(a).
+template <typename T>
+inline void vexp(const T* __restrict a, T* __restrict r, size_t n) {
+  constexpr size_t B = 256;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  alignas(64) T tmp[B];
+  for (size_t i0 = 0; i0 < n; i0 += B) {
+    const size_t m = std::min(B, n - i0);
+    const T* __restrict ai = a + i0;
+    T* __restrict ri = r + i0;
+    int any = 0;  // (a read-only scan first: blocks without -inf go straight to libmvec)
+#pragma omp simd reduction(| : any)
+    for (size_t i = 0; i < m; ++i) any |= ai[i] == ninf;
+    if (!any) {
+      vexp_raw(ai, ri, m);
+      continue;
+    }
+#pragma omp simd
+    for (size_t i = 0; i < m; ++i) tmp[i] = ai[i] == ninf ? T(0) : ai[i];
+    vexp_raw(tmp, ri, m);
+#pragma omp simd
+    for (size_t i = 0; i < m; ++i) ri[i] = ai[i] == ninf ? T(0) : ri[i];
+  }
+}
+inline void vlogabs_raw(const float* __restrict a, float* __restrict r, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = logf(std::fabs(a[i]));
 }
-inline void vlogabs(const double* __restrict a, double* __restrict r, size_t n) {
+inline void vlogabs_raw(const double* __restrict a, double* __restrict r, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = log(std::fabs(a[i]));
+}
+// ln|x| with the zero lanes (half of a ReLU output) kept off libmvec's special-case path, as in vexp: ln 0 = -inf
+// exactly, the other lanes bit-identical to vlogabs_raw (a zero in every vector made the fill 5x slower)
+template <typename T>
+inline void vlogabs(const T* __restrict a, T* __restrict r, size_t n) {
+  constexpr size_t B = 256;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  alignas(64) T tmp[B];
+  for (size_t i0 = 0; i0 < n; i0 += B) {
+    const size_t m = std::min(B, n - i0);
+    const T* __restrict ai = a + i0;
+    T* __restrict ri = r + i0;
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (size_t i = 0; i < m; ++i) any |= ai[i] == T(0);
+    if (!any) {
+      vlogabs_raw(ai, ri, m);
+      continue;
+    }
+#pragma omp simd
+    for (size_t i = 0; i < m; ++i) tmp[i] = ai[i] == T(0) ? T(1) : ai[i];
+    vlogabs_raw(tmp, ri, m);
+#pragma omp simd
+    for (size_t i = 0; i < m; ++i) ri[i] = ai[i] == T(0) ? ninf : ri[i];
+  }
 }
 
 template <typename T>
@@ -286,7 +341,20 @@ struct PixelLists {
     if (!inrow) return;
     const float* xrow = (const float*)x + ((size_t)n * C * H + (y - g.PH)) * W;  // channel c: + c * H * W
     float* lr = (float*)lrow.data();
-    for (int c = 0; c < C; ++c) vlogabs(xrow + (size_t)c * H * W, lr + (size_t)c * W, W);
+    // ln|x| per channel row, libmvec's 16-lane logf called directly (the lanes vlogabs_raw computes, so the same
+    // values) with the zeros set to 1 first and to -inf after (off libmvec's scalar special-case path, see vlogabs)
+    const __m512 vone = _mm512_set1_ps(1.0f);
+    for (int c = 0; c < C; ++c) {
+      const float* xr = xrow + (size_t)c * H * W;
+      float* lo = lr + (size_t)c * W;
+      for (int u0 = 0; u0 < W; u0 += 16) {
+        const __mmask16 um = (__mmask16)(W - u0 >= 16 ? 0xFFFF : (1u << (W - u0)) - 1);
+        const __m512 ax = _mm512_abs_ps(_mm512_maskz_loadu_ps(um, xr + u0));
+        const __mmask16 z = _mm512_cmp_ps_mask(ax, _mm512_setzero_ps(), _CMP_EQ_OQ);
+        const __m512 l = _ZGVeN16v_logf(_mm512_mask_blend_ps(z, ax, vone));
+        _mm512_mask_storeu_ps(lo + u0, um, _mm512_mask_blend_ps(z, l, vninf));
+      }
+    }
     for (int u0 = 0; u0 < W; u0 += 16) {
       const int un = std::min(16, W - u0);
       const __mmask16 um = (__mmask16)(un == 16 ? 0xFFFF : (1u << un) - 1);
