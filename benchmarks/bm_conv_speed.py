@@ -15,6 +15,7 @@ the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``)
     .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit 4d8018c   # + the custom-op kernel before the speed work
     .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit 7c8f293   # + the kernel before the row strip
     .venv/bin/python benchmarks/bm_conv_speed.py --threads-only --threads-reps 41  # longer 1-vs-2-thread check
+    .venv/bin/python benchmarks/bm_conv_speed.py --inputs relu   # typical layer: ReLU input, converted weights
 
 The thread comparison needs two idle cores: run it without other jobs (and without ``OMP_NUM_THREADS=1`` in the
 environment); on a loaded machine the medians mostly measure waits for a descheduled thread, and the
@@ -49,19 +50,27 @@ sys.path.insert(0, str(ROOT))
 SHAPES = [(16, 32, 32), (32, 16, 32), (64, 8, 32), (64, 56, 8)]  # (channels, H=W, batch)
 
 
-def make(c, h, n, seed=0):
+def make(c, h, n, seed=0, inputs="worst"):
+    """x, conv2d weights w and the BM log weights of one shape. ``inputs="worst"``: randn x of both signs and
+    v+ and v- both finite at every tap (nothing to skip); ``"relu"``: x after a ReLU (half zeros, no negative
+    inputs) and the log weights converted from w as they are (-inf where the sign does not match), the typical
+    layer inside a converted ResNet."""
     import torch
 
     from bm_ops.functional import to_log_weights
 
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, c, h, h, generator=g).requires_grad_()
+    x = torch.randn(n, c, h, h, generator=g)
     w = (torch.randn(c, c, 3, 3, generator=g) * 0.1).requires_grad_()
     vp, vn = to_log_weights(w.detach())
+    if inputs == "relu":
+        return torch.relu(x).requires_grad_(), w, vp.requires_grad_(), vn.requires_grad_()
+    if inputs != "worst":
+        raise ValueError(f"make: inputs must be 'worst' or 'relu', got {inputs!r}")
     # v+ and v- both finite at every tap and x of both signs, no zeros (worst case: nothing to skip)
     vp = torch.where(torch.isfinite(vp), vp, vn).requires_grad_()
     vn = torch.where(torch.isfinite(vn), vn, vp.detach() - 0.5).requires_grad_()
-    return x, w, vp, vn
+    return x.requires_grad_(), w, vp, vn
 
 
 _BASELINE = None
@@ -173,6 +182,12 @@ def main(argv=None) -> dict:
         "--threads-only", action="store_true", help="only the batch-1 1-vs-2-thread comparison (no shapes)"
     )
     ap.add_argument("--threads-reps", type=int, default=None, help="repetitions of the thread comparison")
+    ap.add_argument(
+        "--inputs",
+        choices=["worst", "relu"],
+        default="worst",
+        help="worst: randn x, both log weights finite (the targets); relu: x after a ReLU, converted weights",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -192,7 +207,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     rows = []
     for c, h, n in [] if args.threads_only else SHAPES:
-        x, w, vp, vn = make(c, h, n)
+        x, w, vp, vn = make(c, h, n, inputs=args.inputs)
         # correctness guard: ours == float64 reference on this very input (its >= 19 MB temporaries also leave the
         # allocator warm for both methods: see the module docstring)
         with torch.no_grad():
@@ -216,7 +231,7 @@ def main(argv=None) -> dict:
         rows.append(row)
 
     # threads: batch 1, 64 ch @ 56^2, wall time, 1 vs 2 threads alternating
-    x, w, vp, vn = make(64, 56, 1)
+    x, w, vp, vn = make(64, 56, 1, inputs=args.inputs)
     threads = {}
     for mode in ("fwd", "fwdbwd"):
         fn = step_fn("ours", mode, x, w, vp, vn)
@@ -237,6 +252,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     result = {
         "reps": reps,
+        "inputs": args.inputs,
         "load_before": load_before,
         "load_after": load_avg(),
         "rows": rows,
@@ -245,6 +261,7 @@ def main(argv=None) -> dict:
 
     print(
         f"BM conv (ours) vs torch conv2d, 3x3 pad 1, float32, 1 thread, CPU time (thread_time), {reps} reps, order alternated"
+        f", inputs: {args.inputs}"
     )
     print(f"load average before: {load_before}; after: {result['load_after']} (2 cores, shared)")
     print(
