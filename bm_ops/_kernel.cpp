@@ -470,6 +470,28 @@ __attribute__((always_inline)) inline void field_max(const T* __restrict A, cons
   V acc[NB];
 #pragma GCC unroll 8
   for (int b = 0; b < NB; ++b) std::memcpy(&acc[b], res + b * W, sizeof(V));
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4 && !MUL) {
+    // float lists (AVX-512): each step reads its two row offsets and its two logs as one 8-byte load each
+    // (two loads fewer per step, the logs broadcast from the register: about 5 % of the loop)
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int k = 0; k + 1 < cnt; k += 2) {
+      uint64_t kk;
+      std::memcpy(&kk, K + k, sizeof(kk));
+      const __m128 aa = _mm_castpd_ps(_mm_load_sd((const double*)(A + k)));
+      const __m512 a0 = _mm512_broadcastss_ps(aa), a1 = _mm512_broadcastss_ps(_mm_movehdup_ps(aa));
+      const T* v0 = vb + ((int32_t)(uint32_t)kk - koff);
+      const T* v1 = vb + ((int32_t)(uint32_t)(kk >> 32) - koff);
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) {
+        const __m512 w0 = _mm512_loadu_ps(v0 + b * W), w1 = _mm512_loadu_ps(v1 + b * W);
+        const __m512 s0 = _mm512_fmadd_ps(w0, one, a0), s1 = _mm512_fmadd_ps(w1, one, a1);
+        const V sm = (V)_mm512_max_ps(s1, s0);
+        acc[b] = sm > acc[b] ? sm : acc[b];
+      }
+    }
+  } else
+#endif
   for (int k = 0; k + 1 < cnt; k += 2) {  // two taps per step: one dependent max per lane and step
     const T a0 = A[k], a1 = A[k + 1];
     const T* v0 = vb + (MUL ? K[k] * mul : K[k] - koff);
