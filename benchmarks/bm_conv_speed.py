@@ -7,8 +7,9 @@ repetitions, conv2d first on odd ones); each call is timed in CPU time of the ca
 (``time.thread_time``) with ``torch.set_num_threads(1)`` (both run single-threaded in the calling thread), and
 the median and the min–max spread over the repetitions are reported. Saved-for-backward bytes are summed over
 the unique tensors autograd packs (``torch.autograd.graph.saved_tensors_hooks``). Two threads: batch 1,
-64 ch @ 56², wall time (``time.perf_counter``) of 1 vs 2 threads, alternating, with the load average printed
-(the machine is shared: the 2-thread speed-up needs an idle second core).
+64 ch @ 56², wall time (``time.perf_counter``) of 1 vs 2 threads, alternating in blocks of three calls whose first
+is not timed (it wakes the sleeping second OpenMP thread), with the load average printed (the machine is shared:
+the 2-thread speed-up needs an idle second core).
 
     .venv/bin/python benchmarks/bm_conv_speed.py [--quick] [--reps N] [--out benchmarks/out/bm_conv_speed.json]
     .venv/bin/python benchmarks/bm_conv_speed.py --baseline-commit be410cb   # + the first compiled kernel
@@ -241,8 +242,13 @@ def main(argv=None) -> dict:
             fn()
         for r in range(args.threads_reps or reps):
             for nt in (1, 2) if r % 2 == 0 else (2, 1):
+                # a block of calls per thread count, the first one untimed: during the 1-thread calls the second
+                # OpenMP thread may have gone to sleep, and the first 2-thread call pays for waking it; a training
+                # loop calls the op back to back with one thread count
                 torch.set_num_threads(nt)
-                t[nt].append(timed(fn, time.perf_counter))
+                fn()
+                for _ in range(2):
+                    t[nt].append(timed(fn, time.perf_counter))
         threads[mode] = {
             "1": stats(t[1]),
             "2": stats(t[2]),
