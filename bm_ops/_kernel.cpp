@@ -775,6 +775,29 @@ void row_sweep(const Geo<T>& g, const char* live, Fn&& fn) {
 // run, all KH at its start), small enough for about 4 chunks per thread
 inline long row_chunk(long items, int OH, int nt) { return std::max(1L, std::min((long)OH, items / (4L * nt))); }
 
+// the maxima of one group gi of a row strip into M (OW, 2, F2p; m0: the filter chunk's first lane) for every
+// position of the output row: per position and sign the slice of the columns [j * SW, j * SW + KW) (out of line:
+// one copy of the max-plus loops for both strip kinds; inlined twice, the 16-channel forward ran 6 % slower)
+template <typename T>
+__attribute__((noinline)) void strip_group_max(int nb, const Geo<T>& g, const RowStrip<T>& st, int gi, const T* vb,
+                                               int kstride, T* m0) {
+  const int F2p = g.F2p(), F4p = 2 * F2p;
+  for (int j = 0; j < g.OW; ++j) {
+    const int u0 = j * g.SW;
+    const int32_t koff = (int32_t)u0 * kstride;
+    for (int sg = 0; sg < 2; ++sg) {
+      const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
+      const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
+      const T* A = st.a[sg].data() + e0;
+      const int32_t* K = st.k[sg].data() + e0;
+      T* rs = m0 + (size_t)j * F4p + sg * F2p;
+#define BM_CALL(NB) field_max<T, NB, false>(A, K, cnt, 0, vb, rs, koff)
+      BM_NB_SWITCH(BM_CALL)
+#undef BM_CALL
+    }
+  }
+}
+
 template <typename T>
 void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias, T* out, int nthreads) {
   constexpr int W = Vec<T>::W;
@@ -795,7 +818,20 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
     Aligned64<T> M((size_t)OW * F4p), R((size_t)OW * F4p);
     std::vector<T> Y((size_t)OW * F);
     FieldList<T> fl(g.taps(), L.Cs, false);
-    std::unique_ptr<RowStrip<T>> strip(strip_rows ? new RowStrip<T>(g, L.Cs, strip_rows, false) : nullptr);
+    // groups of one kernel row: one strip per ring row (built when the ring refills that row, so each padded row
+    // is copied once instead of once per output row that reads it: a third of the copies at stride 1); its
+    // entries carry the column offset u * kstride only, and kernel row kh adds kh * KW * kstride to the table base
+    const bool per_ring_row = strip_rows == 1;
+    std::unique_ptr<RowStrip<T>> strip(strip_rows && !per_ring_row ? new RowStrip<T>(g, L.Cs, strip_rows, false)
+                                                                    : nullptr);
+    std::vector<std::unique_ptr<RowStrip<T>>> ring_strip;
+    std::vector<long> ring_strip_tag;
+    if (per_ring_row) {
+      Geo<T> g1 = g;
+      g1.KH = 1;  // one kernel row: U = (OW - 1) * SW + KW columns
+      for (int r = 0; r < g.KH; ++r) ring_strip.emplace_back(new RowStrip<T>(g1, L.Cs, 1, false));
+      ring_strip_tag.assign(g.KH, -1L);
+    }
 #pragma omp for schedule(dynamic, chunk)
     for (long it = 0; it < items; ++it) {
       const int n = (int)(it / g.OH), i = (int)(it % g.OH);
@@ -803,26 +839,28 @@ void forward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* bias,
       std::fill(M.data(), M.data() + (size_t)OW * F4p, ninf);
       if (strip_rows) {
         // the sweep of row_sweep with tap groups of whole kernel rows (same blocking: weight rows stay in L1)
-        RowStrip<T>& st = *strip;
-        st.template build<false>(L, pofs.data(), kstride, F2p);
+        if (per_ring_row) {
+          for (int kh = 0; kh < g.KH; ++kh) {
+            const int slot = (i * g.SH + kh) % g.KH;
+            if (ring_strip_tag[slot] != L.tag[slot]) {
+              const size_t p0 = (size_t)slot * L.Wp;  // ring pixel of padded column 0
+              ring_strip[slot]->template build<false>(L, &p0, kstride, F2p);
+              ring_strip_tag[slot] = L.tag[slot];
+            }
+          }
+        } else {
+          strip->template build<false>(L, pofs.data(), kstride, F2p);
+        }
         for (int c0 = 0; c0 < F2p / W; c0 += MAX_NB) {
           const int nb = std::min(MAX_NB, F2p / W - c0);
-          const T* vb = vk.data() + c0 * W;
-          for (int gi = 0; gi < st.ngroups; ++gi)
-            for (int j = 0; j < OW; ++j) {
-              const int u0 = j * g.SW;
-              const int32_t koff = (int32_t)u0 * kstride;
-              for (int sg = 0; sg < 2; ++sg) {
-                const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
-                const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
-                const T* A = st.a[sg].data() + e0;
-                const int32_t* K = st.k[sg].data() + e0;
-                T* rs = M.data() + (size_t)j * F4p + sg * F2p + c0 * W;
-#define BM_CALL(NB) field_max<T, NB, false>(A, K, cnt, 0, vb, rs, koff)
-                BM_NB_SWITCH(BM_CALL)
-#undef BM_CALL
-              }
-            }
+          if (per_ring_row) {
+            for (int kh = 0; kh < g.KH; ++kh)
+              strip_group_max(nb, g, *ring_strip[(i * g.SH + kh) % g.KH], 0,
+                              vk.data() + c0 * W + (size_t)kh * g.KW * kstride, kstride, M.data() + c0 * W);
+          } else {
+            for (int gi = 0; gi < strip->ngroups; ++gi)
+              strip_group_max(nb, g, *strip, gi, vk.data() + c0 * W, kstride, M.data() + c0 * W);
+          }
         }
       } else {
         row_sweep(g, nullptr, [&](int nb, int c0, int k0, int k1, size_t pix0, size_t o) {

@@ -191,3 +191,30 @@ def test_kernel_value_checks_name_the_argument(where, value, pos, dtype):
         want = bm_conv2d(x.double(), vp.double(), vn.double(), b.double(), stride=1, padding=1)
         tol = 1e-4 if dtype == torch.float32 else 1e-10
         torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1), (1, 2), (3, 3)])
+@pytest.mark.parametrize(
+    "c, f, k, dtype",
+    [
+        (32, 32, (3, 3), torch.float32),  # 8 KiB of weight rows per tap offset: tap groups of one kernel row
+        (32, 16, (3, 3), torch.float64),  # the same in float64
+        (24, 40, (2, 3), torch.float32),  # two kernel rows, one per group
+    ],
+)
+def test_one_row_tap_groups_reuse_ring_row_strips(c, f, k, dtype, stride):
+    """Tap groups of one kernel row: the forward keeps one strip per ring row and rebuilds it only when the ring
+    refills that row (rows reused by consecutive output rows, image changes in a thread's run of rows, strides
+    larger than the kernel); 1 and 2 threads against the float64 reference."""
+    x, vp, vn, b = _tensors(11, 3, c, f, k, 13, 10, torch.float64, zero_frac=0.3)
+    y_ref = bm_conv2d(x, vp, vn, b, stride, 1)
+    old = torch.get_num_threads()
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            with torch.no_grad():
+                y = bm_conv2d_fast(*(t.to(dtype) for t in (x, vp, vn, b)), stride, 1)
+            tol = 1e-12 if dtype == torch.float64 else 2e-5
+            torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol, msg=lambda m: f"{nt} threads: {m}")
+    finally:
+        torch.set_num_threads(old)
