@@ -348,11 +348,16 @@ struct PixelLists {
       const float* xr = xrow + (size_t)c * H * W;
       float* lo = lr + (size_t)c * W;
       for (int u0 = 0; u0 < W; u0 += 16) {
-        const __mmask16 um = (__mmask16)(W - u0 >= 16 ? 0xFFFF : (1u << (W - u0)) - 1);
-        const __m512 ax = _mm512_abs_ps(_mm512_maskz_loadu_ps(um, xr + u0));
+        const bool full = W - u0 >= 16;  // (plain loads and stores where they can be: AMD does not forward a
+                                         // masked store to the transposes' loads that follow)
+        const __mmask16 um = (__mmask16)(full ? 0xFFFF : (1u << (W - u0)) - 1);
+        const __m512 ax = _mm512_abs_ps(full ? _mm512_loadu_ps(xr + u0) : _mm512_maskz_loadu_ps(um, xr + u0));
         const __mmask16 z = _mm512_cmp_ps_mask(ax, _mm512_setzero_ps(), _CMP_EQ_OQ);
-        const __m512 l = _ZGVeN16v_logf(_mm512_mask_blend_ps(z, ax, vone));
-        _mm512_mask_storeu_ps(lo + u0, um, _mm512_mask_blend_ps(z, l, vninf));
+        const __m512 l = _mm512_mask_blend_ps(z, _ZGVeN16v_logf(_mm512_mask_blend_ps(z, ax, vone)), vninf);
+        if (full)
+          _mm512_storeu_ps(lo + u0, l);
+        else
+          _mm512_mask_storeu_ps(lo + u0, um, l);
       }
     }
     for (int u0 = 0; u0 < W; u0 += 16) {
