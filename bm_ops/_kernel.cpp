@@ -102,33 +102,6 @@ inline void vexp_raw(const double* __restrict a, double* __restrict r, size_t n)
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = exp(a[i]);
 }
-// exp with the -inf lanes (empty maxima: every input of one sign after a ReLU; -inf weights; the padding lanes
-// past 2F) kept off libmvec's special-case path, which recomputes every flagged lane with the scalar function:
-// one -inf in a 16-lane vector made the vector call ~5x slower, all -inf ~14x. exp(-inf) = +0 exactly, and
-// libmvec computes each lane on its own, so the result is bit-identical to vexp_raw(a).
-template <typename T>
-inline void vexp(const T* __restrict a, T* __restrict r, size_t n) {
-  constexpr size_t B = 256;
-  const T ninf = -std::numeric_limits<T>::infinity();
-  alignas(64) T tmp[B];
-  for (size_t i0 = 0; i0 < n; i0 += B) {
-    const size_t m = std::min(B, n - i0);
-    const T* __restrict ai = a + i0;
-    T* __restrict ri = r + i0;
-    int any = 0;  // (a read-only scan first: blocks without -inf go straight to libmvec)
-#pragma omp simd reduction(| : any)
-    for (size_t i = 0; i < m; ++i) any |= ai[i] == ninf;
-    if (!any) {
-      vexp_raw(ai, ri, m);
-      continue;
-    }
-#pragma omp simd
-    for (size_t i = 0; i < m; ++i) tmp[i] = ai[i] == ninf ? T(0) : ai[i];
-    vexp_raw(tmp, ri, m);
-#pragma omp simd
-    for (size_t i = 0; i < m; ++i) ri[i] = ai[i] == ninf ? T(0) : ri[i];
-  }
-}
 inline void vlogabs_raw(const float* __restrict a, float* __restrict r, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = logf(std::fabs(a[i]));
@@ -137,12 +110,14 @@ inline void vlogabs_raw(const double* __restrict a, double* __restrict r, size_t
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) r[i] = log(std::fabs(a[i]));
 }
-// ln|x| with the zero lanes (half of a ReLU output) kept off libmvec's special-case path, as in vexp: ln 0 = -inf
-// exactly, the other lanes bit-identical to vlogabs_raw (a zero in every vector made the fill 5x slower)
-template <typename T>
-inline void vlogabs(const T* __restrict a, T* __restrict r, size_t n) {
+// raw(a) of n values with the lanes equal to `in` replaced by `sub` for the call and their results set to `out`:
+// libmvec's vector exp/log send every flagged lane (exp(-inf), log(0)) to the scalar function, which made one
+// such lane in a 16-lane vector cost ~5x the vector call and a vector of them ~14x. libmvec computes each lane on
+// its own, so the other lanes are bit-identical to raw(a). A read-only scan first: blocks without the value go
+// straight to raw.
+template <typename T, typename Raw>
+inline void vmap_special(const T* __restrict a, T* __restrict r, size_t n, T in, T sub, T out, Raw raw) {
   constexpr size_t B = 256;
-  const T ninf = -std::numeric_limits<T>::infinity();
   alignas(64) T tmp[B];
   for (size_t i0 = 0; i0 < n; i0 += B) {
     const size_t m = std::min(B, n - i0);
@@ -150,17 +125,30 @@ inline void vlogabs(const T* __restrict a, T* __restrict r, size_t n) {
     T* __restrict ri = r + i0;
     int any = 0;
 #pragma omp simd reduction(| : any)
-    for (size_t i = 0; i < m; ++i) any |= ai[i] == T(0);
+    for (size_t i = 0; i < m; ++i) any |= ai[i] == in;
     if (!any) {
-      vlogabs_raw(ai, ri, m);
+      raw(ai, ri, m);
       continue;
     }
 #pragma omp simd
-    for (size_t i = 0; i < m; ++i) tmp[i] = ai[i] == T(0) ? T(1) : ai[i];
-    vlogabs_raw(tmp, ri, m);
+    for (size_t i = 0; i < m; ++i) tmp[i] = ai[i] == in ? sub : ai[i];
+    raw(tmp, ri, m);
 #pragma omp simd
-    for (size_t i = 0; i < m; ++i) ri[i] = ai[i] == T(0) ? ninf : ri[i];
+    for (size_t i = 0; i < m; ++i) ri[i] = ai[i] == in ? out : ri[i];
   }
+}
+// exp with the -inf lanes (empty maxima: every input of one sign after a ReLU; -inf weights; the padding lanes
+// past 2F) off the special-case path: exp(-inf) = +0 exactly
+template <typename T>
+inline void vexp(const T* __restrict a, T* __restrict r, size_t n) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  vmap_special(a, r, n, ninf, T(0), T(0), [](const T* x, T* y, size_t m) { vexp_raw(x, y, m); });
+}
+// ln|x| with the zero lanes (half of a ReLU output) off the special-case path: ln 0 = -inf exactly
+template <typename T>
+inline void vlogabs(const T* __restrict a, T* __restrict r, size_t n) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  vmap_special(a, r, n, T(0), T(1), ninf, [](const T* x, T* y, size_t m) { vlogabs_raw(x, y, m); });
 }
 
 template <typename T>
