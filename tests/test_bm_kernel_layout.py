@@ -215,6 +215,8 @@ def test_one_row_tap_groups_reuse_ring_row_strips(c, f, k, dtype, stride):
             with torch.no_grad():
                 y = bm_conv2d_fast(*(t.to(dtype) for t in (x, vp, vn, b)), stride, 1)
             tol = 1e-12 if dtype == torch.float64 else 2e-5
-            torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol, msg=lambda m, nt=nt: f"{nt} threads: {m}")
+            torch.testing.assert_close(
+                y.double(), y_ref, rtol=tol, atol=tol, msg=lambda m, nt=nt: f"{nt} threads: {m}"
+            )
     finally:
         torch.set_num_threads(old)
