@@ -537,6 +537,18 @@ struct RowStrip {
       start[sg].resize((size_t)ngroups * (U + 1));
     }
   }
+  // the field list of group gi, sign sg at the position whose first column is u0: the columns [u0, u0 + KW)
+  struct Slice {
+    const T* a;
+    const int32_t* k;
+    const int32_t* t;  // (tap indices: strips built for the backward)
+    int cnt;
+  };
+  Slice slice(int sg, int gi, int u0) const {
+    const int* sti = start[sg].data() + (size_t)gi * (U + 1);
+    const int e0 = sti[u0];
+    return {a[sg].data() + e0, k[sg].data() + e0, t[sg].empty() ? nullptr : t[sg].data() + e0, sti[u0 + KW] - e0};
+  }
   // kernel rows per group when at least one whole kernel row of weight rows fits the tap group (else 0: the
   // forward gathers per position), and the largest entry fits in int32
   static int group_rows(const Geo<T>& g, int kstride, int grp) {
@@ -779,12 +791,9 @@ __attribute__((noinline)) void strip_group_max(int nb, const Geo<T>& g, const Ro
     const int u0 = j * g.SW;
     const int32_t koff = (int32_t)u0 * kstride;
     for (int sg = 0; sg < 2; ++sg) {
-      const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
-      const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
-      const T* A = st.a[sg].data() + e0;
-      const int32_t* K = st.k[sg].data() + e0;
+      const typename RowStrip<T>::Slice sl = st.slice(sg, gi, u0);
       T* rs = m0 + (size_t)j * F4p + sg * F2p;
-#define BM_CALL(NB) field_max<T, NB, false>(A, K, cnt, 0, vb, rs, koff)
+#define BM_CALL(NB) field_max<T, NB, false>(sl.a, sl.k, sl.cnt, 0, vb, rs, koff)
       BM_NB_SWITCH(BM_CALL)
 #undef BM_CALL
     }
@@ -951,15 +960,12 @@ void backward(const T* x, const Geo<T>& g, const Weights<T>& wsrc, const T* gout
             const int u0 = j * g.SW;
             const int32_t koff = (int32_t)u0 * kstride;
             for (int sg = 0; sg < 2; ++sg) {
-              const int* sti = st.start[sg].data() + (size_t)gi * (st.U + 1);
-              const int e0 = sti[u0], cnt = sti[u0 + g.KW] - e0;
-              const T* A = st.a[sg].data() + e0;
-              const int32_t* K = st.k[sg].data() + e0;
-              const int32_t* TT = st.t[sg].data() + e0;
+              const typename RowStrip<T>::Slice sl = st.slice(sg, gi, u0);
               const size_t o = (size_t)j * F4p + sg * F2p + c0 * W;
-#define BM_CALL(NB)                                                                              \
-  if (mode & 1) field_max<T, NB, false>(A, K, cnt, 0, vb, M.data() + o, koff);                  \
-  if (mode & 2) field_arg<T, NB, false>(A, K, TT, cnt, 0, 0, 0, vb, M.data() + o, ARG.data() + o, koff, u0)
+#define BM_CALL(NB)                                                                                           \
+  if (mode & 1) field_max<T, NB, false>(sl.a, sl.k, sl.cnt, 0, vb, M.data() + o, koff);                       \
+  if (mode & 2)                                                                                               \
+  field_arg<T, NB, false>(sl.a, sl.k, sl.t, sl.cnt, 0, 0, 0, vb, M.data() + o, ARG.data() + o, koff, u0)
               BM_NB_SWITCH(BM_CALL)
 #undef BM_CALL
             }
