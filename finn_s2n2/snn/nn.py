@@ -100,8 +100,12 @@ def surrogate_fn(
 
 
 def _heaviside_st(exact: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
-    """Forward: the exact 0/1 spikes; backward: the gradient of the smooth surrogate."""
-    return smooth + (exact - smooth).detach()
+    """Forward: the exact 0/1 spikes; backward: the gradient of the smooth surrogate.
+
+    Written as ``exact + (smooth − smooth.detach())``: the bracket is exactly 0 for every finite ``smooth``, so
+    the forward value is ``exact`` bit for bit for any surrogate, including a user callable whose range leaves
+    [0, 1] (``smooth + (exact − smooth).detach()`` is exact only for values in [0, 1])."""
+    return exact + (smooth - smooth.detach())
 
 
 # --------------------------------------------------------------------------------------------- LIF
