@@ -99,13 +99,14 @@ def surrogate_fn(
     return lambda x: f(x, slope)
 
 
-def _heaviside_st(exact: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
-    """Forward: the exact 0/1 spikes; backward: the gradient of the smooth surrogate.
+def _straight_through(value: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    """Forward: ``value`` bit for bit; backward: the gradient of ``graph`` (spikes: the exact 0/1 step with the
+    smooth surrogate's gradient; quantized membrane: the integer value with the float graph's gradient).
 
-    Written as ``exact + (smooth − smooth.detach())``: the bracket is exactly 0 for every finite ``smooth``, so
-    the forward value is ``exact`` bit for bit for any surrogate, including a user callable whose range leaves
-    [0, 1] (``smooth + (exact − smooth).detach()`` is exact only for values in [0, 1])."""
-    return exact + (smooth - smooth.detach())
+    Written as ``value + (graph − graph.detach())``: the bracket is exactly 0 for every finite ``graph``, so the
+    forward is exact for any surrogate, including a user callable whose range leaves [0, 1]
+    (``graph + (value − graph).detach()`` rounds off such values)."""
+    return value + (graph - graph.detach())
 
 
 # --------------------------------------------------------------------------------------------- LIF
@@ -234,7 +235,7 @@ class LIF(nn.Module):
             else:
                 m = d * m + cur_t - prev * self.threshold
             exact = (m > self.threshold).to(current.dtype)
-            outs.append(_heaviside_st(exact, self.spike_fn(m - self.threshold)))
+            outs.append(_straight_through(exact, self.spike_fn(m - self.threshold)))
             prev = exact.detach()
         return self._finish(outs)
 
@@ -271,9 +272,9 @@ class LIF(nn.Module):
             else:
                 m_graph = d * m + cur_t - prev * (thr_int * scale)
             m_val = m_t_int.to(current.dtype) * scale
-            m = m_graph + (m_val - m_graph).detach()
+            m = _straight_through(m_val, m_graph)
             exact = out_int.to(current.dtype)
-            outs.append(_heaviside_st(exact, self.spike_fn(m - self.threshold)))
+            outs.append(_straight_through(exact, self.spike_fn(m - self.threshold)))
             prev, prev_int = exact, out_int
         return self._finish(outs)
 
