@@ -29,7 +29,7 @@ Default protocol (faithful to the dissertation's, §5.4: 100-150 epochs, validat
 
 Reported: test accuracy, mean ± std over seeds, twice — of the final epoch, and of the checkpoint with the best
 validation accuracy (first if tied; the same rule for every scheduler: ASLR's search oscillates by design,
-§5.4) — then the acceptance lines (base rate: ASLR − best tuned peer ≥ −0.3 pp in both readings; 10x too
+§5.4) — then the target lines (base rate: ASLR − best tuned peer ≥ −0.3 pp in both readings; 10x too
 low: ASLR ≥ ReduceLROnPlateau + 0.5 pp, best-validation reading); ASLR's per-step overhead (``ASLR.step``)
 relative to ``optimizer.step`` and to a whole training step; a PNG of the learning-rate trajectories (cf.
 Fig 5.3/5.6).
@@ -557,14 +557,14 @@ def main(argv=None):
             d = summary[sel_key][f"{model_name} / base"]["aslr_minus_best_peer_pp"]
             acceptance[f"{model_name} / base / {sel_key}: ASLR - best peer >= -0.3 pp"] = bool(d >= -0.3)
             print(
-                f"acceptance {model_name:18s} base rate, {sel_key:8s}: ASLR - best tuned peer {d:+.2f} pp "
-                f"(target >= -0.30): {'met' if d >= -0.3 else 'MISSED'}"
+                f"target {model_name:18s} base rate, {sel_key:8s}: ASLR - best tuned peer {d:+.2f} pp "
+                f"(>= -0.30): {'met' if d >= -0.3 else 'MISSED'}"
             )
         d = summary["best_val"][f"{model_name} / 10x low"]["aslr_minus_plateau_pp"]
         acceptance[f"{model_name} / 10x low / best_val: ASLR - Plateau >= +0.5 pp"] = bool(d >= 0.5)
         print(
-            f"acceptance {model_name:18s} 10x low,   best_val: ASLR - ReduceLROnPlateau {d:+.2f} pp "
-            f"(target >= +0.50): {'met' if d >= 0.5 else 'MISSED'}"
+            f"target {model_name:18s} 10x low,   best_val: ASLR - ReduceLROnPlateau {d:+.2f} pp "
+            f"(>= +0.50): {'met' if d >= 0.5 else 'MISSED'}"
         )
     print()
     print(

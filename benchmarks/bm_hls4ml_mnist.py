@@ -1,6 +1,6 @@
 """BM network → hls4ml C-simulation on MNIST, side by side with the same network of standard convs (peer).
 
-Limonova et al. (BM convolutions in hardware; MNIST accuracy after fine-tuning). Acceptance of issue 5:
+Limonova et al. (BM convolutions in hardware; MNIST accuracy after fine-tuning). Target:
 a BM network trained by the model-side recipe (``bm_ops.training.recipes.convert_and_finetune``) converts through hls4ml
 (``BMConv2D`` plugin layer, ``compile()``/``predict()``) and classifies the MNIST test split within 0.5 pp of its
 float BM accuracy. The peer is hls4ml's own ``Conv2D`` on the float network before BM conversion.
@@ -196,7 +196,7 @@ def main(argv=None) -> dict:
         print(f"bm_ops.cost estimate (standard/BM, mean over BM layers): gates {gate:.2f}, latency {lat:.2f}")
     d_pp = (acc_bm - bm_float_acc) * 100
     print(
-        f"acceptance |C-sim − float BM| = {abs(d_pp):.2f} pp (target ≤ 0.5 pp): {'PASS' if abs(d_pp) <= 0.5 else 'MISS'}"
+        f"target |C-sim − float BM| ≤ 0.5 pp: {abs(d_pp):.2f} pp measured, {'PASS' if abs(d_pp) <= 0.5 else 'MISS'}"
     )
     print(
         f"BM layers: LogTableBits=ExpTableBits={args.table_bits}, LogFracBits={args.table_bits + 4}, other defaults of {BMFixedConfig()}"

@@ -1,4 +1,4 @@
-"""SkipTrim acceptance benchmark on cluttered, translated MNIST (CPU): Skipper vs its teacher and three baselines,
+"""SkipTrim benchmark on cluttered, translated MNIST (CPU): Skipper vs its teacher and three baselines,
 paired over seeds with 95 % confidence intervals (Khodamoradi 2021, §4.3, Table 4.1 in small).
 
 Why this task: on 14x14 MNIST a skip-free ResNet trained from scratch already matches its teacher, so nothing
@@ -38,7 +38,7 @@ networks loaded instead of trained, gives the same numbers bit for bit (checked 
 
 Reported: per (depth, precision) the mean accuracy of each contender, and paired per-seed differences with 95 %
 Student-t intervals: Skipper − teacher, Skipper − plain, Skipper − no-distill, Skipper − noskip_kd; then the
-acceptance lines (Skipper − teacher: CI lower bound ≥ −0.5 pp; Skipper − plain: CI lower bound > 0).
+target lines (Skipper − teacher: CI lower bound ≥ −0.5 pp; Skipper − plain: CI lower bound > 0).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/skiptrim_cluttered.py              # full grid (many hours)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/skiptrim_cluttered.py --quick      # smoke: ResNet-8, 2 seeds
@@ -226,16 +226,16 @@ def report(rows, grid) -> tuple[str, dict]:
             + " |"
         )
         lo_t, lo_p = cis["teacher"]["lo"], cis["plain"]["lo"]
-        if len(sel) < 2:  # no interval from one seed: the acceptance is not established either way
+        if len(sel) < 2:  # no interval from one seed: the targets are not established either way
             summary[key]["acceptance"] = None
-            lines.append(f"\nacceptance {key}: not established (1 seed; the 95 % CIs need >= 2)\n")
+            lines.append(f"\ntarget {key}: not established (1 seed; the 95 % CIs need >= 2)\n")
             continue
         summary[key]["acceptance"] = {
             "skipper_ci_lower_vs_teacher_ge_-0.5pp": bool(lo_t >= -0.5),
             "skipper_minus_plain_ci_above_0": bool(lo_p > 0),
         }
         lines.append(
-            f"\nacceptance {key} ({len(sel)} seeds): Skipper − teacher CI lower bound {lo_t:+.2f} pp (>= −0.50: "
+            f"\ntarget {key} ({len(sel)} seeds): Skipper − teacher CI lower bound {lo_t:+.2f} pp (>= −0.50: "
             f"{'met' if lo_t >= -0.5 else 'MISSED'}); Skipper − plain CI lower bound {lo_p:+.2f} pp (> 0: "
             f"{'met' if lo_p > 0 else 'MISSED'})\n"
         )

@@ -27,7 +27,7 @@ result (output var)   the Add output variable itself: ``res = act + skip`` cast 
 
 Deviation from the dissertation: its listing adds the *accumulator* to the skip; hls4ml's unfused chain casts
 the accumulator to the conv, BN and ReLU types first.  We keep hls4ml's casts (bit-exactness to the unfused
-model is the acceptance criterion); with wide enough intermediate types both are the same.
+model is the correctness criterion); with wide enough intermediate types both are the same.
 """
 
 from __future__ import annotations
